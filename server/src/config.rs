@@ -1,0 +1,448 @@
+//! One typed configuration, read from `camerata` flags and the environment (OpenVidu's
+//! `OPENVIDU_*` names are kept), checked once at start-up into a [`Settled`] form.
+
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The secret used when none is given; accepted on a loopback address only.
+pub const DEV_SECRET: &str = "MY_SECRET";
+
+/// The OpenVidu version whose API Camerata speaks.
+pub const OPENVIDU_VERSION: &str = "2.32.2";
+
+/// Command-line flags and environment variables of the `camerata` binary.
+#[derive(Parser, Clone, Debug)]
+#[command(
+    name = "camerata",
+    version,
+    about = "Camerata: a self-hosted video conferencing server compatible with OpenVidu 2.x"
+)]
+pub struct Config {
+    /// Address to listen on. A loopback address serves plain HTTP by default; any other
+    /// serves HTTPS.
+    #[arg(long, env = "CAMERATA_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+
+    /// Port to listen on.
+    #[arg(long, env = "SERVER_PORT", default_value_t = 4443)]
+    pub port: u16,
+
+    /// Host name or IP that clients use to reach the server (tokens, recording URLs).
+    /// Defaults to the bind address.
+    #[arg(long = "domain", env = "DOMAIN_OR_PUBLIC_IP")]
+    pub domain_or_public_ip: Option<String>,
+
+    /// Public port, when a proxy or NAT maps it differently from the listen port.
+    #[arg(long = "https-port", env = "HTTPS_PORT")]
+    pub https_port: Option<u16>,
+
+    /// Serve plain HTTP (behind a TLS-terminating proxy). Defaults to true on a loopback
+    /// address, false elsewhere.
+    #[arg(long, env = "FORCE_PLAIN_HTTP", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub force_plain_http: Option<bool>,
+
+    /// Password of the REST API (user OPENVIDUAPP); letters, digits, '_' and '-'.
+    #[arg(long, env = "OPENVIDU_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Database: `sqlite://PATH?mode=rwc` or `postgres://USER@HOST/DB`. Defaults to a SQLite
+    /// file in the data folder.
+    #[arg(long, env = "CAMERATA_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Folder for the default SQLite database and the generated certificate.
+    #[arg(long, env = "CAMERATA_DATA_DIR", default_value = "camerata-data")]
+    pub data_dir: PathBuf,
+
+    /// PEM certificate chain for HTTPS.
+    #[arg(long, env = "CAMERATA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for HTTPS.
+    #[arg(long, env = "CAMERATA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Keep the pre-2.16 paths (`/api/...`, `/config`, `/accept-certificate`).
+    #[arg(long, env = "SUPPORT_DEPRECATED_API", default_value = "true", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub support_deprecated_api: bool,
+
+    /// How long a token stays usable after it is created, in seconds.
+    #[arg(long, env = "CAMERATA_TOKEN_TTL", default_value_t = 86_400)]
+    pub token_ttl: u64,
+
+    /// Seconds between sweeps for sessions nobody joined (0 disables the sweep).
+    #[arg(
+        long,
+        env = "OPENVIDU_SESSIONS_GARBAGE_INTERVAL",
+        default_value_t = 900
+    )]
+    pub sessions_garbage_interval: u64,
+
+    /// Age in seconds after which a session nobody joined is dropped.
+    #[arg(
+        long,
+        env = "OPENVIDU_SESSIONS_GARBAGE_THRESHOLD",
+        default_value_t = 3600
+    )]
+    pub sessions_garbage_threshold: u64,
+
+    /// Recording module (not available yet in this release: must stay false).
+    #[arg(long, env = "OPENVIDU_RECORDING", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub recording: bool,
+
+    /// Folder for recordings.
+    #[arg(
+        long,
+        env = "OPENVIDU_RECORDING_PATH",
+        default_value = "/opt/openvidu/recordings"
+    )]
+    pub recording_path: String,
+
+    /// Call-detail records (not available yet in this release: must stay false).
+    #[arg(long, env = "OPENVIDU_CDR", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub cdr: bool,
+
+    /// Folder for call-detail records.
+    #[arg(long, env = "OPENVIDU_CDR_PATH", default_value = "/opt/openvidu/cdr")]
+    pub cdr_path: String,
+
+    /// Webhook (not available yet in this release: must stay false).
+    #[arg(long, env = "OPENVIDU_WEBHOOK", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub webhook: bool,
+
+    /// Most video kbps received from each publisher (0 = unconstrained).
+    #[arg(
+        long,
+        env = "OPENVIDU_STREAMS_VIDEO_MAX_RECV_BANDWIDTH",
+        default_value_t = 1000
+    )]
+    pub video_max_recv_bandwidth: u32,
+    /// Least video kbps received from each publisher.
+    #[arg(
+        long,
+        env = "OPENVIDU_STREAMS_VIDEO_MIN_RECV_BANDWIDTH",
+        default_value_t = 300
+    )]
+    pub video_min_recv_bandwidth: u32,
+    /// Most video kbps sent to each subscriber (0 = unconstrained).
+    #[arg(
+        long,
+        env = "OPENVIDU_STREAMS_VIDEO_MAX_SEND_BANDWIDTH",
+        default_value_t = 1000
+    )]
+    pub video_max_send_bandwidth: u32,
+    /// Least video kbps sent to each subscriber.
+    #[arg(
+        long,
+        env = "OPENVIDU_STREAMS_VIDEO_MIN_SEND_BANDWIDTH",
+        default_value_t = 300
+    )]
+    pub video_min_send_bandwidth: u32,
+
+    /// Video codec forced on sessions that do not choose one: MEDIA_SERVER_PREFERRED, NONE,
+    /// VP8, VP9 or H264.
+    #[arg(
+        long,
+        env = "OPENVIDU_STREAMS_FORCED_VIDEO_CODEC",
+        default_value = "MEDIA_SERVER_PREFERRED"
+    )]
+    pub forced_video_codec: String,
+
+    /// Whether sessions that do not choose may transcode to honour the forced codec.
+    #[arg(long, env = "OPENVIDU_STREAMS_ALLOW_TRANSCODING", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub allow_transcoding: bool,
+
+    /// ICE servers handed to connections that bring none: a JSON array of strings such as
+    /// "url=turn:turn.example.org:3478,username=u,credential=p".
+    #[arg(long, env = "OPENVIDU_WEBRTC_ICE_SERVERS")]
+    pub webrtc_ice_servers: Option<String>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The secret has characters OpenVidu does not allow.
+    #[error("OPENVIDU_SECRET must be non-empty and use only letters, digits, '_' and '-'")]
+    BadSecret,
+    /// The development secret on a reachable address.
+    #[error(
+        "refusing to serve {0} with the development secret {DEV_SECRET}: set OPENVIDU_SECRET (or --secret)"
+    )]
+    DevSecretOnPublicAddress(IpAddr),
+    /// No public host can be derived.
+    #[error("listening on {0}: set DOMAIN_OR_PUBLIC_IP (or --domain) to the host clients use")]
+    NoPublicHost(IpAddr),
+    /// A module that this release does not have was switched on.
+    #[error("{0}=true is not supported by this release of Camerata yet; leave it false")]
+    Unsupported(&'static str),
+    /// A value is not valid.
+    #[error("{name}: {message}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// How the listener serves.
+#[derive(Clone, Debug)]
+pub enum Tls {
+    /// Plain HTTP.
+    Off,
+    /// HTTPS from certificate files.
+    Files {
+        /// PEM certificate chain.
+        cert: PathBuf,
+        /// PEM private key.
+        key: PathBuf,
+    },
+    /// HTTPS with a self-signed certificate generated for the public host.
+    SelfSigned,
+}
+
+/// A checked configuration, with the values derived from it.
+#[derive(Clone, Debug)]
+pub struct Settled {
+    /// The configuration as given.
+    pub config: Config,
+    /// The API secret.
+    pub secret: String,
+    /// Whether the development secret is in use.
+    pub dev_secret: bool,
+    /// The host clients use.
+    pub public_host: String,
+    /// The port clients use.
+    pub public_port: u16,
+    /// How the listener serves.
+    pub tls: Tls,
+    /// The database URL.
+    pub database_url: String,
+    /// ICE servers for connections that bring none, as checked values.
+    pub default_ice_servers: Vec<crate::room::IceServer>,
+    /// The forced-codec default, checked.
+    pub forced_video_codec: crate::room::VideoCodec,
+}
+
+impl Settled {
+    /// `http` or `https`.
+    pub fn http_scheme(&self) -> &'static str {
+        match self.tls {
+            Tls::Off => "http",
+            _ => "https",
+        }
+    }
+
+    /// `host[:port]`, with the port left out when it is the scheme's default.
+    pub fn public_authority(&self) -> String {
+        let default = match self.tls {
+            Tls::Off => 80,
+            _ => 443,
+        };
+        if self.public_port == default {
+            self.public_host.clone()
+        } else if self.public_host.contains(':') && !self.public_host.starts_with('[') {
+            format!("[{}]:{}", self.public_host, self.public_port)
+        } else {
+            format!("{}:{}", self.public_host, self.public_port)
+        }
+    }
+
+    /// The public HTTP URL with a trailing slash, as `/config` reports it.
+    pub fn public_url(&self) -> String {
+        format!("{}://{}/", self.http_scheme(), self.public_authority())
+    }
+
+    /// The public WebSocket base used in tokens (no trailing slash).
+    pub fn ws_url(&self) -> String {
+        let scheme = match self.tls {
+            Tls::Off => "ws",
+            _ => "wss",
+        };
+        format!("{scheme}://{}", self.public_authority())
+    }
+}
+
+fn secret_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Config {
+    /// Parses flags and environment, exiting with usage on error (for `main`).
+    pub fn from_args() -> Self {
+        Self::parse()
+    }
+
+    /// A configuration from an explicit argument list (for tests and embedding); the
+    /// environment is read as for the binary.
+    pub fn try_from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::try_parse_from(args)
+    }
+
+    /// Checks the configuration for a listener bound at `local`.
+    pub fn settle(self, local: SocketAddr) -> Result<Settled, ConfigError> {
+        if self.recording {
+            return Err(ConfigError::Unsupported("OPENVIDU_RECORDING"));
+        }
+        if self.webhook {
+            return Err(ConfigError::Unsupported("OPENVIDU_WEBHOOK"));
+        }
+        if self.cdr {
+            return Err(ConfigError::Unsupported("OPENVIDU_CDR"));
+        }
+        let loopback = self.bind.is_loopback();
+        let (secret, dev_secret) = match &self.secret {
+            Some(s) if !secret_ok(s) => return Err(ConfigError::BadSecret),
+            Some(s) => (s.clone(), s == DEV_SECRET),
+            None => (DEV_SECRET.to_owned(), true),
+        };
+        if dev_secret && !loopback {
+            return Err(ConfigError::DevSecretOnPublicAddress(self.bind));
+        }
+        let public_host = match &self.domain_or_public_ip {
+            Some(d) if !d.trim().is_empty() => d.trim().to_owned(),
+            _ if self.bind.is_unspecified() => return Err(ConfigError::NoPublicHost(self.bind)),
+            _ => self.bind.to_string(),
+        };
+        let public_port = self.https_port.unwrap_or(local.port());
+        let tls = match (&self.tls_cert, &self.tls_key, self.force_plain_http) {
+            (_, _, Some(true)) => Tls::Off,
+            (Some(cert), Some(key), _) => Tls::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (_, _, None) if loopback => Tls::Off,
+            _ => Tls::SelfSigned,
+        };
+        let database_url = self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("camerata.db").display()
+            )
+        });
+        let forced_video_codec = crate::protocols::openvidu::parse_video_codec(
+            &self.forced_video_codec,
+        )
+        .ok_or_else(|| ConfigError::Invalid {
+            name: "OPENVIDU_STREAMS_FORCED_VIDEO_CODEC",
+            message: format!("unknown codec '{}'", self.forced_video_codec),
+        })?;
+        let default_ice_servers = match &self.webrtc_ice_servers {
+            None => Vec::new(),
+            Some(text) => crate::protocols::openvidu::parse_ice_server_config(text, &secret)
+                .map_err(|message| ConfigError::Invalid {
+                    name: "OPENVIDU_WEBRTC_ICE_SERVERS",
+                    message,
+                })?,
+        };
+        Ok(Settled {
+            config: self,
+            secret,
+            dev_secret,
+            public_host,
+            public_port,
+            tls,
+            database_url,
+            default_ice_servers,
+            forced_video_codec,
+        })
+    }
+
+    /// The lifetimes of grants and idle rooms.
+    pub fn lifetimes(&self) -> crate::rooms::Lifetimes {
+        crate::rooms::Lifetimes {
+            grant_ttl: Duration::from_secs(self.token_ttl),
+            gc_interval: Duration::from_secs(self.sessions_garbage_interval),
+            gc_threshold: Duration::from_secs(self.sessions_garbage_threshold),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> Config {
+        let mut all = vec!["camerata"];
+        all.extend_from_slice(args);
+        Config::try_from_args(all).expect("valid flags")
+    }
+
+    fn local() -> SocketAddr {
+        "127.0.0.1:4443".parse().expect("address")
+    }
+
+    #[test]
+    fn first_run_needs_nothing() {
+        let s = cfg(&[]).settle(local()).expect("defaults settle");
+        assert!(s.dev_secret);
+        assert_eq!(s.secret, DEV_SECRET);
+        assert!(matches!(s.tls, Tls::Off));
+        assert_eq!(s.public_url(), "http://127.0.0.1:4443/");
+        assert_eq!(s.ws_url(), "ws://127.0.0.1:4443");
+    }
+
+    #[test]
+    fn public_address_needs_a_real_secret_and_serves_tls() {
+        let c = cfg(&["--bind", "192.0.2.7"]);
+        assert!(matches!(
+            c.settle(local()),
+            Err(ConfigError::DevSecretOnPublicAddress(_))
+        ));
+        let c = cfg(&["--bind", "192.0.2.7", "--secret", "MY_SECRET"]);
+        assert!(matches!(
+            c.settle(local()),
+            Err(ConfigError::DevSecretOnPublicAddress(_))
+        ));
+        let s = cfg(&[
+            "--bind",
+            "192.0.2.7",
+            "--secret",
+            "s3cret",
+            "--https-port",
+            "443",
+        ])
+        .settle(local())
+        .expect("settles");
+        assert!(matches!(s.tls, Tls::SelfSigned));
+        assert_eq!(s.public_url(), "https://192.0.2.7/");
+        assert_eq!(s.ws_url(), "wss://192.0.2.7");
+        let c = cfg(&["--bind", "0.0.0.0", "--secret", "s3cret"]);
+        assert!(matches!(
+            c.settle(local()),
+            Err(ConfigError::NoPublicHost(_))
+        ));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert!(matches!(
+            cfg(&["--secret", "has space"]).settle(local()),
+            Err(ConfigError::BadSecret)
+        ));
+        assert!(matches!(
+            cfg(&["--recording", "true"]).settle(local()),
+            Err(ConfigError::Unsupported("OPENVIDU_RECORDING"))
+        ));
+        let err = cfg(&["--forced-video-codec", "AV1"])
+            .settle(local())
+            .expect_err("unknown codec");
+        assert!(
+            err.to_string()
+                .contains("OPENVIDU_STREAMS_FORCED_VIDEO_CODEC")
+        );
+        let err = cfg(&["--webrtc-ice-servers", "[\"url=ftp:x\"]"])
+            .settle(local())
+            .expect_err("bad ICE url");
+        assert!(err.to_string().contains("OPENVIDU_WEBRTC_ICE_SERVERS"));
+    }
+}

@@ -1,0 +1,181 @@
+//! # camerata-server
+//!
+//! Camerata is a self-hosted video conferencing server that speaks the OpenVidu 2.x API, so
+//! that apps written for OpenVidu run against it unchanged. This crate is the server: a
+//! library (`run`) and the `camerata` binary.
+//!
+//! ## Layers
+//!
+//! Arrows point inward: `protocols` → `rooms` → `room`.
+//!
+//! * [`room`]: the protocol-neutral core. A plain state machine (`Room`): commands in, events
+//!   out, time given by the caller. It imports no tokio, axum, sqlx or webrtc (a test below
+//!   enforces it).
+//! * [`rooms`]: one owner task per live room, reached through a cheap `RoomHandle`; the
+//!   registry; the operations that keep the live rooms and the [`store`] in step.
+//! * [`store`]: durable state with sqlx (SQLite by default, PostgreSQL by URL). The only
+//!   module that names sqlx.
+//! * [`protocols`]: adapters at the edge. `openvidu` owns OpenVidu's JSON, ids, token URLs
+//!   and its one error table.
+//! * [`grant`]: signed join grants (JWT) carried inside tokens.
+//! * [`config`]: one typed configuration from flags and `OPENVIDU_*` environment.
+//!
+//! ## Invariants most likely to be broken
+//!
+//! * Room state is only touched by its task; the registry lock is never held across
+//!   `.await`.
+//! * A change is stored before it is acknowledged, and each store call is one transaction:
+//!   a client that got a token can use it after a restart.
+//! * Nothing a client sends may panic the server: bad input becomes a `RestError`.
+//!
+//! Start reading at [`run`], then `protocols/openvidu/rest.rs`, then `rooms.rs`.
+
+pub mod config;
+pub mod grant;
+pub mod protocols;
+pub mod room;
+pub mod rooms;
+pub mod store;
+mod tls;
+
+use anyhow::Context;
+pub use config::{Config, Settled};
+use std::future::Future;
+use std::net::SocketAddr;
+
+/// Everything `run` needs besides the configuration: the bound listener.
+pub struct Listeners {
+    /// The HTTP(S) listener of the API (and, later, signaling).
+    pub http: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds the configured address and port.
+    pub fn bind(config: &Config) -> anyhow::Result<Self> {
+        let addr = SocketAddr::new(config.bind, config.port);
+        let http = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        http.set_nonblocking(true)?;
+        Ok(Self { http })
+    }
+
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+}
+
+/// Opens the store, loads the rooms, serves until `shutdown` resolves, and returns when every
+/// task has ended.
+pub async fn run(
+    settled: Settled,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if let Some(dir) = settled
+        .database_url
+        .strip_prefix("sqlite://")
+        .and_then(|p| std::path::Path::new(p.split('?').next().unwrap_or(p)).parent())
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data folder {}", dir.display()))?;
+    }
+    let store = store::Store::open(&settled.database_url)
+        .await
+        .with_context(|| format!("cannot open database {}", redact(&settled.database_url)))?;
+    let rooms = rooms::Rooms::load(store, settled.config.lifetimes()).await?;
+    let app = protocols::openvidu::router(protocols::openvidu::RestState::new(
+        rooms.clone(),
+        settled.clone(),
+    ));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let sweeper = tokio::spawn(rooms.clone().sweep_forever(stopped(stop_rx.clone())));
+
+    let served = match tls::acceptor(&settled).await? {
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listeners.http)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .await
+                .context("HTTP server failed")
+        }
+        Some(rustls) => {
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            let wait = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                wait.await;
+                h.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+            });
+            axum_server::from_tcp_rustls(listeners.http, rustls)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .context("HTTPS server failed")
+        }
+    };
+    let _ = sweeper.await;
+    rooms.shutdown().await;
+    served
+}
+
+/// A database URL with any password blanked, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn core_imports_no_io_crates() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/room");
+        let mut files = vec![dir.with_extension("rs")];
+        for entry in std::fs::read_dir(&dir).expect("src/room exists") {
+            files.push(entry.expect("readable").path());
+        }
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("readable");
+            for banned in [
+                "tokio::",
+                "axum::",
+                "sqlx::",
+                "webrtc::",
+                "SystemTime",
+                "Instant::now",
+            ] {
+                assert!(
+                    !text.contains(banned),
+                    "{} mentions {banned}: the core must stay free of I/O",
+                    file.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:pw@127.0.0.1/db"),
+            "postgres://u:***@127.0.0.1/db"
+        );
+        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,39 @@
+//! The `camerata` binary: parse configuration, start logging, call `camerata_server::run`.
+
+use camerata_server::{Config, Listeners, run};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = Config::from_args();
+    let listeners = Listeners::bind(&config)?;
+    let settled = config.settle(listeners.local_addr()?)?;
+    let local = listeners.local_addr()?;
+    tracing::info!(
+        "Camerata {} listening on {local}; public URL {}",
+        env!("CARGO_PKG_VERSION"),
+        settled.public_url()
+    );
+    if settled.dev_secret {
+        tracing::warn!(
+            "using the development secret '{}' (user OPENVIDUAPP); set OPENVIDU_SECRET before \
+             exposing this server",
+            settled.secret
+        );
+    }
+    run(settled, listeners, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

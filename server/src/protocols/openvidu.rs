@@ -1,0 +1,13 @@
+//! The OpenVidu 2.x adapter: the REST API (`/openvidu/api`, and the legacy paths) with its
+//! JSON shapes, identifiers, token URLs and error table.
+
+mod body;
+mod error;
+mod ice;
+mod rest;
+mod wire;
+
+pub use error::RestError;
+pub use ice::parse_ice_server_config;
+pub use rest::{RestState, router};
+pub use wire::parse_video_codec;

@@ -1,0 +1,819 @@
+//! The OpenVidu REST routes: `/openvidu/api/...`, and the pre-2.16 paths (`/api/...`,
+//! `/config`) when deprecated support is on. Handlers validate in OpenVidu's order, call
+//! `rooms`, and render with `wire`.
+
+use super::body::{Body, Fields, query_bool};
+use super::error::{RestError, render_errors};
+use super::ice::{IceServerRequest, check_ice_server};
+use super::wire::{ConnectionType, WireEnum, connection_json, session_json, token_json};
+use crate::config::{OPENVIDU_VERSION, Settled};
+use crate::grant::Grant;
+use crate::room::{
+    EndReason, MAX_DATA_CHARS, MediaLimits, MediaMode, OutputMode, Participant, ParticipantId,
+    ParticipantState, RecordingDefaults, RecordingLayout, RecordingMode, Role, RoomError, RoomId,
+    RoomOptions, SignalError, VideoCodec,
+};
+use crate::rooms::{RoomHandle, Rooms, RoomsError, SignalRequest, now_ms};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// What the REST handlers share (cheap to clone).
+#[derive(Clone)]
+pub struct RestState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    rooms: Rooms,
+    settled: Settled,
+    credentials: Vec<u8>,
+}
+
+impl RestState {
+    /// State over the live rooms and the settled configuration.
+    pub fn new(rooms: Rooms, settled: Settled) -> Self {
+        let credentials = format!("OPENVIDUAPP:{}", settled.secret).into_bytes();
+        Self {
+            inner: Arc::new(StateInner {
+                rooms,
+                settled,
+                credentials,
+            }),
+        }
+    }
+
+    fn rooms(&self) -> &Rooms {
+        &self.inner.rooms
+    }
+
+    fn settled(&self) -> &Settled {
+        &self.inner.settled
+    }
+}
+
+type Query_ = Query<HashMap<String, String>>;
+type Rest<T> = Result<T, RestError>;
+
+/// Every OpenVidu route, with auth, CORS and the error document.
+pub fn router(state: RestState) -> Router {
+    let mut prefixes = vec!["/openvidu/api"];
+    if state.settled().config.support_deprecated_api {
+        prefixes.push("/api");
+    }
+    let mut protected = Router::new();
+    let mut public = Router::new().route("/openvidu/accept-certificate", get(accept_certificate));
+    for p in &prefixes {
+        protected = protected
+            .route(
+                &format!("{p}/sessions"),
+                post(create_session).get(list_sessions),
+            )
+            .route(
+                &format!("{p}/sessions/{{session}}"),
+                get(get_session).delete(close_session),
+            )
+            .route(
+                &format!("{p}/sessions/{{session}}/connection"),
+                post(create_connection).get(list_connections),
+            )
+            .route(
+                &format!("{p}/sessions/{{session}}/connection/{{connection}}"),
+                get(get_connection)
+                    .patch(update_connection)
+                    .delete(delete_connection),
+            )
+            .route(
+                &format!("{p}/sessions/{{session}}/stream/{{stream}}"),
+                axum::routing::delete(delete_stream),
+            )
+            .route(&format!("{p}/tokens"), post(create_token))
+            .route(&format!("{p}/signal"), post(signal))
+            .route(&format!("{p}/recordings/start"), post(start_recording))
+            .route(
+                &format!("{p}/recordings/stop/{{recording}}"),
+                post(recording_disabled),
+            )
+            .route(&format!("{p}/recordings"), get(recording_disabled))
+            .route(
+                &format!("{p}/recordings/{{recording}}"),
+                get(recording_disabled).delete(recording_disabled),
+            )
+            .route(&format!("{p}/health"), get(health));
+    }
+    let mut config_prefixes = vec!["/openvidu/api/config"];
+    if prefixes.len() > 1 {
+        config_prefixes.extend(["/api/config", "/config"]);
+        public = public.route("/accept-certificate", get(accept_certificate));
+    }
+    for c in config_prefixes {
+        protected = protected
+            .route(c, get(config))
+            .route(&format!("{c}/openvidu-version"), get(config_version))
+            .route(&format!("{c}/openvidu-recording"), get(config_recording))
+            .route(
+                &format!("{c}/openvidu-recording-path"),
+                get(config_recording_path),
+            )
+            .route(&format!("{c}/openvidu-cdr"), get(config_cdr));
+        public = public.route(
+            &format!("{c}/openvidu-publicurl"),
+            get(config_public_url).head(config_public_url),
+        );
+    }
+    let protected =
+        protected.route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    public
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn(render_errors))
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods(tower_http::cors::Any)
+                .allow_headers(tower_http::cors::Any),
+        )
+}
+
+async fn require_auth(State(s): State<RestState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, cred) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then_some(cred.trim())
+        })
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
+    match given {
+        Some(g) if bool::from(g.ct_eq(&s.inner.credentials)) => next.run(req).await,
+        _ => RestError::Unauthorized.into_response(),
+    }
+}
+
+async fn not_found(req: Request) -> RestError {
+    RestError::RouteNotFound(req.uri().path().to_owned())
+}
+
+async fn method_not_allowed(method: Method) -> RestError {
+    RestError::MethodNotAllowed(method.to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> RestError {
+    RestError::Internal(e.to_string())
+}
+
+/// `prefix` + one letter A-Z + `n` characters from [0-9A-Za-z], as OpenVidu makes ids.
+fn random_id(prefix: &str, n: usize) -> String {
+    use rand::Rng;
+    use rand::distr::{Alphanumeric, SampleString};
+    let mut rng = rand::rng();
+    let first = char::from(b'A' + rng.random_range(0..26u8));
+    format!("{prefix}{first}{}", Alphanumeric.sample_string(&mut rng, n))
+}
+
+fn id_chars_ok(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn handle(s: &RestState, session: &str) -> Rest<RoomHandle> {
+    s.rooms()
+        .get(session)
+        .ok_or_else(|| RestError::SessionNotFound(session.to_owned()))
+}
+
+/// The same lookup, for the routes where OpenVidu answers 400 to an unknown session.
+fn handle_400(s: &RestState, session: &str) -> Rest<RoomHandle> {
+    s.rooms()
+        .get(session)
+        .ok_or_else(|| RestError::SessionNotFoundBadRequest(session.to_owned()))
+}
+
+async fn snapshot(h: &RoomHandle) -> Rest<crate::room::Room> {
+    h.snapshot()
+        .await
+        .map_err(|_| RestError::SessionNotFound(h.id().to_string()))
+}
+
+fn rooms_error(session: &str, e: RoomsError) -> RestError {
+    match e {
+        RoomsError::RoomExists(id) => RestError::SessionExists(id.to_string()),
+        RoomsError::RoomNotFound | RoomsError::Room(RoomError::Closed) => {
+            RestError::SessionNotFound(session.to_owned())
+        }
+        RoomsError::Room(RoomError::ParticipantNotFound(c)) => RestError::ConnectionNotFound {
+            session: session.to_owned(),
+            connection: c.to_string(),
+        },
+        RoomsError::Room(RoomError::DuplicateParticipant(c)) => {
+            RestError::ConnectionExists(c.to_string())
+        }
+        RoomsError::Store(crate::store::StoreError::Conflict) => {
+            RestError::ConnectionExists("(generated id)".into())
+        }
+        RoomsError::Store(e) => internal(e),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions
+
+fn parse_recording_defaults(f: &Fields) -> Rest<RecordingDefaults> {
+    let mut d = RecordingDefaults::default();
+    if let Some(name) = f.str("name")? {
+        if !name.is_empty()
+            && !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-~".contains(&b))
+        {
+            return Err(RestError::invalid(
+                "name",
+                "only letters, digits, '_', '-' and '~' are allowed",
+            ));
+        }
+        d.name = name.to_owned();
+    }
+    if let Some(v) = f.bool("hasAudio")? {
+        d.has_audio = v;
+    }
+    if let Some(v) = f.bool("hasVideo")? {
+        d.has_video = v;
+    }
+    if let Some(v) = f.enumeration::<OutputMode>("outputMode")? {
+        d.output_mode = v;
+    }
+    if let Some(v) = f.enumeration::<RecordingLayout>("recordingLayout")? {
+        d.layout = v;
+    }
+    if let Some(v) = f.str("resolution")? {
+        d.resolution = v.to_owned();
+    }
+    if let Some(v) = f.int("frameRate")? {
+        d.frame_rate = u32::try_from(v)
+            .map_err(|_| RestError::invalid("frameRate", format!("{v} is outside 1 to 120")))?;
+    }
+    if let Some(v) = f.int("shmSize")? {
+        d.shm_size = u64::try_from(v)
+            .map_err(|_| RestError::invalid("shmSize", format!("{v} is below 134217728")))?;
+    }
+    if let Some(v) = f.str("customLayout")? {
+        d.custom_layout = v.to_owned();
+    }
+    if let Some(v) = f.bool("ignoreFailedStreams")? {
+        d.ignore_failed_streams = v;
+    }
+    d.media_node = match f.get("mediaNode") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => Some(media_node_id(f, "mediaNode")?),
+    };
+    Ok(d)
+}
+
+fn media_node_id(f: &Fields, key: &str) -> Rest<String> {
+    let node = f.object(key)?.ok_or(RestError::MissingField("mediaNode"))?;
+    node.str("id")?
+        .map(str::to_owned)
+        .ok_or_else(|| RestError::wrong_type("mediaNode.id", "a string"))
+}
+
+fn parse_session_options(s: &RestState, body: Body) -> Rest<(RoomId, RoomOptions)> {
+    let mut o = RoomOptions::default();
+    let Some(f) = body.0 else {
+        // OpenVidu applies the configured stream defaults only when a body is present.
+        return Ok((RoomId::new(random_id("ses_", 9)), o));
+    };
+    o.forced_video_codec = s.settled().forced_video_codec;
+    o.allow_transcoding = s.settled().config.allow_transcoding;
+    if let Some(v) = f.enumeration::<MediaMode>("mediaMode")? {
+        o.media_mode = v;
+    }
+    if let Some(v) = f.enumeration::<RecordingMode>("recordingMode")? {
+        o.recording_mode = v;
+    }
+    let custom = f.str("customSessionId")?.unwrap_or("");
+    if !custom.is_empty() && !id_chars_ok(custom) {
+        return Err(RestError::invalid(
+            "customSessionId",
+            "only letters, digits, '_' and '-' are allowed",
+        ));
+    }
+    o.custom_id = custom.to_owned();
+    if let Some(d) = f.object("defaultRecordingProperties")? {
+        o.recording_defaults = parse_recording_defaults(&d)?;
+    }
+    if f.get("mediaNode").is_some() {
+        o.media_node = Some(media_node_id(&f, "mediaNode")?);
+    }
+    if let Some(v) = f.enumeration::<VideoCodec>("forcedVideoCodec")? {
+        o.forced_video_codec = v;
+    }
+    if let Some(v) = f.bool("allowTranscoding")? {
+        o.allow_transcoding = v;
+    }
+    if let Some(v) = f.bool("e2ee")? {
+        o.e2ee = v;
+    }
+    match f.str("location")? {
+        None | Some("") | Some("null") => {}
+        Some(text) => {
+            o.location_hint = Some(text.parse().map_err(|_| {
+                RestError::invalid("location", format!("'{text}' is not an IPv4 address"))
+            })?)
+        }
+    }
+    o.validate()
+        .map_err(|e| RestError::invalid("sessionProperties", e.to_string()))?;
+    let id = if custom.is_empty() {
+        random_id("ses_", 9)
+    } else {
+        custom.to_owned()
+    };
+    Ok((RoomId::new(id), o))
+}
+
+async fn create_session(State(s): State<RestState>, body: Body) -> Rest<Json<Value>> {
+    let (id, options) = parse_session_options(&s, body)?;
+    let session = id.to_string();
+    let room = s
+        .rooms()
+        .create(id, options, now_ms())
+        .await
+        .map_err(|e| rooms_error(&session, e))?;
+    Ok(Json(session_json(&room, false)))
+}
+
+async fn get_session(
+    State(s): State<RestState>,
+    Path(session): Path<String>,
+    Query(q): Query_,
+) -> Rest<Json<Value>> {
+    let pending = query_bool(&q, "pendingConnections", false)?;
+    query_bool(&q, "webRtcStats", false)?;
+    let room = snapshot(&handle(&s, &session)?).await?;
+    Ok(Json(session_json(&room, pending)))
+}
+
+async fn list_sessions(State(s): State<RestState>, Query(q): Query_) -> Rest<Json<Value>> {
+    let pending = query_bool(&q, "pendingConnections", false)?;
+    query_bool(&q, "webRtcStats", false)?;
+    let mut content = Vec::new();
+    for h in s.rooms().all() {
+        // A room that closes while the list is made is left out, as OpenVidu does.
+        if let Ok(room) = h.snapshot().await {
+            content.push(session_json(&room, pending));
+        }
+    }
+    Ok(Json(
+        json!({ "numberOfElements": content.len(), "content": content }),
+    ))
+}
+
+async fn close_session(
+    State(s): State<RestState>,
+    Path(session): Path<String>,
+) -> Rest<StatusCode> {
+    let h = handle(&s, &session)?;
+    s.rooms()
+        .close(&h, EndReason::SessionClosedByServer)
+        .await
+        .map_err(|e| rooms_error(&session, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Connections and tokens
+
+/// The WEBRTC connection properties of a request.
+struct ConnectionRequest {
+    data: String,
+    record: bool,
+    role: Role,
+    limits: Option<MediaLimits>,
+    ice_servers: Option<Vec<crate::room::IceServer>>,
+}
+
+fn limit(f: &Fields, key: &str) -> Rest<Option<i64>> {
+    // Inside kurentoOptions OpenVidu also accepts numeric strings.
+    match f.get(key) {
+        Some(Value::String(t)) => t
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| RestError::wrong_type(&format!("kurentoOptions.{key}"), "a number")),
+        _ => f
+            .int(key)
+            .map_err(|_| RestError::wrong_type(&format!("kurentoOptions.{key}"), "a number")),
+    }
+}
+
+fn parse_limits(f: &Fields) -> Rest<MediaLimits> {
+    let allowed_filters = match f.array("allowedFilters")? {
+        None => Vec::new(),
+        Some(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+    };
+    Ok(MediaLimits {
+        video_max_recv_kbps: limit(f, "videoMaxRecvBandwidth")?,
+        video_min_recv_kbps: limit(f, "videoMinRecvBandwidth")?,
+        video_max_send_kbps: limit(f, "videoMaxSendBandwidth")?,
+        video_min_send_kbps: limit(f, "videoMinSendBandwidth")?,
+        allowed_filters,
+    })
+}
+
+fn parse_connection(f: &Fields) -> Rest<ConnectionRequest> {
+    let data = f.str("data")?.unwrap_or("").to_owned();
+    if data.chars().count() > MAX_DATA_CHARS {
+        return Err(RestError::invalid(
+            "data",
+            format!("connection data is limited to {MAX_DATA_CHARS} characters"),
+        ));
+    }
+    let record = f.bool("record")?.unwrap_or(true);
+    let role = f.enumeration::<Role>("role")?.unwrap_or(Role::Publisher);
+    let limits = f
+        .object("kurentoOptions")?
+        .map(|k| parse_limits(&k))
+        .transpose()?;
+    let ice_servers = match f.array("customIceServers")? {
+        None => None,
+        Some(items) => {
+            let now = now_ms() / 1000;
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let Value::Object(m) = item else {
+                    return Err(RestError::wrong_type(
+                        "customIceServers",
+                        "an array of objects",
+                    ));
+                };
+                let o = Fields(m.clone());
+                let req = IceServerRequest {
+                    url: o.str("url")?.map(str::to_owned),
+                    username: o.str("username")?.map(str::to_owned),
+                    credential: o.str("credential")?.map(str::to_owned),
+                    static_auth_secret: o.str("staticAuthSecret")?.map(str::to_owned),
+                };
+                out.push(
+                    check_ice_server(req, now)
+                        .map_err(|m| RestError::invalid("customIceServers", m))?,
+                );
+            }
+            Some(out)
+        }
+    };
+    Ok(ConnectionRequest {
+        data,
+        record,
+        role,
+        limits,
+        ice_servers,
+    })
+}
+
+/// OpenVidu's development hook: data holding `{"openviduCustomConnectionId": "x"}` names
+/// the connection `con_x`.
+fn custom_connection_id(data: &str) -> Option<String> {
+    if !data.contains("openviduCustomConnectionId") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(data).ok()?;
+    let raw = match v.get("openviduCustomConnectionId")? {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '_')
+        .collect::<String>()
+        .replace("con_", "");
+    (!cleaned.is_empty()).then(|| format!("con_{cleaned}"))
+}
+
+async fn grant_connection(
+    s: &RestState,
+    h: &RoomHandle,
+    req: ConnectionRequest,
+) -> Rest<Participant> {
+    let now = now_ms();
+    let id = custom_connection_id(&req.data).unwrap_or_else(|| random_id("con_", 9));
+    let ttl = i64::try_from(s.rooms().lifetimes().grant_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_at = now.saturating_add(ttl);
+    let jwt = s.rooms().grant_key().sign(&Grant {
+        room: h.id().clone(),
+        sub: ParticipantId::new(id.as_str()),
+        role: req.role,
+        data: req.data.clone(),
+        iat: now / 1000,
+        exp: expires_at / 1000,
+    });
+    let token = format!(
+        "{}?sessionId={}&token=tok_{jwt}",
+        s.settled().ws_url(),
+        h.id()
+    );
+    let participant = Participant {
+        id: ParticipantId::new(id),
+        role: req.role,
+        data: req.data,
+        record: req.record,
+        created_at: now,
+        expires_at,
+        grant: token,
+        limits: req.limits,
+        ice_servers: req
+            .ice_servers
+            .unwrap_or_else(|| s.settled().default_ice_servers.clone()),
+        state: ParticipantState::Pending,
+    };
+    s.rooms()
+        .grant(h, participant.clone())
+        .await
+        .map_err(|e| rooms_error(h.id().as_str(), e))?;
+    Ok(participant)
+}
+
+async fn create_connection(
+    State(s): State<RestState>,
+    Path(session): Path<String>,
+    body: Body,
+) -> Rest<Json<Value>> {
+    let h = handle(&s, &session)?;
+    let f = body.or_empty();
+    if f.enumeration::<ConnectionType>("type")? == Some(ConnectionType::Ipcam) {
+        let uri = f
+            .str("rtspUri")?
+            .ok_or(RestError::MissingField("rtspUri"))?;
+        let scheme_ok = uri.split_once("://").is_some_and(|(scheme, rest)| {
+            ["file", "rtsp", "rtsps", "http", "https"].contains(&scheme) && !rest.is_empty()
+        });
+        if !scheme_ok {
+            return Err(RestError::invalid(
+                "rtspUri",
+                "must be a file, rtsp, rtsps, http or https URI",
+            ));
+        }
+        f.bool("adaptativeBitrate")?;
+        f.bool("onlyPlayWithSubscribers")?;
+        f.int("networkCache")?;
+        return Err(RestError::IpcamUnsupported);
+    }
+    let req = parse_connection(&f)?;
+    let p = grant_connection(&s, &h, req).await?;
+    Ok(Json(connection_json(&session, &p)))
+}
+
+async fn create_token(State(s): State<RestState>, body: Body) -> Rest<Json<Value>> {
+    let f = body.required()?;
+    let session = f
+        .str("session")?
+        .ok_or(RestError::MissingField("session"))?
+        .to_owned();
+    let h = handle(&s, &session)?;
+    let mut req = parse_connection(&f)?;
+    // The deprecated token call always makes a recorded WEBRTC connection.
+    req.record = true;
+    let p = grant_connection(&s, &h, req).await?;
+    Ok(Json(token_json(&session, &p)))
+}
+
+async fn list_connections(
+    State(s): State<RestState>,
+    Path(session): Path<String>,
+    Query(q): Query_,
+) -> Rest<Json<Value>> {
+    let h = handle(&s, &session)?;
+    let pending = query_bool(&q, "pendingConnections", true)?;
+    query_bool(&q, "webRtcStats", false)?;
+    let room = snapshot(&h).await?;
+    let json = session_json(&room, pending);
+    Ok(Json(json["connections"].clone()))
+}
+
+async fn get_connection(
+    State(s): State<RestState>,
+    Path((session, connection)): Path<(String, String)>,
+) -> Rest<Json<Value>> {
+    let h = handle_400(&s, &session)?;
+    let room = snapshot(&h).await?;
+    let p = room
+        .participant(&connection)
+        .ok_or_else(|| RestError::ConnectionNotFound {
+            session: session.clone(),
+            connection: connection.clone(),
+        })?;
+    Ok(Json(connection_json(&session, p)))
+}
+
+async fn update_connection(
+    State(s): State<RestState>,
+    Path((session, connection)): Path<(String, String)>,
+    body: Body,
+) -> Rest<Json<Value>> {
+    let h = handle(&s, &session)?;
+    let f = body.or_empty();
+    let role = f.enumeration::<Role>("role")?;
+    let record = f.bool("record")?;
+    let p = s
+        .rooms()
+        .update(&h, &connection, role, record)
+        .await
+        .map_err(|e| rooms_error(&session, e))?;
+    Ok(Json(connection_json(&session, &p)))
+}
+
+async fn delete_connection(
+    State(s): State<RestState>,
+    Path((session, connection)): Path<(String, String)>,
+) -> Rest<StatusCode> {
+    let h = handle_400(&s, &session)?;
+    s.rooms()
+        .remove(&h, &connection, EndReason::ForceDisconnectByServer)
+        .await
+        .map_err(|e| rooms_error(&session, e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_stream(
+    State(s): State<RestState>,
+    Path((session, stream)): Path<(String, String)>,
+) -> Rest<StatusCode> {
+    let h = handle_400(&s, &session)?;
+    let room = snapshot(&h).await?;
+    if !room.is_active() {
+        return Err(RestError::SessionNotFound(session));
+    }
+    // No participant publishes yet: media arrives with the signaling and SFU layer.
+    Err(RestError::StreamNotFound { session, stream })
+}
+
+// ---------------------------------------------------------------------------------------
+// Signals
+
+async fn signal(State(s): State<RestState>, body: Body) -> Rest<StatusCode> {
+    let f = body.required()?;
+    let session = f.str("session")?;
+    let kind = f.str("type")?.map(str::to_owned);
+    let data = f.str("data")?.map(str::to_owned);
+    let to = f.array("to")?.cloned().unwrap_or_default();
+    if to.iter().any(|v| !v.is_string() && !v.is_null()) {
+        return Err(RestError::wrong_type("to", "an array of connection ids"));
+    }
+    let session = session
+        .ok_or(RestError::MissingField("session"))?
+        .to_owned();
+    let h = handle(&s, &session)?;
+    let recipients: Vec<String> = to
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect();
+    let request = SignalRequest {
+        from: None,
+        to: recipients,
+        kind,
+        data,
+    };
+    match h.signal(request).await {
+        Err(_) => Err(RestError::SessionNotFound(session)),
+        Ok(Err(SignalError::NobodyConnected)) => Err(RestError::SessionNotActive(session)),
+        Ok(Err(SignalError::RecipientsNotConnected(ids))) => {
+            Err(RestError::SignalRecipientsNotConnected {
+                session,
+                recipients: ids.join(", "),
+            })
+        }
+        Ok(Ok(_)) => Ok(StatusCode::OK),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Recordings: the module is off in this release, so every call answers as a server with
+// OPENVIDU_RECORDING=false does.
+
+async fn start_recording(body: Body) -> Rest<StatusCode> {
+    body.required()?;
+    Err(RestError::RecordingDisabled)
+}
+
+async fn recording_disabled() -> RestError {
+    RestError::RecordingDisabled
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration and health
+
+async fn config(State(s): State<RestState>) -> Json<Value> {
+    let st = s.settled();
+    let c = &st.config;
+    Json(json!({
+        "VERSION": OPENVIDU_VERSION,
+        "DOMAIN_OR_PUBLIC_IP": st.public_host,
+        "HTTPS_PORT": st.public_port,
+        "OPENVIDU_PUBLICURL": st.public_url(),
+        "OPENVIDU_CDR": c.cdr,
+        "OPENVIDU_STREAMS_VIDEO_MAX_RECV_BANDWIDTH": c.video_max_recv_bandwidth,
+        "OPENVIDU_STREAMS_VIDEO_MIN_RECV_BANDWIDTH": c.video_min_recv_bandwidth,
+        "OPENVIDU_STREAMS_VIDEO_MAX_SEND_BANDWIDTH": c.video_max_send_bandwidth,
+        "OPENVIDU_STREAMS_VIDEO_MIN_SEND_BANDWIDTH": c.video_min_send_bandwidth,
+        "OPENVIDU_STREAMS_FORCED_VIDEO_CODEC": st.forced_video_codec.name(),
+        "OPENVIDU_STREAMS_ALLOW_TRANSCODING": c.allow_transcoding,
+        "OPENVIDU_WEBRTC_SIMULCAST": false,
+        "OPENVIDU_SESSIONS_GARBAGE_INTERVAL": c.sessions_garbage_interval,
+        "OPENVIDU_SESSIONS_GARBAGE_THRESHOLD": c.sessions_garbage_threshold,
+        "OPENVIDU_RECORDING": c.recording,
+        "OPENVIDU_WEBHOOK": c.webhook,
+    }))
+}
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+async fn config_version() -> Response {
+    text(OPENVIDU_VERSION.to_owned())
+}
+
+async fn config_public_url(State(s): State<RestState>) -> Response {
+    text(s.settled().public_url())
+}
+
+async fn config_recording(State(s): State<RestState>) -> Response {
+    text(s.settled().config.recording.to_string())
+}
+
+async fn config_recording_path(State(s): State<RestState>) -> Response {
+    let mut path = s.settled().config.recording_path.clone();
+    if !path.ends_with('/') {
+        path.push('/');
+    }
+    text(path)
+}
+
+async fn config_cdr(State(s): State<RestState>) -> Response {
+    text(s.settled().config.cdr.to_string())
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "UP", "disconnectedMediaNodes": [] }))
+}
+
+async fn accept_certificate(headers: HeaderMap) -> Html<String> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("this server");
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(*c))
+        .collect();
+    Html(format!(
+        "<!doctype html><html><head><title>Camerata</title></head><body>\
+         <h1>Certificate accepted</h1><p>Your browser now trusts {host}. \
+         You can close this tab and go back to your application.</p></body></html>"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_have_openvidu_shape() {
+        let id = random_id("ses_", 9);
+        assert_eq!(id.len(), 14);
+        assert!(id.as_bytes()[4].is_ascii_uppercase());
+        assert!(id_chars_ok(&id));
+    }
+
+    #[test]
+    fn custom_connection_id_hook() {
+        assert_eq!(
+            custom_connection_id(r#"{"openviduCustomConnectionId":"my-con_id 1"}"#),
+            Some("con_myid1".to_owned())
+        );
+        assert_eq!(custom_connection_id("plain data"), None);
+        assert_eq!(
+            custom_connection_id("openviduCustomConnectionId but not json"),
+            None
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! OpenVidu's JSON: enum spellings, and the Session, Connection and Token documents built
+//! from core state with exactly the keys OpenVidu 2.32 writes.
+
+use crate::room::{
+    MediaLimits, MediaMode, OutputMode, Participant, ParticipantState, RecordingDefaults,
+    RecordingLayout, RecordingMode, Role, Room, VideoCodec,
+};
+use serde_json::{Map, Value, json};
+
+/// An enum with fixed wire spellings.
+pub trait WireEnum: Sized + Copy + PartialEq + 'static {
+    /// Every value with its spelling.
+    const TABLE: &'static [(&'static str, Self)];
+
+    /// The value spelled exactly `text`.
+    fn parse(text: &str) -> Option<Self> {
+        Self::TABLE
+            .iter()
+            .find(|(n, _)| *n == text)
+            .map(|(_, v)| *v)
+    }
+    /// The spelling of a value.
+    fn name(self) -> &'static str {
+        Self::TABLE
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map(|(n, _)| *n)
+            .expect("every value is in its table")
+    }
+    /// Every spelling.
+    fn names() -> Vec<&'static str> {
+        Self::TABLE.iter().map(|(n, _)| *n).collect()
+    }
+}
+
+macro_rules! wire_enum {
+    ($t:ty { $($name:literal => $v:expr),+ $(,)? }) => {
+        impl WireEnum for $t {
+            const TABLE: &'static [(&'static str, Self)] = &[$(($name, $v)),+];
+        }
+    };
+}
+
+wire_enum!(MediaMode { "ROUTED" => MediaMode::Routed, "RELAYED" => MediaMode::Relayed });
+wire_enum!(RecordingMode { "ALWAYS" => RecordingMode::Always, "MANUAL" => RecordingMode::Manual });
+wire_enum!(VideoCodec {
+    "MEDIA_SERVER_PREFERRED" => VideoCodec::MediaServerPreferred,
+    "NONE" => VideoCodec::None,
+    "VP8" => VideoCodec::Vp8,
+    "VP9" => VideoCodec::Vp9,
+    "H264" => VideoCodec::H264,
+});
+wire_enum!(OutputMode {
+    "COMPOSED" => OutputMode::Composed,
+    "COMPOSED_QUICK_START" => OutputMode::ComposedQuickStart,
+    "INDIVIDUAL" => OutputMode::Individual,
+});
+wire_enum!(RecordingLayout {
+    "BEST_FIT" => RecordingLayout::BestFit,
+    "PICTURE_IN_PICTURE" => RecordingLayout::PictureInPicture,
+    "VERTICAL_PRESENTATION" => RecordingLayout::VerticalPresentation,
+    "HORIZONTAL_PRESENTATION" => RecordingLayout::HorizontalPresentation,
+    "CUSTOM" => RecordingLayout::Custom,
+});
+wire_enum!(Role {
+    "SUBSCRIBER" => Role::Subscriber,
+    "PUBLISHER" => Role::Publisher,
+    "MODERATOR" => Role::Moderator,
+    "PUBLISHER_ONLY" => Role::PublisherOnly,
+});
+
+/// The kind of an OpenVidu connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionType {
+    /// A browser or mobile client.
+    Webrtc,
+    /// An IP camera pulled by the server.
+    Ipcam,
+}
+wire_enum!(ConnectionType { "WEBRTC" => ConnectionType::Webrtc, "IPCAM" => ConnectionType::Ipcam });
+
+/// Parses a video codec name as the configuration gives it.
+pub fn parse_video_codec(text: &str) -> Option<VideoCodec> {
+    VideoCodec::parse(text)
+}
+
+/// `defaultRecordingProperties`: only the keys that apply to its mode.
+pub fn recording_defaults_json(d: &RecordingDefaults) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), d.name.clone().into());
+    m.insert("hasAudio".into(), d.has_audio.into());
+    m.insert("hasVideo".into(), d.has_video.into());
+    m.insert("outputMode".into(), d.output_mode.name().into());
+    if d.output_mode != OutputMode::Individual && d.has_video {
+        m.insert("recordingLayout".into(), d.layout.name().into());
+        m.insert("resolution".into(), d.resolution.clone().into());
+        m.insert("frameRate".into(), d.frame_rate.into());
+        m.insert("shmSize".into(), d.shm_size.into());
+        if d.layout == RecordingLayout::Custom {
+            m.insert("customLayout".into(), d.custom_layout.clone().into());
+        }
+    }
+    if d.output_mode == OutputMode::Individual {
+        m.insert("ignoreFailedStreams".into(), d.ignore_failed_streams.into());
+    }
+    if let Some(node) = &d.media_node {
+        m.insert("mediaNode".into(), json!({ "id": node }));
+    }
+    Value::Object(m)
+}
+
+/// The Session document; pending connections are listed only when asked for.
+pub fn session_json(room: &Room, with_pending: bool) -> Value {
+    let o = room.options();
+    let active = room.participants().filter(|p| p.is_active());
+    let pending = room
+        .participants()
+        .filter(|p| with_pending && !p.is_active());
+    let content: Vec<Value> = active
+        .chain(pending)
+        .map(|p| connection_json(room.id().as_str(), p))
+        .collect();
+    let mut m = Map::new();
+    m.insert("id".into(), room.id().as_str().into());
+    m.insert("object".into(), "session".into());
+    m.insert("sessionId".into(), room.id().as_str().into());
+    m.insert("createdAt".into(), room.created_at().into());
+    m.insert("recording".into(), false.into());
+    m.insert("broadcasting".into(), false.into());
+    m.insert("mediaMode".into(), o.media_mode.name().into());
+    m.insert("recordingMode".into(), o.recording_mode.name().into());
+    m.insert(
+        "defaultRecordingProperties".into(),
+        recording_defaults_json(&o.recording_defaults),
+    );
+    m.insert("customSessionId".into(), o.custom_id.clone().into());
+    if let Some(node) = &o.media_node {
+        m.insert("mediaNode".into(), json!({ "id": node }));
+    }
+    m.insert(
+        "forcedVideoCodec".into(),
+        o.forced_video_codec.name().into(),
+    );
+    m.insert("allowTranscoding".into(), o.allow_transcoding.into());
+    m.insert(
+        "connections".into(),
+        json!({ "numberOfElements": content.len(), "content": content }),
+    );
+    Value::Object(m)
+}
+
+/// `kurentoOptions`: only the keys that were set.
+pub fn limits_json(l: &MediaLimits) -> Value {
+    let mut m = Map::new();
+    let pairs = [
+        ("videoMaxRecvBandwidth", l.video_max_recv_kbps),
+        ("videoMinRecvBandwidth", l.video_min_recv_kbps),
+        ("videoMaxSendBandwidth", l.video_max_send_kbps),
+        ("videoMinSendBandwidth", l.video_min_send_kbps),
+    ];
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            m.insert(k.into(), v.into());
+        }
+    }
+    if !l.allowed_filters.is_empty() {
+        m.insert("allowedFilters".into(), l.allowed_filters.clone().into());
+    }
+    Value::Object(m)
+}
+
+fn ice_servers_json(p: &Participant) -> Value {
+    p.ice_servers
+        .iter()
+        .map(|s| {
+            let mut m = Map::new();
+            m.insert("url".into(), s.url.clone().into());
+            if let Some(u) = s.username.as_ref().filter(|u| !u.is_empty()) {
+                m.insert("username".into(), u.clone().into());
+            }
+            if let Some(c) = s.credential.as_ref().filter(|c| !c.is_empty()) {
+                m.insert("credential".into(), c.clone().into());
+            }
+            Value::Object(m)
+        })
+        .collect()
+}
+
+/// The Connection document, pending or active.
+pub fn connection_json(session_id: &str, p: &Participant) -> Value {
+    let (status, active_at, location, ip, platform, client_data, publishers, subscribers) =
+        match &p.state {
+            ParticipantState::Pending => (
+                "pending",
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+            ),
+            ParticipantState::Active(a) => (
+                "active",
+                a.joined_at.into(),
+                "unknown".into(),
+                a.ip.clone().into(),
+                a.platform.clone().into(),
+                a.client_data.clone().into(),
+                json!([]),
+                json!([]),
+            ),
+        };
+    json!({
+        "id": p.id.as_str(),
+        "object": "connection",
+        "status": status,
+        "connectionId": p.id.as_str(),
+        "sessionId": session_id,
+        "createdAt": p.created_at,
+        "activeAt": active_at,
+        "location": location,
+        "ip": ip,
+        "platform": platform,
+        "token": p.grant,
+        "type": "WEBRTC",
+        "record": p.record,
+        "role": p.role.name(),
+        "kurentoOptions": p.limits.as_ref().map(limits_json),
+        "customIceServers": ice_servers_json(p),
+        "rtspUri": null,
+        "adaptativeBitrate": null,
+        "onlyPlayWithSubscribers": null,
+        "networkCache": null,
+        "serverData": p.data,
+        "clientData": client_data,
+        "publishers": publishers,
+        "subscribers": subscribers,
+    })
+}
+
+/// The Token document of the deprecated `POST /tokens`.
+pub fn token_json(session_id: &str, p: &Participant) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), p.grant.clone().into());
+    m.insert("token".into(), p.grant.clone().into());
+    m.insert("createdAt".into(), p.created_at.into());
+    m.insert("connectionId".into(), p.id.as_str().into());
+    m.insert("session".into(), session_id.into());
+    m.insert("data".into(), p.data.clone().into());
+    m.insert("role".into(), p.role.name().into());
+    if let Some(l) = &p.limits {
+        m.insert("kurentoOptions".into(), limits_json(l));
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_are_exact_and_case_sensitive() {
+        assert_eq!(MediaMode::parse("ROUTED"), Some(MediaMode::Routed));
+        assert_eq!(MediaMode::parse("routed"), None);
+        assert_eq!(Role::parse("PUBLISHER_ONLY"), Some(Role::PublisherOnly));
+        assert_eq!(VideoCodec::H264.name(), "H264");
+        for (name, v) in OutputMode::TABLE {
+            assert_eq!(OutputMode::parse(name), Some(*v));
+        }
+    }
+
+    #[test]
+    fn recording_defaults_keep_only_relevant_keys() {
+        let d = RecordingDefaults::default();
+        let v = recording_defaults_json(&d);
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 8, "{keys:?}");
+        let ind = RecordingDefaults {
+            output_mode: OutputMode::Individual,
+            ..RecordingDefaults::default()
+        };
+        let v = recording_defaults_json(&ind);
+        assert!(v.get("resolution").is_none());
+        assert_eq!(v["ignoreFailedStreams"], json!(false));
+    }
+}

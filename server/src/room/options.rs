@@ -1,0 +1,298 @@
+//! Room options chosen at creation, with the rules that tie them together.
+
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// How media flows between participants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MediaMode {
+    /// Through the server's SFU.
+    Routed,
+    /// Peer to peer, the server only relays signaling.
+    Relayed,
+}
+
+/// Whether recording starts by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordingMode {
+    /// Recordings are started and stopped by API calls.
+    Manual,
+    /// A recording starts when the first stream is published.
+    Always,
+}
+
+/// The video codec a room forces on its publishers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VideoCodec {
+    /// Whatever the media server prefers (VP8 for Camerata).
+    MediaServerPreferred,
+    /// No codec is forced.
+    None,
+    /// VP8.
+    Vp8,
+    /// VP9.
+    Vp9,
+    /// H.264.
+    H264,
+}
+
+/// What a recording writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputMode {
+    /// One file with every stream composed in a grid.
+    Composed,
+    /// Composed, with the compositor kept warm for a quick start.
+    ComposedQuickStart,
+    /// One file per published stream.
+    Individual,
+}
+
+/// The layout of a composed recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordingLayout {
+    /// A grid that fits every stream.
+    BestFit,
+    /// One stream large, another small in a corner.
+    PictureInPicture,
+    /// A presentation with the others in a column.
+    VerticalPresentation,
+    /// A presentation with the others in a row.
+    HorizontalPresentation,
+    /// A layout page given by the operator.
+    Custom,
+}
+
+/// The recording settings a room applies when a recording call does not say otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordingDefaults {
+    /// Recording name; empty means "use the recording id".
+    pub name: String,
+    /// Record audio.
+    pub has_audio: bool,
+    /// Record video.
+    pub has_video: bool,
+    /// Composed or individual.
+    pub output_mode: OutputMode,
+    /// Layout of composed recordings.
+    pub layout: RecordingLayout,
+    /// `WIDTHxHEIGHT` of composed recordings.
+    pub resolution: String,
+    /// Frames per second of composed recordings.
+    pub frame_rate: u32,
+    /// Shared memory of the compositor, in bytes.
+    pub shm_size: u64,
+    /// Relative path or URL of a custom layout.
+    pub custom_layout: String,
+    /// Individual recordings go on when one stream fails.
+    pub ignore_failed_streams: bool,
+    /// The media node asked for (kept and echoed; one node only).
+    pub media_node: Option<String>,
+}
+
+impl Default for RecordingDefaults {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            has_audio: true,
+            has_video: true,
+            output_mode: OutputMode::Composed,
+            layout: RecordingLayout::BestFit,
+            resolution: "1280x720".to_owned(),
+            frame_rate: 25,
+            shm_size: 536_870_912,
+            custom_layout: String::new(),
+            ignore_failed_streams: false,
+            media_node: None,
+        }
+    }
+}
+
+/// A recording setting whose value is out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordingValueError {
+    /// Neither audio nor video would be recorded.
+    #[error("cannot record with both hasAudio and hasVideo false")]
+    NothingToRecord,
+    /// The resolution is not `WxH` with sides from 100 to 1999.
+    #[error("resolution '{0}' is not WIDTHxHEIGHT with each side from 100 to 1999")]
+    Resolution(String),
+    /// The frame rate is outside 1..=120.
+    #[error("frameRate {0} is outside 1 to 120")]
+    FrameRate(i64),
+    /// The shared memory is below the compositor's minimum.
+    #[error("shmSize {0} is below the minimum of 134217728")]
+    ShmSize(i64),
+}
+
+/// The smallest shared memory a compositor is given, in bytes.
+pub const MIN_SHM_SIZE: u64 = 134_217_728;
+
+impl RecordingDefaults {
+    /// Checks the value ranges that a recording needs.
+    pub fn check_values(&self) -> Result<(), RecordingValueError> {
+        if !self.has_audio && !self.has_video {
+            return Err(RecordingValueError::NothingToRecord);
+        }
+        if self.output_mode == OutputMode::Individual || !self.has_video {
+            return Ok(());
+        }
+        if !resolution_ok(&self.resolution) {
+            return Err(RecordingValueError::Resolution(self.resolution.clone()));
+        }
+        if !(1..=120).contains(&self.frame_rate) {
+            return Err(RecordingValueError::FrameRate(self.frame_rate.into()));
+        }
+        if self.shm_size < MIN_SHM_SIZE {
+            return Err(RecordingValueError::ShmSize(
+                i64::try_from(self.shm_size).unwrap_or(i64::MAX),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `WxH` where each side is 100 to 1999 with no leading zero.
+fn resolution_ok(text: &str) -> bool {
+    let side_ok = |s: &str| {
+        let b = s.as_bytes();
+        b.iter().all(u8::is_ascii_digit)
+            && match b.len() {
+                3 => b[0] != b'0',
+                4 => b[0] == b'1',
+                _ => false,
+            }
+    };
+    match text.split_once('x') {
+        Some((w, h)) => side_ok(w) && side_ok(h),
+        None => false,
+    }
+}
+
+/// Everything chosen when a room is created.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoomOptions {
+    /// Routed through the SFU or relayed peer to peer.
+    pub media_mode: MediaMode,
+    /// Manual or automatic recording.
+    pub recording_mode: RecordingMode,
+    /// The id the creator asked for, or empty when it was generated.
+    pub custom_id: String,
+    /// The codec forced on publishers.
+    pub forced_video_codec: VideoCodec,
+    /// Whether the server may transcode to honour the forced codec.
+    pub allow_transcoding: bool,
+    /// Recording settings used when a recording call gives none.
+    pub recording_defaults: RecordingDefaults,
+    /// The media node asked for at creation, echoed back.
+    pub media_node: Option<String>,
+    /// End-to-end encryption of media between browsers.
+    pub e2ee: bool,
+    /// Where the creator would like the media to be handled.
+    pub location_hint: Option<Ipv4Addr>,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        Self {
+            media_mode: MediaMode::Routed,
+            recording_mode: RecordingMode::Manual,
+            custom_id: String::new(),
+            forced_video_codec: VideoCodec::MediaServerPreferred,
+            allow_transcoding: false,
+            recording_defaults: RecordingDefaults::default(),
+            media_node: None,
+            e2ee: false,
+            location_hint: None,
+        }
+    }
+}
+
+/// Room options that contradict each other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    /// Automatic recording needs the media to pass through the server.
+    #[error("recordingMode ALWAYS needs mediaMode ROUTED: a relayed session cannot be recorded")]
+    AlwaysRecordingNeedsRouted,
+    /// End-to-end encryption is refused for relayed media.
+    #[error("end-to-end encryption (e2ee) cannot be used with mediaMode RELAYED")]
+    E2eeWithRelayed,
+    /// End-to-end encrypted media cannot be recorded.
+    #[error("end-to-end encryption (e2ee) cannot be used with recordingMode ALWAYS")]
+    E2eeWithAlwaysRecording,
+    /// The default recording settings are out of range.
+    #[error("defaultRecordingProperties: {0}")]
+    RecordingDefaults(#[from] RecordingValueError),
+}
+
+impl RoomOptions {
+    /// Checks the rules that tie the options together.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if self.recording_mode == RecordingMode::Always && self.media_mode == MediaMode::Relayed {
+            return Err(OptionsError::AlwaysRecordingNeedsRouted);
+        }
+        if self.e2ee && self.media_mode == MediaMode::Relayed {
+            return Err(OptionsError::E2eeWithRelayed);
+        }
+        if self.e2ee && self.recording_mode == RecordingMode::Always {
+            return Err(OptionsError::E2eeWithAlwaysRecording);
+        }
+        self.recording_defaults.check_values()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_rules() {
+        for ok in ["1280x720", "100x100", "1999x1999", "640x480"] {
+            assert!(resolution_ok(ok), "{ok}");
+        }
+        for bad in [
+            "2000x720", "99x100", "0640x480", "640X480", "640x", "x", "", "640x4800",
+        ] {
+            assert!(!resolution_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn option_rules() {
+        let mut o = RoomOptions::default();
+        assert_eq!(o.validate(), Ok(()));
+        o.recording_mode = RecordingMode::Always;
+        o.media_mode = MediaMode::Relayed;
+        assert_eq!(o.validate(), Err(OptionsError::AlwaysRecordingNeedsRouted));
+        o.recording_mode = RecordingMode::Manual;
+        o.e2ee = true;
+        assert_eq!(o.validate(), Err(OptionsError::E2eeWithRelayed));
+        o.media_mode = MediaMode::Routed;
+        o.recording_mode = RecordingMode::Always;
+        assert_eq!(o.validate(), Err(OptionsError::E2eeWithAlwaysRecording));
+        o.e2ee = false;
+        o.recording_defaults.has_audio = false;
+        o.recording_defaults.has_video = false;
+        assert_eq!(
+            o.validate(),
+            Err(OptionsError::RecordingDefaults(
+                RecordingValueError::NothingToRecord
+            ))
+        );
+    }
+
+    #[test]
+    fn recording_values_only_checked_where_they_apply() {
+        let mut d = RecordingDefaults {
+            frame_rate: 0,
+            ..RecordingDefaults::default()
+        };
+        assert_eq!(d.check_values(), Err(RecordingValueError::FrameRate(0)));
+        d.output_mode = OutputMode::Individual;
+        assert_eq!(d.check_values(), Ok(()));
+        d.output_mode = OutputMode::Composed;
+        d.frame_rate = 30;
+        d.shm_size = 1;
+        assert_eq!(d.check_values(), Err(RecordingValueError::ShmSize(1)));
+    }
+}

@@ -1,0 +1,131 @@
+//! Participants of a room: their role, their grant, and whether they have joined.
+
+use super::ParticipantId;
+use serde::{Deserialize, Serialize};
+
+/// The most characters of server data a participant may carry.
+pub const MAX_DATA_CHARS: usize = 1000;
+
+/// What a participant may do in a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Receives streams, never publishes.
+    Subscriber,
+    /// Publishes and receives.
+    Publisher,
+    /// Publishes, receives, and may force others out or unpublish them.
+    Moderator,
+    /// Publishes, never receives.
+    PublisherOnly,
+}
+
+impl Role {
+    /// Whether the role may publish streams.
+    pub fn can_publish(self) -> bool {
+        !matches!(self, Role::Subscriber)
+    }
+    /// Whether the role may receive streams.
+    pub fn can_subscribe(self) -> bool {
+        !matches!(self, Role::PublisherOnly)
+    }
+    /// Whether the role may force other participants out or unpublish them.
+    pub fn can_moderate(self) -> bool {
+        matches!(self, Role::Moderator)
+    }
+}
+
+/// Bandwidth limits and filters granted to one participant (kbps; `None` = server default).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaLimits {
+    /// Most video kbps the server receives from this participant.
+    pub video_max_recv_kbps: Option<i64>,
+    /// Least video kbps the server receives from this participant.
+    pub video_min_recv_kbps: Option<i64>,
+    /// Most video kbps the server sends to this participant.
+    pub video_max_send_kbps: Option<i64>,
+    /// Least video kbps the server sends to this participant.
+    pub video_min_send_kbps: Option<i64>,
+    /// Filters this participant may apply.
+    pub allowed_filters: Vec<String>,
+}
+
+/// A STUN or TURN server handed to one participant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:`, `stuns:`, `turn:` or `turns:` URL.
+    pub url: String,
+    /// TURN user name.
+    pub username: Option<String>,
+    /// TURN credential.
+    pub credential: Option<String>,
+}
+
+/// What is known of a participant once it has joined.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveInfo {
+    /// When it joined, ms since the epoch.
+    pub joined_at: i64,
+    /// Where it joined from.
+    pub ip: String,
+    /// The client's own description of itself.
+    pub platform: String,
+    /// Data the client attached when joining.
+    pub client_data: String,
+}
+
+/// Whether a participant has joined.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParticipantState {
+    /// Granted, not yet joined: its grant may still be used once.
+    Pending,
+    /// Joined.
+    Active(ActiveInfo),
+}
+
+/// One participant of a room, pending or active.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    /// Its id, unique in the room.
+    pub id: ParticipantId,
+    /// What it may do.
+    pub role: Role,
+    /// Data given by the backend that created it.
+    pub data: String,
+    /// Whether its streams are recorded by individual recordings.
+    pub record: bool,
+    /// When it was created, ms since the epoch.
+    pub created_at: i64,
+    /// When its grant stops being accepted, ms since the epoch.
+    pub expires_at: i64,
+    /// The credential as issued to the client (opaque to the core).
+    pub grant: String,
+    /// Bandwidth limits and filters.
+    pub limits: Option<MediaLimits>,
+    /// ICE servers handed to it.
+    pub ice_servers: Vec<IceServer>,
+    /// Pending or active.
+    pub state: ParticipantState,
+}
+
+impl Participant {
+    /// Whether it has joined.
+    pub fn is_active(&self) -> bool {
+        matches!(self.state, ParticipantState::Active(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Role;
+
+    #[test]
+    fn role_grants() {
+        assert!(!Role::Subscriber.can_publish());
+        assert!(Role::Subscriber.can_subscribe());
+        assert!(Role::PublisherOnly.can_publish());
+        assert!(!Role::PublisherOnly.can_subscribe());
+        assert!(Role::Publisher.can_publish() && Role::Publisher.can_subscribe());
+        assert!(!Role::Publisher.can_moderate());
+        assert!(Role::Moderator.can_moderate());
+    }
+}

@@ -1,0 +1,485 @@
+//! The `Room` state machine.
+
+use super::{ActiveInfo, Participant, ParticipantId, ParticipantState, Role, RoomId, RoomOptions};
+use indexmap::IndexMap;
+
+/// Why something ended, in the words the events use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// The participant left by itself.
+    Disconnect,
+    /// A moderator forced the participant out.
+    ForceDisconnectByUser,
+    /// The server API forced the participant out.
+    ForceDisconnectByServer,
+    /// The room closed because its last participant left.
+    LastParticipantLeft,
+    /// The server API closed the room.
+    SessionClosedByServer,
+    /// The participant's network went away.
+    NetworkDisconnect,
+    /// The server is stopping.
+    ServerStopped,
+}
+
+/// Something that happened in a room, for the consumers of room events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoomEvent {
+    /// A participant was granted (pending).
+    ParticipantGranted(ParticipantId),
+    /// A pending grant was withdrawn before use.
+    GrantRevoked(ParticipantId),
+    /// A participant joined.
+    ParticipantJoined(ParticipantId),
+    /// A participant left.
+    ParticipantLeft(ParticipantId, EndReason),
+    /// The room closed.
+    RoomClosed(EndReason),
+    /// A signal is to be delivered to active participants.
+    SignalSent {
+        /// The sender, or `None` for the server API.
+        from: Option<ParticipantId>,
+        /// The recipients (every active participant when the signal named none).
+        to: Vec<ParticipantId>,
+        /// The signal's type, relayed verbatim.
+        kind: Option<String>,
+        /// The signal's payload.
+        data: Option<String>,
+    },
+}
+
+/// A signal that cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignalError {
+    /// Nobody is connected to the room.
+    #[error("nobody is connected")]
+    NobodyConnected,
+    /// Some recipients are not active participants.
+    #[error("recipients not connected: {0:?}")]
+    RecipientsNotConnected(Vec<String>),
+}
+
+/// A room command that cannot be carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    /// The room is closed.
+    #[error("room is closed")]
+    Closed,
+    /// No such participant in the room.
+    #[error("participant {0} not found")]
+    ParticipantNotFound(ParticipantId),
+    /// A participant with that id already exists.
+    #[error("participant {0} already exists")]
+    DuplicateParticipant(ParticipantId),
+}
+
+/// A join that is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// The room is closed.
+    #[error("room is closed")]
+    RoomClosed,
+    /// No pending grant for that participant: never issued, revoked or already used.
+    #[error("grant for {0} is unknown or already used")]
+    GrantNotPending(ParticipantId),
+    /// The grant has expired.
+    #[error("grant for {0} has expired")]
+    GrantExpired(ParticipantId),
+}
+
+/// One room: its options and participants. Owned by exactly one task.
+#[derive(Debug, Clone)]
+pub struct Room {
+    id: RoomId,
+    created_at: i64,
+    options: RoomOptions,
+    participants: IndexMap<ParticipantId, Participant>,
+    ever_active: bool,
+    closed: Option<EndReason>,
+}
+
+impl Room {
+    /// A new room with no participants.
+    pub fn new(id: RoomId, created_at: i64, options: RoomOptions) -> Self {
+        Self {
+            id,
+            created_at,
+            options,
+            participants: IndexMap::new(),
+            ever_active: false,
+            closed: None,
+        }
+    }
+
+    /// The room's id.
+    pub fn id(&self) -> &RoomId {
+        &self.id
+    }
+    /// When it was created, ms since the epoch.
+    pub fn created_at(&self) -> i64 {
+        self.created_at
+    }
+    /// Its options.
+    pub fn options(&self) -> &RoomOptions {
+        &self.options
+    }
+    /// Whether somebody is in it now.
+    pub fn is_active(&self) -> bool {
+        self.participants.values().any(Participant::is_active)
+    }
+    /// Why it closed, if it did.
+    pub fn closed(&self) -> Option<EndReason> {
+        self.closed
+    }
+    /// All participants, in the order they were granted.
+    pub fn participants(&self) -> impl Iterator<Item = &Participant> {
+        self.participants.values()
+    }
+    /// One participant.
+    pub fn participant(&self, id: &str) -> Option<&Participant> {
+        self.participants.get(id)
+    }
+
+    fn open(&self) -> Result<(), RoomError> {
+        match self.closed {
+            Some(_) => Err(RoomError::Closed),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds a pending participant (a grant not yet used).
+    pub fn grant(&mut self, participant: Participant) -> Result<Vec<RoomEvent>, RoomError> {
+        self.open()?;
+        if self.participants.contains_key(&participant.id) {
+            return Err(RoomError::DuplicateParticipant(participant.id));
+        }
+        let id = participant.id.clone();
+        self.participants.insert(id.clone(), participant);
+        Ok(vec![RoomEvent::ParticipantGranted(id)])
+    }
+
+    /// Changes the role and recording flag of a participant.
+    pub fn update(
+        &mut self,
+        id: &str,
+        role: Option<Role>,
+        record: Option<bool>,
+    ) -> Result<&Participant, RoomError> {
+        self.open()?;
+        let p = self
+            .participants
+            .get_mut(id)
+            .ok_or_else(|| RoomError::ParticipantNotFound(ParticipantId::new(id)))?;
+        if let Some(role) = role {
+            p.role = role;
+        }
+        if let Some(record) = record {
+            p.record = record;
+        }
+        Ok(p)
+    }
+
+    /// Uses a pending grant: the participant becomes active.
+    pub fn join(
+        &mut self,
+        id: &str,
+        now: i64,
+        info: ActiveInfo,
+    ) -> Result<(&Participant, Vec<RoomEvent>), JoinError> {
+        if self.closed.is_some() {
+            return Err(JoinError::RoomClosed);
+        }
+        let p = match self.participants.get_mut(id) {
+            Some(p) if !p.is_active() => p,
+            _ => return Err(JoinError::GrantNotPending(ParticipantId::new(id))),
+        };
+        if now >= p.expires_at {
+            return Err(JoinError::GrantExpired(p.id.clone()));
+        }
+        p.state = ParticipantState::Active(info);
+        self.ever_active = true;
+        let event = RoomEvent::ParticipantJoined(p.id.clone());
+        Ok((p, vec![event]))
+    }
+
+    /// Removes a participant: an active one leaves for `reason`, a pending one loses its
+    /// grant. When the last active participant leaves, the room closes.
+    pub fn remove(&mut self, id: &str, reason: EndReason) -> Result<Vec<RoomEvent>, RoomError> {
+        self.open()?;
+        let p = self
+            .participants
+            .shift_remove(id)
+            .ok_or_else(|| RoomError::ParticipantNotFound(ParticipantId::new(id)))?;
+        if !p.is_active() {
+            return Ok(vec![RoomEvent::GrantRevoked(p.id)]);
+        }
+        let mut events = vec![RoomEvent::ParticipantLeft(p.id, reason)];
+        if !self.is_active() {
+            events.extend(self.close(EndReason::LastParticipantLeft));
+        }
+        Ok(events)
+    }
+
+    /// Closes the room: every active participant leaves with `reason`, grants are dropped.
+    pub fn close(&mut self, reason: EndReason) -> Vec<RoomEvent> {
+        if self.closed.is_some() {
+            return Vec::new();
+        }
+        let mut events: Vec<RoomEvent> = self
+            .participants
+            .drain(..)
+            .filter(|(_, p)| p.is_active())
+            .map(|(id, _)| RoomEvent::ParticipantLeft(id, reason))
+            .collect();
+        self.closed = Some(reason);
+        events.push(RoomEvent::RoomClosed(reason));
+        events
+    }
+
+    /// Sends a signal to `to` (every active participant when empty).
+    pub fn signal(
+        &self,
+        from: Option<ParticipantId>,
+        to: &[String],
+        kind: Option<String>,
+        data: Option<String>,
+    ) -> Result<RoomEvent, SignalError> {
+        if !self.is_active() {
+            return Err(SignalError::NobodyConnected);
+        }
+        let recipients: Vec<ParticipantId> = if to.is_empty() {
+            self.participants
+                .values()
+                .filter(|p| p.is_active())
+                .map(|p| p.id.clone())
+                .collect()
+        } else {
+            let unknown: Vec<String> = to
+                .iter()
+                .filter(|id| {
+                    !self
+                        .participants
+                        .get(id.as_str())
+                        .is_some_and(Participant::is_active)
+                })
+                .cloned()
+                .collect();
+            if !unknown.is_empty() {
+                return Err(SignalError::RecipientsNotConnected(unknown));
+            }
+            to.iter()
+                .map(|id| ParticipantId::new(id.as_str()))
+                .collect()
+        };
+        Ok(RoomEvent::SignalSent {
+            from,
+            to: recipients,
+            kind,
+            data,
+        })
+    }
+
+    /// Drops pending grants that expired before `now`; returns the events.
+    pub fn expire_grants(&mut self, now: i64) -> Vec<RoomEvent> {
+        let expired: Vec<ParticipantId> = self
+            .participants
+            .values()
+            .filter(|p| !p.is_active() && p.expires_at <= now)
+            .map(|p| p.id.clone())
+            .collect();
+        expired
+            .into_iter()
+            .map(|id| {
+                self.participants.shift_remove(&id);
+                RoomEvent::GrantRevoked(id)
+            })
+            .collect()
+    }
+
+    /// Whether the room never had anybody in it and is older than `threshold_ms` at `now`:
+    /// such a room is garbage.
+    pub fn is_garbage(&self, now: i64, threshold_ms: i64) -> bool {
+        self.closed.is_none() && !self.ever_active && now - self.created_at >= threshold_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(id: &str, expires_at: i64) -> Participant {
+        Participant {
+            id: ParticipantId::new(id),
+            role: Role::Publisher,
+            data: String::new(),
+            record: true,
+            created_at: 0,
+            expires_at,
+            grant: format!("grant-{id}"),
+            limits: None,
+            ice_servers: Vec::new(),
+            state: ParticipantState::Pending,
+        }
+    }
+
+    fn info(at: i64) -> ActiveInfo {
+        ActiveInfo {
+            joined_at: at,
+            ip: "127.0.0.1".into(),
+            platform: "test".into(),
+            client_data: String::new(),
+        }
+    }
+
+    fn room() -> Room {
+        Room::new(RoomId::new("r"), 1_000, RoomOptions::default())
+    }
+
+    #[test]
+    fn grant_is_single_use() {
+        let mut r = room();
+        r.grant(pending("a", 10_000)).expect("fresh id");
+        assert!(!r.is_active());
+        let (p, ev) = r.join("a", 2_000, info(2_000)).expect("pending grant");
+        assert!(p.is_active());
+        assert_eq!(
+            ev,
+            vec![RoomEvent::ParticipantJoined(ParticipantId::new("a"))]
+        );
+        assert!(r.is_active());
+        assert_eq!(
+            r.join("a", 2_001, info(2_001)).map(|_| ()),
+            Err(JoinError::GrantNotPending(ParticipantId::new("a")))
+        );
+    }
+
+    #[test]
+    fn expired_grant_is_refused_and_pruned() {
+        let mut r = room();
+        r.grant(pending("a", 5_000)).expect("fresh id");
+        r.grant(pending("b", 9_000)).expect("fresh id");
+        assert_eq!(
+            r.join("a", 5_000, info(5_000)).map(|_| ()),
+            Err(JoinError::GrantExpired(ParticipantId::new("a")))
+        );
+        assert_eq!(
+            r.expire_grants(6_000),
+            vec![RoomEvent::GrantRevoked(ParticipantId::new("a"))]
+        );
+        assert!(r.participant("a").is_none());
+        assert!(r.participant("b").is_some());
+    }
+
+    #[test]
+    fn duplicate_and_unknown_participants() {
+        let mut r = room();
+        r.grant(pending("a", 10)).expect("fresh id");
+        assert_eq!(
+            r.grant(pending("a", 10)),
+            Err(RoomError::DuplicateParticipant(ParticipantId::new("a")))
+        );
+        assert_eq!(
+            r.remove("zz", EndReason::ForceDisconnectByServer),
+            Err(RoomError::ParticipantNotFound(ParticipantId::new("zz")))
+        );
+        assert_eq!(
+            r.update("zz", Some(Role::Moderator), None).map(|_| ()),
+            Err(RoomError::ParticipantNotFound(ParticipantId::new("zz")))
+        );
+        let p = r
+            .update("a", Some(Role::Moderator), Some(false))
+            .expect("exists");
+        assert_eq!((p.role, p.record), (Role::Moderator, false));
+    }
+
+    #[test]
+    fn last_leaver_closes_room_and_closed_room_refuses_everything() {
+        let mut r = room();
+        r.grant(pending("a", 10_000)).expect("fresh id");
+        r.grant(pending("b", 10_000)).expect("fresh id");
+        r.join("a", 2_000, info(2_000)).expect("pending");
+        let ev = r.remove("a", EndReason::Disconnect).expect("active");
+        assert_eq!(
+            ev,
+            vec![
+                RoomEvent::ParticipantLeft(ParticipantId::new("a"), EndReason::Disconnect),
+                RoomEvent::RoomClosed(EndReason::LastParticipantLeft)
+            ]
+        );
+        assert_eq!(r.closed(), Some(EndReason::LastParticipantLeft));
+        assert_eq!(r.grant(pending("c", 10)), Err(RoomError::Closed));
+        assert_eq!(
+            r.join("b", 2_000, info(2_000)).map(|_| ()),
+            Err(JoinError::RoomClosed)
+        );
+        assert!(r.close(EndReason::SessionClosedByServer).is_empty());
+    }
+
+    #[test]
+    fn revoking_a_grant_does_not_close_room() {
+        let mut r = room();
+        r.grant(pending("a", 10)).expect("fresh id");
+        assert_eq!(
+            r.remove("a", EndReason::ForceDisconnectByServer),
+            Ok(vec![RoomEvent::GrantRevoked(ParticipantId::new("a"))])
+        );
+        assert_eq!(r.closed(), None);
+    }
+
+    #[test]
+    fn close_evicts_active_participants() {
+        let mut r = room();
+        r.grant(pending("a", 10_000)).expect("fresh id");
+        r.grant(pending("b", 10_000)).expect("fresh id");
+        r.join("a", 2_000, info(2_000)).expect("pending");
+        assert_eq!(
+            r.close(EndReason::SessionClosedByServer),
+            vec![
+                RoomEvent::ParticipantLeft(
+                    ParticipantId::new("a"),
+                    EndReason::SessionClosedByServer
+                ),
+                RoomEvent::RoomClosed(EndReason::SessionClosedByServer)
+            ]
+        );
+        assert_eq!(r.participants().count(), 0);
+    }
+
+    #[test]
+    fn signals_go_to_active_participants_only() {
+        let mut r = room();
+        r.grant(pending("a", 10_000)).expect("fresh id");
+        r.grant(pending("b", 10_000)).expect("fresh id");
+        assert_eq!(
+            r.signal(None, &[], None, None),
+            Err(SignalError::NobodyConnected)
+        );
+        r.join("a", 2_000, info(2_000)).expect("pending");
+        assert_eq!(
+            r.signal(None, &["b".into(), "zz".into()], None, None),
+            Err(SignalError::RecipientsNotConnected(vec![
+                "b".into(),
+                "zz".into()
+            ]))
+        );
+        assert_eq!(
+            r.signal(None, &[], Some("chat".into()), Some("hi".into())),
+            Ok(RoomEvent::SignalSent {
+                from: None,
+                to: vec![ParticipantId::new("a")],
+                kind: Some("chat".into()),
+                data: Some("hi".into())
+            })
+        );
+    }
+
+    #[test]
+    fn garbage_means_never_active_and_old() {
+        let mut r = room();
+        assert!(!r.is_garbage(1_500, 1_000));
+        assert!(r.is_garbage(2_000, 1_000));
+        r.grant(pending("a", 10_000)).expect("fresh id");
+        r.join("a", 1_200, info(1_200)).expect("pending");
+        assert!(!r.is_garbage(5_000, 1_000));
+    }
+}

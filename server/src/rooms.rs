@@ -1,0 +1,299 @@
+//! Live rooms: one owner task per room, cheap handles to it, and the registry that finds
+//! them. The operations here keep the live state and the store in step; every protocol
+//! adapter goes through them.
+//!
+//! Lock rule: the registry lock is held only to look up, insert or remove a handle, never
+//! across an `.await`. Room state is never behind a lock: only its task touches it.
+
+mod handle;
+
+pub use handle::{RoomGone, RoomHandle, SignalRequest};
+
+use crate::grant::GrantKey;
+use crate::room::{
+    EndReason, JoinError, Participant, Role, Room, RoomError, RoomEvent, RoomId, RoomOptions,
+};
+use crate::store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The current time in ms since the epoch: the one clock of the live layer.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// How long grants live and when idle rooms are dropped.
+#[derive(Clone, Debug)]
+pub struct Lifetimes {
+    /// How long a join grant stays usable after it is issued.
+    pub grant_ttl: Duration,
+    /// How often rooms nobody joined are looked for; zero disables the sweep.
+    pub gc_interval: Duration,
+    /// How old a room nobody joined must be to be dropped.
+    pub gc_threshold: Duration,
+}
+
+/// A room operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RoomsError {
+    /// A room with that id exists.
+    #[error("room '{0}' already exists")]
+    RoomExists(RoomId),
+    /// No such room, or it closed meanwhile.
+    #[error("room not found")]
+    RoomNotFound,
+    /// The room refused the command.
+    #[error(transparent)]
+    Room(#[from] RoomError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<RoomGone> for RoomsError {
+    fn from(_: RoomGone) -> Self {
+        RoomsError::RoomNotFound
+    }
+}
+
+/// All live rooms, with the store they are kept in (cheap to clone).
+#[derive(Clone)]
+pub struct Rooms {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Mutex<HashMap<RoomId, RoomHandle>>,
+    store: Store,
+    grant_key: GrantKey,
+    lifetimes: Lifetimes,
+}
+
+impl Rooms {
+    /// Loads every stored room and starts its task. Call from inside a tokio runtime.
+    pub async fn load(store: Store, lifetimes: Lifetimes) -> Result<Self, StoreError> {
+        let grant_key = store.grant_key().await?;
+        let rooms = store.load_rooms().await?;
+        let registry = rooms
+            .into_iter()
+            .map(|room| (room.id().clone(), RoomHandle::spawn(room)))
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                registry: Mutex::new(registry),
+                store,
+                grant_key,
+                lifetimes,
+            }),
+        })
+    }
+
+    /// The key that signs and checks join grants.
+    pub fn grant_key(&self) -> &GrantKey {
+        &self.inner.grant_key
+    }
+
+    /// The configured lifetimes.
+    pub fn lifetimes(&self) -> &Lifetimes {
+        &self.inner.lifetimes
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, RoomHandle>> {
+        // A panic while holding this lock cannot leave the map half-changed: every
+        // critical section is one map call.
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The handle of a live room.
+    pub fn get(&self, id: &str) -> Option<RoomHandle> {
+        self.registry().get(id).cloned()
+    }
+
+    /// Handles of every live room, oldest first.
+    pub fn all(&self) -> Vec<RoomHandle> {
+        let mut all: Vec<RoomHandle> = self.registry().values().cloned().collect();
+        all.sort_by(|a, b| (a.created_at(), a.id()).cmp(&(b.created_at(), b.id())));
+        all
+    }
+
+    /// Creates a room: stored first, then live.
+    pub async fn create(
+        &self,
+        id: RoomId,
+        options: RoomOptions,
+        now: i64,
+    ) -> Result<Room, RoomsError> {
+        let room = Room::new(id.clone(), now, options);
+        if self.get(id.as_str()).is_some() {
+            return Err(RoomsError::RoomExists(id));
+        }
+        match self.inner.store.insert_room(&room).await {
+            Err(StoreError::Conflict) => return Err(RoomsError::RoomExists(id)),
+            other => other?,
+        }
+        let handle = RoomHandle::spawn(room.clone());
+        let mut registry = self.registry();
+        if registry.contains_key(&id) {
+            // Only a room that was closing when the store accepted this one can be here:
+            // the store held no row for it, so this one replaces it.
+            tracing::debug!(room = %id, "replacing a closing room");
+        }
+        registry.insert(id, handle);
+        Ok(room)
+    }
+
+    /// Adds a pending participant to a room: stored first, then live.
+    pub async fn grant(
+        &self,
+        room: &RoomHandle,
+        participant: Participant,
+    ) -> Result<(), RoomsError> {
+        match self
+            .inner
+            .store
+            .insert_participant(room.id(), &participant)
+            .await
+        {
+            Err(StoreError::RoomMissing) => return Err(RoomsError::RoomNotFound),
+            other => other?,
+        }
+        match room.grant(participant).await? {
+            Ok(_) => Ok(()),
+            Err(RoomError::Closed) => Err(RoomsError::RoomNotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Changes a participant's role or recording flag.
+    pub async fn update(
+        &self,
+        room: &RoomHandle,
+        id: &str,
+        role: Option<Role>,
+        record: Option<bool>,
+    ) -> Result<Participant, RoomsError> {
+        let participant = room.update(id, role, record).await??;
+        self.inner
+            .store
+            .update_participant(room.id(), &participant)
+            .await?;
+        Ok(participant)
+    }
+
+    /// Uses a participant's pending grant.
+    pub async fn join(
+        &self,
+        room: &RoomHandle,
+        id: &str,
+        info: crate::room::ActiveInfo,
+    ) -> Result<Result<Participant, JoinError>, RoomsError> {
+        let joined = room.join(id, now_ms(), info).await?;
+        if let Ok(participant) = &joined {
+            self.inner
+                .store
+                .update_participant(room.id(), participant)
+                .await?;
+        }
+        Ok(joined)
+    }
+
+    /// Removes a participant (evicts an active one, revokes a pending one).
+    pub async fn remove(
+        &self,
+        room: &RoomHandle,
+        id: &str,
+        reason: EndReason,
+    ) -> Result<Vec<RoomEvent>, RoomsError> {
+        let events = room.remove(id, reason).await??;
+        self.inner.store.delete_participant(room.id(), id).await?;
+        self.after(room, &events).await?;
+        Ok(events)
+    }
+
+    /// Closes a room for `reason` and forgets it.
+    pub async fn close(
+        &self,
+        room: &RoomHandle,
+        reason: EndReason,
+    ) -> Result<Vec<RoomEvent>, RoomsError> {
+        let events = room.close(reason).await?;
+        self.after(room, &events).await?;
+        Ok(events)
+    }
+
+    /// Forgets a room that closed.
+    async fn after(&self, room: &RoomHandle, events: &[RoomEvent]) -> Result<(), RoomsError> {
+        if events.iter().any(|e| matches!(e, RoomEvent::RoomClosed(_))) {
+            {
+                let mut registry = self.registry();
+                if registry.get(room.id()).is_some_and(|h| h.same_task(room)) {
+                    registry.remove(room.id());
+                }
+            }
+            self.inner.store.delete_room(room.id()).await?;
+        }
+        Ok(())
+    }
+
+    /// One sweep: drops expired grants, and rooms nobody joined that are older than the
+    /// threshold (silently: such rooms end with no event).
+    pub async fn sweep(&self, now: i64) -> Result<usize, RoomsError> {
+        let threshold =
+            i64::try_from(self.inner.lifetimes.gc_threshold.as_millis()).unwrap_or(i64::MAX);
+        let mut dropped = 0;
+        for room in self.all() {
+            let Ok(outcome) = room.sweep(now, threshold).await else {
+                continue;
+            };
+            for id in &outcome.expired {
+                self.inner
+                    .store
+                    .delete_participant(room.id(), id.as_str())
+                    .await?;
+            }
+            if outcome.garbage {
+                self.close(&room, EndReason::SessionClosedByServer).await?;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Runs the sweep every `gc_interval` until `shutdown` resolves.
+    pub async fn sweep_forever(self, shutdown: impl std::future::Future<Output = ()>) {
+        let interval = self.inner.lifetimes.gc_interval;
+        if interval.is_zero() {
+            shutdown.await;
+            return;
+        }
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = ticker.tick() => match self.sweep(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rooms = n, "dropped rooms nobody joined"),
+                    Err(e) => tracing::warn!(error = %e, "room sweep failed"),
+                },
+            }
+        }
+    }
+
+    /// Forgets every live room (they stay stored) and closes the store.
+    pub async fn shutdown(&self) {
+        // Dropping the handles ends each room task once its queue is empty; the store
+        // keeps the rooms for the next start.
+        self.registry().clear();
+        self.inner.store.close().await;
+    }
+}
