@@ -60,6 +60,26 @@ impl From<RoomGone> for RoomsError {
     }
 }
 
+/// A join that is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// The grant is forged, malformed or expired.
+    #[error(transparent)]
+    Grant(#[from] crate::grant::GrantError),
+    /// The grant is for another room than the one asked for.
+    #[error("token is for another session")]
+    WrongRoom,
+    /// The room is closed or never existed.
+    #[error("session not found")]
+    RoomNotFound,
+    /// The room refused the join (grant used, revoked or expired; room closing).
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// All live rooms, with the store they are kept in (cheap to clone).
 #[derive(Clone)]
 pub struct Rooms {
@@ -187,21 +207,29 @@ impl Rooms {
         Ok(participant)
     }
 
-    /// Uses a participant's pending grant.
-    pub async fn join(
+    /// Admits a client into `room_id` with a signed grant: the signature and expiry are
+    /// checked without a lookup, then the room consumes the grant once.
+    pub async fn admit(
         &self,
-        room: &RoomHandle,
-        id: &str,
+        room_id: &str,
+        signed: &str,
         info: crate::room::ActiveInfo,
-    ) -> Result<Result<Participant, JoinError>, RoomsError> {
-        let joined = room.join(id, now_ms(), info).await?;
-        if let Ok(participant) = &joined {
-            self.inner
-                .store
-                .update_participant(room.id(), participant)
-                .await?;
+    ) -> Result<(RoomHandle, Participant), AdmitError> {
+        let now = now_ms();
+        let grant = self.inner.grant_key.verify(signed, now / 1000)?;
+        if grant.room.as_str() != room_id {
+            return Err(AdmitError::WrongRoom);
         }
-        Ok(joined)
+        let room = self.get(room_id).ok_or(AdmitError::RoomNotFound)?;
+        let participant = room
+            .join(grant.sub.as_str(), now, info)
+            .await
+            .map_err(|_| AdmitError::RoomNotFound)??;
+        self.inner
+            .store
+            .update_participant(room.id(), &participant)
+            .await?;
+        Ok((room, participant))
     }
 
     /// Removes a participant (evicts an active one, revokes a pending one).

@@ -1,0 +1,8 @@
+//! Integration tests: the real server on 127.0.0.1:0 with a throwaway database, driven
+//! over HTTP as clients drive it.
+
+mod support;
+
+mod legacy;
+mod rest;
+mod store;
