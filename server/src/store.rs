@@ -9,6 +9,7 @@ use crate::room::{Participant, ParticipantState, Room, RoomId, RoomOptions};
 use base64::Engine;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::{mpsc, oneshot};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -49,6 +50,28 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    inserts: mpsc::Sender<InsertJob>,
+    /// Tells the SQLite checkpointer to finish (SQLite only).
+    stop_checkpoints: Option<std::sync::Arc<tokio::sync::watch::Sender<bool>>>,
+}
+
+/// How often the SQLite checkpointer moves the write-ahead log into the database file.
+pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Participant inserts waiting for the group-commit writer. Senders: `insert_participant`
+/// callers (API handlers). Receiver: the writer task. When full, callers wait.
+pub const INSERT_QUEUE_CAPACITY: usize = 4096;
+
+/// The most participant rows the writer puts in one statement.
+pub const MAX_INSERT_BATCH: usize = 256;
+
+#[derive(Debug)]
+struct InsertJob {
+    room: String,
+    id: String,
+    created_at: i64,
+    body: String,
+    done: oneshot::Sender<Result<(), StoreError>>,
 }
 
 fn map_write_error(e: sqlx::Error) -> StoreError {
@@ -87,6 +110,9 @@ impl Store {
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            // Checkpoints (and their fsync) run on their own connection, off
+                            // the writer's path: see `checkpointer`.
+                            conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                             Ok(())
                         })
                     })
@@ -96,7 +122,23 @@ impl Store {
             Backend::Postgres => options.max_connections(8).connect(url).await?,
         };
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, backend })
+        let (inserts, queue) = mpsc::channel(INSERT_QUEUE_CAPACITY);
+        tokio::spawn(insert_writer(pool.clone(), queue));
+        let stop_checkpoints = match backend {
+            Backend::Sqlite => {
+                let conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await?;
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                tokio::spawn(checkpointer(conn, stopped));
+                Some(std::sync::Arc::new(stop))
+            }
+            Backend::Postgres => None,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            inserts,
+            stop_checkpoints,
+        })
     }
 
     /// Which database this is.
@@ -106,6 +148,9 @@ impl Store {
 
     /// Closes every database connection.
     pub async fn close(&self) {
+        if let Some(stop) = &self.stop_checkpoints {
+            let _ = stop.send(true);
+        }
         self.pool.close().await;
     }
 
@@ -160,27 +205,25 @@ impl Store {
     }
 
     /// Records a participant of a stored room. `RoomMissing` when the room is gone.
+    ///
+    /// Concurrent calls are committed together by one writer (group commit): under load one
+    /// statement carries many rows, and each caller still learns its own row's fate.
     pub async fn insert_participant(
         &self,
         room: &RoomId,
         participant: &Participant,
     ) -> Result<(), StoreError> {
-        let body = serde_json::to_string(participant).expect("participant serialises");
-        sqlx::query(
-            "INSERT INTO participants (room_id, id, created_at, body) \
-             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM rooms WHERE id = $1)",
-        )
-        .bind(room.as_str())
-        .bind(participant.id.as_str())
-        .bind(participant.created_at)
-        .bind(body)
-        .execute(&self.pool)
-        .await
-        .map_err(map_write_error)
-        .and_then(|done| match done.rows_affected() {
-            0 => Err(StoreError::RoomMissing),
-            _ => Ok(()),
-        })
+        let (done, result) = oneshot::channel();
+        let job = InsertJob {
+            room: room.as_str().to_owned(),
+            id: participant.id.as_str().to_owned(),
+            created_at: participant.created_at,
+            body: serde_json::to_string(participant).expect("participant serialises"),
+            done,
+        };
+        let closed = || StoreError::Database(sqlx::Error::PoolClosed);
+        self.inserts.send(job).await.map_err(|_| closed())?;
+        result.await.map_err(|_| closed())?
     }
 
     /// Rewrites a stored participant.
@@ -241,6 +284,85 @@ impl Store {
             }
         }
         Ok(rooms)
+    }
+}
+
+/// Moves the SQLite write-ahead log into the database file every `CHECKPOINT_INTERVAL`, on
+/// a connection of its own. A passive checkpoint never blocks the writer, so the fsync it
+/// costs stays off the path of API calls; a last one truncates the log when the store closes.
+async fn checkpointer(mut conn: sqlx::AnyConnection, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use sqlx::Connection;
+    let mut ticker = tokio::time::interval(CHECKPOINT_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed");
+                }
+            }
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { break },
+        }
+    }
+    let _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").await;
+    let _ = conn.close().await;
+}
+
+/// The group-commit writer: takes whatever inserts are queued, writes them in one
+/// statement, and falls back to one statement per row when that fails (a room that closed
+/// meanwhile, a duplicate id), so each caller gets its own answer.
+async fn insert_writer(pool: AnyPool, mut queue: mpsc::Receiver<InsertJob>) {
+    let mut batch = Vec::with_capacity(MAX_INSERT_BATCH);
+    while queue.recv_many(&mut batch, MAX_INSERT_BATCH).await > 0 {
+        if batch.len() > 1 && insert_many(&pool, &batch).await {
+            for job in batch.drain(..) {
+                let _ = job.done.send(Ok(()));
+            }
+            continue;
+        }
+        for job in batch.drain(..) {
+            let result = insert_one(&pool, &job).await;
+            let _ = job.done.send(result);
+        }
+    }
+}
+
+/// Inserts every row in one statement; false when any row fails (nothing is written then).
+async fn insert_many(pool: &AnyPool, batch: &[InsertJob]) -> bool {
+    let mut sql = String::from("INSERT INTO participants (room_id, id, created_at, body) VALUES ");
+    for i in 0..batch.len() {
+        let n = i * 4;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for job in batch {
+        query = query
+            .bind(job.room.as_str())
+            .bind(job.id.as_str())
+            .bind(job.created_at)
+            .bind(job.body.as_str());
+    }
+    matches!(query.execute(pool).await, Ok(done) if done.rows_affected() == batch.len() as u64)
+}
+
+async fn insert_one(pool: &AnyPool, job: &InsertJob) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO participants (room_id, id, created_at, body) \
+         SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM rooms WHERE id = $1)",
+    )
+    .bind(job.room.as_str())
+    .bind(job.id.as_str())
+    .bind(job.created_at)
+    .bind(job.body.as_str())
+    .execute(pool)
+    .await
+    .map_err(map_write_error)?;
+    match done.rows_affected() {
+        0 => Err(StoreError::RoomMissing),
+        _ => Ok(()),
     }
 }
 

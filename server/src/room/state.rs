@@ -88,12 +88,16 @@ pub enum JoinError {
 }
 
 /// One room: its options and participants. Owned by exactly one task.
+///
+/// Active and pending participants are kept apart, so that what concerns the people in the
+/// room never walks the (possibly many) grants not yet used.
 #[derive(Debug, Clone)]
 pub struct Room {
     id: RoomId,
     created_at: i64,
     options: RoomOptions,
-    participants: IndexMap<ParticipantId, Participant>,
+    active: IndexMap<ParticipantId, Participant>,
+    pending: IndexMap<ParticipantId, Participant>,
     ever_active: bool,
     closed: Option<EndReason>,
 }
@@ -105,7 +109,8 @@ impl Room {
             id,
             created_at,
             options,
-            participants: IndexMap::new(),
+            active: IndexMap::new(),
+            pending: IndexMap::new(),
             ever_active: false,
             closed: None,
         }
@@ -125,19 +130,24 @@ impl Room {
     }
     /// Whether somebody is in it now.
     pub fn is_active(&self) -> bool {
-        self.participants.values().any(Participant::is_active)
+        !self.active.is_empty()
     }
     /// Why it closed, if it did.
     pub fn closed(&self) -> Option<EndReason> {
         self.closed
     }
-    /// All participants, in the order they were granted.
+    /// Active participants in the order they joined, then pending ones in the order they
+    /// were granted.
     pub fn participants(&self) -> impl Iterator<Item = &Participant> {
-        self.participants.values()
+        self.active.values().chain(self.pending.values())
     }
-    /// One participant.
+    /// Active participants, in the order they joined.
+    pub fn active_participants(&self) -> impl Iterator<Item = &Participant> {
+        self.active.values()
+    }
+    /// One participant, active or pending.
     pub fn participant(&self, id: &str) -> Option<&Participant> {
-        self.participants.get(id)
+        self.active.get(id).or_else(|| self.pending.get(id))
     }
 
     fn open(&self) -> Result<(), RoomError> {
@@ -147,14 +157,36 @@ impl Room {
         }
     }
 
+    /// A copy of the room, with its pending participants only when asked for: listings that
+    /// show active participants need not copy every outstanding grant.
+    pub fn view(&self, with_pending: bool) -> Room {
+        Room {
+            id: self.id.clone(),
+            created_at: self.created_at,
+            options: self.options.clone(),
+            active: self.active.clone(),
+            pending: if with_pending {
+                self.pending.clone()
+            } else {
+                IndexMap::new()
+            },
+            ever_active: self.ever_active,
+            closed: self.closed,
+        }
+    }
+
     /// Adds a pending participant (a grant not yet used).
     pub fn grant(&mut self, participant: Participant) -> Result<Vec<RoomEvent>, RoomError> {
         self.open()?;
-        if self.participants.contains_key(&participant.id) {
+        if self.participant(participant.id.as_str()).is_some() {
             return Err(RoomError::DuplicateParticipant(participant.id));
         }
         let id = participant.id.clone();
-        self.participants.insert(id.clone(), participant);
+        if participant.is_active() {
+            self.active.insert(id.clone(), participant);
+        } else {
+            self.pending.insert(id.clone(), participant);
+        }
         Ok(vec![RoomEvent::ParticipantGranted(id)])
     }
 
@@ -166,10 +198,13 @@ impl Room {
         record: Option<bool>,
     ) -> Result<&Participant, RoomError> {
         self.open()?;
-        let p = self
-            .participants
-            .get_mut(id)
-            .ok_or_else(|| RoomError::ParticipantNotFound(ParticipantId::new(id)))?;
+        let p = match self.active.get_mut(id) {
+            Some(p) => p,
+            None => self
+                .pending
+                .get_mut(id)
+                .ok_or_else(|| RoomError::ParticipantNotFound(ParticipantId::new(id)))?,
+        };
         if let Some(role) = role {
             p.role = role;
         }
@@ -189,16 +224,20 @@ impl Room {
         if self.closed.is_some() {
             return Err(JoinError::RoomClosed);
         }
-        let p = match self.participants.get_mut(id) {
-            Some(p) if !p.is_active() => p,
-            _ => return Err(JoinError::GrantNotPending(ParticipantId::new(id))),
+        let Some(expires_at) = self.pending.get(id).map(|p| p.expires_at) else {
+            return Err(JoinError::GrantNotPending(ParticipantId::new(id)));
         };
-        if now >= p.expires_at {
-            return Err(JoinError::GrantExpired(p.id.clone()));
+        if now >= expires_at {
+            return Err(JoinError::GrantExpired(ParticipantId::new(id)));
         }
+        let (key, mut p) = self
+            .pending
+            .shift_remove_entry(id)
+            .expect("the grant was found just above");
         p.state = ParticipantState::Active(info);
         self.ever_active = true;
-        let event = RoomEvent::ParticipantJoined(p.id.clone());
+        let event = RoomEvent::ParticipantJoined(key.clone());
+        let p = self.active.entry(key).insert_entry(p).into_mut();
         Ok((p, vec![event]))
     }
 
@@ -206,15 +245,15 @@ impl Room {
     /// grant. When the last active participant leaves, the room closes.
     pub fn remove(&mut self, id: &str, reason: EndReason) -> Result<Vec<RoomEvent>, RoomError> {
         self.open()?;
-        let p = self
-            .participants
-            .shift_remove(id)
-            .ok_or_else(|| RoomError::ParticipantNotFound(ParticipantId::new(id)))?;
-        if !p.is_active() {
+        if let Some(p) = self.pending.shift_remove(id) {
             return Ok(vec![RoomEvent::GrantRevoked(p.id)]);
         }
+        let p = self
+            .active
+            .shift_remove(id)
+            .ok_or_else(|| RoomError::ParticipantNotFound(ParticipantId::new(id)))?;
         let mut events = vec![RoomEvent::ParticipantLeft(p.id, reason)];
-        if !self.is_active() {
+        if self.active.is_empty() {
             events.extend(self.close(EndReason::LastParticipantLeft));
         }
         Ok(events)
@@ -226,11 +265,11 @@ impl Room {
             return Vec::new();
         }
         let mut events: Vec<RoomEvent> = self
-            .participants
+            .active
             .drain(..)
-            .filter(|(_, p)| p.is_active())
             .map(|(id, _)| RoomEvent::ParticipantLeft(id, reason))
             .collect();
+        self.pending.clear();
         self.closed = Some(reason);
         events.push(RoomEvent::RoomClosed(reason));
         events
@@ -248,20 +287,11 @@ impl Room {
             return Err(SignalError::NobodyConnected);
         }
         let recipients: Vec<ParticipantId> = if to.is_empty() {
-            self.participants
-                .values()
-                .filter(|p| p.is_active())
-                .map(|p| p.id.clone())
-                .collect()
+            self.active.keys().cloned().collect()
         } else {
             let unknown: Vec<String> = to
                 .iter()
-                .filter(|id| {
-                    !self
-                        .participants
-                        .get(id.as_str())
-                        .is_some_and(Participant::is_active)
-                })
+                .filter(|id| !self.active.contains_key(id.as_str()))
                 .cloned()
                 .collect();
             if !unknown.is_empty() {
@@ -281,19 +311,15 @@ impl Room {
 
     /// Drops pending grants that expired before `now`; returns the events.
     pub fn expire_grants(&mut self, now: i64) -> Vec<RoomEvent> {
-        let expired: Vec<ParticipantId> = self
-            .participants
-            .values()
-            .filter(|p| !p.is_active() && p.expires_at <= now)
-            .map(|p| p.id.clone())
-            .collect();
-        expired
-            .into_iter()
-            .map(|id| {
-                self.participants.shift_remove(&id);
-                RoomEvent::GrantRevoked(id)
-            })
-            .collect()
+        let mut events = Vec::new();
+        self.pending.retain(|id, p| {
+            let keep = p.expires_at > now;
+            if !keep {
+                events.push(RoomEvent::GrantRevoked(id.clone()));
+            }
+            keep
+        });
+        events
     }
 
     /// Whether the room never had anybody in it and is older than `threshold_ms` at `now`:

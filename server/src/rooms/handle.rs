@@ -28,7 +28,7 @@ pub struct SweepOutcome {
 }
 
 enum Command {
-    Snapshot(oneshot::Sender<Room>),
+    Snapshot(bool, oneshot::Sender<Room>),
     Grant(
         Participant,
         oneshot::Sender<Result<Vec<RoomEvent>, RoomError>>,
@@ -116,9 +116,9 @@ impl RoomHandle {
         rx.await.map_err(|_| RoomGone)
     }
 
-    /// A copy of the room's state.
-    pub async fn snapshot(&self) -> Result<Room, RoomGone> {
-        self.ask(Command::Snapshot).await
+    /// A copy of the room's state; pending participants only when `with_pending`.
+    pub async fn snapshot(&self, with_pending: bool) -> Result<Room, RoomGone> {
+        self.ask(|r| Command::Snapshot(with_pending, r)).await
     }
 
     /// Adds a pending participant.
@@ -191,8 +191,8 @@ impl RoomTask {
         while let Some(command) = self.rx.recv().await {
             // A dropped reply receiver means the caller gave up; the command still applies.
             match command {
-                Command::Snapshot(r) => {
-                    let _ = r.send(self.room.clone());
+                Command::Snapshot(with_pending, r) => {
+                    let _ = r.send(self.room.view(with_pending));
                 }
                 Command::Grant(p, r) => {
                     let _ = r.send(self.room.grant(p));

@@ -6,3 +6,4 @@ mod support;
 mod legacy;
 mod rest;
 mod store;
+mod tls;

@@ -1,7 +1,7 @@
 //! The OpenVidu REST API: shapes, statuses and the order of checks of the spec.
 
-use crate::support::{keys, sorted, Server, TempDir};
-use serde_json::{json, Value};
+use crate::support::{Server, TempDir, keys, sorted};
+use serde_json::{Value, json};
 
 async fn server() -> (Server, TempDir) {
     let dir = TempDir::new();
@@ -71,7 +71,10 @@ async fn session_document_has_openvidu_shape() {
     assert_eq!(j["recording"], false);
     assert_eq!(j["broadcasting"], false);
     assert_eq!(j["forcedVideoCodec"], "MEDIA_SERVER_PREFERRED");
-    assert_eq!(j["connections"], json!({"numberOfElements": 0, "content": []}));
+    assert_eq!(
+        j["connections"],
+        json!({"numberOfElements": 0, "content": []})
+    );
     assert_eq!(
         j["defaultRecordingProperties"],
         json!({"name": "", "hasAudio": true, "hasVideo": true, "outputMode": "COMPOSED",
@@ -95,7 +98,9 @@ async fn session_options_are_kept_and_echoed() {
         "defaultRecordingProperties": {"outputMode": "INDIVIDUAL", "name": "n~1", "unknown": 5},
         "someUnknownKey": [1, 2]
     });
-    let r = s.call("POST", &format!("{API}/sessions"), Some(&body.to_string())).await;
+    let r = s
+        .call("POST", &format!("{API}/sessions"), Some(&body.to_string()))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["id"], "Room_1-a");
     assert_eq!(r.json["customSessionId"], "Room_1-a");
@@ -108,7 +113,9 @@ async fn session_options_are_kept_and_echoed() {
         json!({"name": "n~1", "hasAudio": true, "hasVideo": true, "outputMode": "INDIVIDUAL",
                "ignoreFailedStreams": false})
     );
-    let g = s.call("GET", &format!("{API}/sessions/Room_1-a"), None).await;
+    let g = s
+        .call("GET", &format!("{API}/sessions/Room_1-a"), None)
+        .await;
     assert_eq!(g.status, 200);
     assert_eq!(g.json, r.json);
     s.stop().await;
@@ -132,7 +139,10 @@ async fn null_means_default_and_bodyless_post_works() {
             "POST",
             &format!("{API}/sessions"),
             None,
-            &[("authorization", &crate::support::basic("OPENVIDUAPP", crate::support::SECRET))],
+            &[(
+                "authorization",
+                &crate::support::basic("OPENVIDUAPP", crate::support::SECRET),
+            )],
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -199,19 +209,37 @@ async fn duplicate_custom_id_is_409_even_when_racing() {
     for _ in 0..16 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.call("POST", &format!("{API}/sessions"), Some(r#"{"customSessionId":"race"}"#))
-                .await
-                .status
+            s.call(
+                "POST",
+                &format!("{API}/sessions"),
+                Some(r#"{"customSessionId":"race"}"#),
+            )
+            .await
+            .status
         }));
     }
     let mut statuses = Vec::new();
     for t in tasks {
         statuses.push(t.await.expect("task"));
     }
-    assert_eq!(statuses.iter().filter(|&&c| c == 200).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|&&c| c == 409).count(), 15, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&c| c == 409).count(),
+        15,
+        "{statuses:?}"
+    );
     let s = std::sync::Arc::try_unwrap(s).ok().expect("no other owner");
-    let r = s.call("POST", &format!("{API}/sessions"), Some(r#"{"customSessionId":"race"}"#)).await;
+    let r = s
+        .call(
+            "POST",
+            &format!("{API}/sessions"),
+            Some(r#"{"customSessionId":"race"}"#),
+        )
+        .await;
     r.assert_error(409);
     s.stop().await;
 }
@@ -219,11 +247,20 @@ async fn duplicate_custom_id_is_409_even_when_racing() {
 #[tokio::test]
 async fn get_list_and_delete_sessions() {
     let (s, _d) = server().await;
-    s.call("GET", &format!("{API}/sessions/nope"), None).await.assert_error(404);
-    s.call("DELETE", &format!("{API}/sessions/nope"), None).await.assert_error(404);
+    s.call("GET", &format!("{API}/sessions/nope"), None)
+        .await
+        .assert_error(404);
+    s.call("DELETE", &format!("{API}/sessions/nope"), None)
+        .await
+        .assert_error(404);
     let a = s.session(r#"{"customSessionId":"a"}"#).await;
     let b = s.session("{}").await;
-    s.call("POST", &format!("{API}/sessions/{a}/connection"), Some("{}")).await;
+    s.call(
+        "POST",
+        &format!("{API}/sessions/{a}/connection"),
+        Some("{}"),
+    )
+    .await;
     let list = s.call("GET", &format!("{API}/sessions"), None).await;
     assert_eq!(list.status, 200);
     assert_eq!(list.json["numberOfElements"], 2);
@@ -235,27 +272,64 @@ async fn get_list_and_delete_sessions() {
         .collect();
     assert_eq!(ids, vec![a.as_str(), b.as_str()]);
     // pendingConnections defaults to false on sessions, true on the connection list.
-    assert_eq!(list.json["content"][0]["connections"]["numberOfElements"], 0);
-    let listp = s.call("GET", &format!("{API}/sessions?pendingConnections=true"), None).await;
-    assert_eq!(listp.json["content"][0]["connections"]["numberOfElements"], 1);
+    assert_eq!(
+        list.json["content"][0]["connections"]["numberOfElements"],
+        0
+    );
+    let listp = s
+        .call(
+            "GET",
+            &format!("{API}/sessions?pendingConnections=true"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        listp.json["content"][0]["connections"]["numberOfElements"],
+        1
+    );
     let one = s.call("GET", &format!("{API}/sessions/{a}"), None).await;
     assert_eq!(one.json["connections"]["numberOfElements"], 0);
-    let onep = s.call("GET", &format!("{API}/sessions/{a}?pendingConnections=true"), None).await;
+    let onep = s
+        .call(
+            "GET",
+            &format!("{API}/sessions/{a}?pendingConnections=true"),
+            None,
+        )
+        .await;
     assert_eq!(onep.json["connections"]["content"][0]["status"], "pending");
-    s.call("GET", &format!("{API}/sessions/{a}?pendingConnections=yes"), None)
+    s.call(
+        "GET",
+        &format!("{API}/sessions/{a}?pendingConnections=yes"),
+        None,
+    )
+    .await
+    .assert_error(400);
+    s.call("GET", &format!("{API}/sessions?webRtcStats=1"), None)
         .await
         .assert_error(400);
-    s.call("GET", &format!("{API}/sessions?webRtcStats=1"), None).await.assert_error(400);
 
     let d = s.call("DELETE", &format!("{API}/sessions/{a}"), None).await;
     assert_eq!(d.status, 204, "{}", d.text);
     assert!(d.text.is_empty());
-    s.call("GET", &format!("{API}/sessions/{a}"), None).await.assert_error(404);
-    s.call("DELETE", &format!("{API}/sessions/{a}"), None).await.assert_error(404);
+    s.call("GET", &format!("{API}/sessions/{a}"), None)
+        .await
+        .assert_error(404);
+    s.call("DELETE", &format!("{API}/sessions/{a}"), None)
+        .await
+        .assert_error(404);
     // A closed session's id can be used again.
     assert_eq!(s.session(r#"{"customSessionId":"a"}"#).await, "a");
-    let again = s.call("GET", &format!("{API}/sessions/a?pendingConnections=true"), None).await;
-    assert_eq!(again.json["connections"]["numberOfElements"], 0, "old grants are gone");
+    let again = s
+        .call(
+            "GET",
+            &format!("{API}/sessions/a?pendingConnections=true"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        again.json["connections"]["numberOfElements"], 0,
+        "old grants are gone"
+    );
     s.stop().await;
 }
 
@@ -273,7 +347,11 @@ async fn connection_document_and_token_url() {
         "rtspUri": "ignored for WEBRTC"
     });
     let r = s
-        .call("POST", &format!("{API}/sessions/{sid}/connection"), Some(&body.to_string()))
+        .call(
+            "POST",
+            &format!("{API}/sessions/{sid}/connection"),
+            Some(&body.to_string()),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let c = &r.json;
@@ -287,7 +365,16 @@ async fn connection_document_and_token_url() {
     assert_eq!(c["record"], false);
     assert_eq!(c["role"], "MODERATOR");
     assert_eq!(c["serverData"], "{\"user\":\"ana\"}");
-    for k in ["activeAt", "location", "ip", "platform", "clientData", "publishers", "subscribers", "rtspUri"] {
+    for k in [
+        "activeAt",
+        "location",
+        "ip",
+        "platform",
+        "clientData",
+        "publishers",
+        "subscribers",
+        "rtspUri",
+    ] {
         assert_eq!(c[k], Value::Null, "{k}");
     }
     assert_eq!(
@@ -305,16 +392,31 @@ async fn connection_document_and_token_url() {
     assert!(token.starts_with(&prefix), "{token}");
     let jwt = &token[prefix.len()..];
     assert_eq!(jwt.split('.').count(), 3, "a JWT: {jwt}");
-    assert!(jwt.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+    assert!(
+        jwt.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    );
     // It is listed, and can be fetched one by one.
-    let one = s.call("GET", &format!("{API}/sessions/{sid}/connection/{cid}"), None).await;
+    let one = s
+        .call(
+            "GET",
+            &format!("{API}/sessions/{sid}/connection/{cid}"),
+            None,
+        )
+        .await;
     assert_eq!(one.status, 200);
     assert_eq!(&one.json, c);
-    let list = s.call("GET", &format!("{API}/sessions/{sid}/connection"), None).await;
+    let list = s
+        .call("GET", &format!("{API}/sessions/{sid}/connection"), None)
+        .await;
     assert_eq!(list.json["numberOfElements"], 1);
     assert_eq!(&list.json["content"][0], c);
     let none = s
-        .call("GET", &format!("{API}/sessions/{sid}/connection?pendingConnections=false"), None)
+        .call(
+            "GET",
+            &format!("{API}/sessions/{sid}/connection?pendingConnections=false"),
+            None,
+        )
         .await;
     assert_eq!(none.json, json!({"numberOfElements": 0, "content": []}));
     s.stop().await;
@@ -326,14 +428,22 @@ async fn connection_defaults_and_roles() {
     let sid = s.session("{}").await;
     // openvidu-node-client sends every property as null when called without options.
     let nulls = r#"{"type":null,"data":null,"record":null,"role":null,"kurentoOptions":null,"rtspUri":null,"adaptativeBitrate":null,"onlyPlayWithSubscribers":null,"networkCache":null,"customIceServers":null}"#;
-    let r = s.call("POST", &format!("{API}/sessions/{sid}/connection"), Some(nulls)).await;
+    let r = s
+        .call(
+            "POST",
+            &format!("{API}/sessions/{sid}/connection"),
+            Some(nulls),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["role"], "PUBLISHER");
     assert_eq!(r.json["record"], true);
     assert_eq!(r.json["serverData"], "");
     assert_eq!(r.json["kurentoOptions"], Value::Null);
     assert_eq!(r.json["customIceServers"], json!([]));
-    let r = s.call("POST", &format!("{API}/sessions/{sid}/connection"), None).await;
+    let r = s
+        .call("POST", &format!("{API}/sessions/{sid}/connection"), None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     for role in ["SUBSCRIBER", "PUBLISHER", "MODERATOR", "PUBLISHER_ONLY"] {
         let r = s
@@ -401,13 +511,21 @@ async fn bad_connection_bodies() {
     let list = s.call("GET", &path, None).await;
     assert_eq!(list.json["numberOfElements"], 0, "nothing half-written");
     // An unknown session is decided before the body.
-    s.call("POST", &format!("{API}/sessions/nope/connection"), Some(r#"{"role": 5}"#))
-        .await
-        .assert_error(404);
+    s.call(
+        "POST",
+        &format!("{API}/sessions/nope/connection"),
+        Some(r#"{"role": 5}"#),
+    )
+    .await
+    .assert_error(404);
     // A valid IP camera is refused with a documented reason.
-    s.call("POST", &path, Some(r#"{"type": "IPCAM", "rtspUri": "rtsp://cam.example.org/live"}"#))
-        .await
-        .assert_error(501);
+    s.call(
+        "POST",
+        &path,
+        Some(r#"{"type": "IPCAM", "rtspUri": "rtsp://cam.example.org/live"}"#),
+    )
+    .await
+    .assert_error(501);
     // A TURN static secret mints credentials.
     let r = s
         .call(
@@ -427,13 +545,39 @@ async fn bad_connection_bodies() {
 async fn get_patch_delete_connection_statuses() {
     let (s, _d) = server().await;
     let sid = s.session("{}").await;
-    let c = s.call("POST", &format!("{API}/sessions/{sid}/connection"), Some(r#"{"data":"d"}"#)).await;
+    let c = s
+        .call(
+            "POST",
+            &format!("{API}/sessions/{sid}/connection"),
+            Some(r#"{"data":"d"}"#),
+        )
+        .await;
     let cid = c.json["id"].as_str().expect("id").to_owned();
     // Unknown session: 400 on GET and DELETE of one connection (OpenVidu's quirk).
-    s.call("GET", &format!("{API}/sessions/nope/connection/{cid}"), None).await.assert_error(400);
-    s.call("DELETE", &format!("{API}/sessions/nope/connection/{cid}"), None).await.assert_error(400);
-    s.call("GET", &format!("{API}/sessions/nope/connection"), None).await.assert_error(404);
-    s.call("GET", &format!("{API}/sessions/{sid}/connection/con_nope"), None).await.assert_error(404);
+    s.call(
+        "GET",
+        &format!("{API}/sessions/nope/connection/{cid}"),
+        None,
+    )
+    .await
+    .assert_error(400);
+    s.call(
+        "DELETE",
+        &format!("{API}/sessions/nope/connection/{cid}"),
+        None,
+    )
+    .await
+    .assert_error(400);
+    s.call("GET", &format!("{API}/sessions/nope/connection"), None)
+        .await
+        .assert_error(404);
+    s.call(
+        "GET",
+        &format!("{API}/sessions/{sid}/connection/con_nope"),
+        None,
+    )
+    .await
+    .assert_error(404);
     // PATCH applies role and record only, and always answers the whole document.
     let p = s
         .call(
@@ -446,28 +590,69 @@ async fn get_patch_delete_connection_statuses() {
     assert_eq!(p.json["role"], "SUBSCRIBER");
     assert_eq!(p.json["record"], false);
     assert_eq!(p.json["serverData"], "d");
-    let same = s.call("PATCH", &format!("{API}/sessions/{sid}/connection/{cid}"), Some("{}")).await;
+    let same = s
+        .call(
+            "PATCH",
+            &format!("{API}/sessions/{sid}/connection/{cid}"),
+            Some("{}"),
+        )
+        .await;
     assert_eq!(same.status, 200);
     assert_eq!(same.json, p.json);
-    for bad in [r#"{"role": false}"#, r#"{"record": 123}"#, r#"{"record": "WRONG"}"#] {
-        s.call("PATCH", &format!("{API}/sessions/{sid}/connection/{cid}"), Some(bad))
-            .await
-            .assert_error(400);
+    for bad in [
+        r#"{"role": false}"#,
+        r#"{"record": 123}"#,
+        r#"{"record": "WRONG"}"#,
+    ] {
+        s.call(
+            "PATCH",
+            &format!("{API}/sessions/{sid}/connection/{cid}"),
+            Some(bad),
+        )
+        .await
+        .assert_error(400);
     }
-    s.call("PATCH", &format!("{API}/sessions/nope/connection/{cid}"), Some(r#"{"role": false}"#))
-        .await
-        .assert_error(404);
-    s.call("PATCH", &format!("{API}/sessions/{sid}/connection/con_nope"), Some("{}"))
-        .await
-        .assert_error(404);
+    s.call(
+        "PATCH",
+        &format!("{API}/sessions/nope/connection/{cid}"),
+        Some(r#"{"role": false}"#),
+    )
+    .await
+    .assert_error(404);
+    s.call(
+        "PATCH",
+        &format!("{API}/sessions/{sid}/connection/con_nope"),
+        Some("{}"),
+    )
+    .await
+    .assert_error(404);
     // DELETE of a pending connection invalidates its token.
-    let d = s.call("DELETE", &format!("{API}/sessions/{sid}/connection/{cid}"), None).await;
+    let d = s
+        .call(
+            "DELETE",
+            &format!("{API}/sessions/{sid}/connection/{cid}"),
+            None,
+        )
+        .await;
     assert_eq!(d.status, 204, "{}", d.text);
-    s.call("DELETE", &format!("{API}/sessions/{sid}/connection/{cid}"), None).await.assert_error(404);
-    let list = s.call("GET", &format!("{API}/sessions/{sid}/connection"), None).await;
+    s.call(
+        "DELETE",
+        &format!("{API}/sessions/{sid}/connection/{cid}"),
+        None,
+    )
+    .await
+    .assert_error(404);
+    let list = s
+        .call("GET", &format!("{API}/sessions/{sid}/connection"), None)
+        .await;
     assert_eq!(list.json["numberOfElements"], 0);
     // The session stays: revoking a grant is not a participant leaving.
-    assert_eq!(s.call("GET", &format!("{API}/sessions/{sid}"), None).await.status, 200);
+    assert_eq!(
+        s.call("GET", &format!("{API}/sessions/{sid}"), None)
+            .await
+            .status,
+        200
+    );
     s.stop().await;
 }
 
@@ -475,8 +660,20 @@ async fn get_patch_delete_connection_statuses() {
 async fn delete_stream_statuses() {
     let (s, _d) = server().await;
     let sid = s.session("{}").await;
-    s.call("DELETE", &format!("{API}/sessions/nope/stream/str_CAM_X"), None).await.assert_error(400);
-    s.call("DELETE", &format!("{API}/sessions/{sid}/stream/str_CAM_X"), None).await.assert_error(404);
+    s.call(
+        "DELETE",
+        &format!("{API}/sessions/nope/stream/str_CAM_X"),
+        None,
+    )
+    .await
+    .assert_error(400);
+    s.call(
+        "DELETE",
+        &format!("{API}/sessions/{sid}/stream/str_CAM_X"),
+        None,
+    )
+    .await
+    .assert_error(404);
     s.stop().await;
 }
 
@@ -487,35 +684,62 @@ async fn deprecated_token_call() {
     let path = format!("{API}/tokens");
     s.call("POST", &path, None).await.assert_error(400);
     s.call("POST", &path, Some("{}")).await.assert_error(400);
-    s.call("POST", &path, Some(r#"{"session": 5}"#)).await.assert_error(400);
-    s.call("POST", &path, Some(r#"{"session": "nope"}"#)).await.assert_error(404);
-    s.call("POST", &path, Some(&json!({"session": sid, "role": "KING"}).to_string()))
+    s.call("POST", &path, Some(r#"{"session": 5}"#))
         .await
         .assert_error(400);
+    s.call("POST", &path, Some(r#"{"session": "nope"}"#))
+        .await
+        .assert_error(404);
+    s.call(
+        "POST",
+        &path,
+        Some(&json!({"session": sid, "role": "KING"}).to_string()),
+    )
+    .await
+    .assert_error(400);
     let r = s
         .call(
             "POST",
             &path,
-            Some(&json!({"session": sid, "role": "SUBSCRIBER", "data": "bob", "record": false,
+            Some(
+                &json!({"session": sid, "role": "SUBSCRIBER", "data": "bob", "record": false,
                           "kurentoOptions": {"videoMaxSendBandwidth": 500}})
-            .to_string()),
+                .to_string(),
+            ),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         keys(&r.json),
-        sorted(&["id", "token", "createdAt", "connectionId", "session", "data", "role", "kurentoOptions"])
+        sorted(&[
+            "id",
+            "token",
+            "createdAt",
+            "connectionId",
+            "session",
+            "data",
+            "role",
+            "kurentoOptions"
+        ])
     );
     assert_eq!(r.json["id"], r.json["token"]);
     assert_eq!(r.json["session"], sid.as_str());
     assert_eq!(r.json["role"], "SUBSCRIBER");
     assert_eq!(r.json["data"], "bob");
-    let plain = s.call("POST", &path, Some(&json!({"session": sid}).to_string())).await;
+    let plain = s
+        .call("POST", &path, Some(&json!({"session": sid}).to_string()))
+        .await;
     assert!(plain.json.get("kurentoOptions").is_none());
     assert_eq!(plain.json["role"], "PUBLISHER");
     // The token is a pending connection, always recorded.
     let cid = r.json["connectionId"].as_str().expect("id");
-    let c = s.call("GET", &format!("{API}/sessions/{sid}/connection/{cid}"), None).await;
+    let c = s
+        .call(
+            "GET",
+            &format!("{API}/sessions/{sid}/connection/{cid}"),
+            None,
+        )
+        .await;
     assert_eq!(c.json["token"], r.json["token"]);
     assert_eq!(c.json["record"], true);
     s.stop().await;
@@ -535,13 +759,21 @@ async fn signal_statuses() {
         json!({"session": sid, "to": [1]}),
         json!({"type": "t"}),
     ] {
-        s.call("POST", &path, Some(&bad.to_string())).await.assert_error(400);
+        s.call("POST", &path, Some(&bad.to_string()))
+            .await
+            .assert_error(400);
     }
-    s.call("POST", &path, Some(r#"{"session":"nope"}"#)).await.assert_error(404);
-    // Nobody is connected to a session that only has tokens.
-    s.call("POST", &path, Some(&json!({"session": sid, "to": []}).to_string()))
+    s.call("POST", &path, Some(r#"{"session":"nope"}"#))
         .await
-        .assert_error(406);
+        .assert_error(404);
+    // Nobody is connected to a session that only has tokens.
+    s.call(
+        "POST",
+        &path,
+        Some(&json!({"session": sid, "to": []}).to_string()),
+    )
+    .await
+    .assert_error(406);
     s.stop().await;
 }
 
@@ -549,14 +781,28 @@ async fn signal_statuses() {
 async fn recording_calls_answer_as_a_server_without_recording() {
     let (s, _d) = server().await;
     let sid = s.session("{}").await;
-    s.call("POST", &format!("{API}/recordings/start"), None).await.assert_error(400);
-    s.call("POST", &format!("{API}/recordings/start"), Some(&json!({"session": sid}).to_string()))
+    s.call("POST", &format!("{API}/recordings/start"), None)
+        .await
+        .assert_error(400);
+    s.call(
+        "POST",
+        &format!("{API}/recordings/start"),
+        Some(&json!({"session": sid}).to_string()),
+    )
+    .await
+    .assert_error(501);
+    s.call("POST", &format!("{API}/recordings/stop/{sid}"), None)
         .await
         .assert_error(501);
-    s.call("POST", &format!("{API}/recordings/stop/{sid}"), None).await.assert_error(501);
-    s.call("GET", &format!("{API}/recordings/{sid}"), None).await.assert_error(501);
-    s.call("GET", &format!("{API}/recordings"), None).await.assert_error(501);
-    s.call("DELETE", &format!("{API}/recordings/{sid}"), None).await.assert_error(501);
+    s.call("GET", &format!("{API}/recordings/{sid}"), None)
+        .await
+        .assert_error(501);
+    s.call("GET", &format!("{API}/recordings"), None)
+        .await
+        .assert_error(501);
+    s.call("DELETE", &format!("{API}/recordings/{sid}"), None)
+        .await
+        .assert_error(501);
     s.stop().await;
 }
 
@@ -573,20 +819,42 @@ async fn config_and_health() {
         ("openvidu-version", "2.32.2".to_owned()),
         ("openvidu-recording", "false".to_owned()),
         ("openvidu-cdr", "false".to_owned()),
-        ("openvidu-recording-path", "/opt/openvidu/recordings/".to_owned()),
+        (
+            "openvidu-recording-path",
+            "/opt/openvidu/recordings/".to_owned(),
+        ),
         ("openvidu-publicurl", format!("http://{}/", s.addr)),
     ] {
         let r = s.call("GET", &format!("{API}/config/{path}"), None).await;
         assert_eq!((r.status, r.text.as_str()), (200, want.as_str()), "{path}");
     }
     // The public URL needs no credentials; the rest does.
-    let r = s.raw("GET", &format!("{API}/config/openvidu-publicurl"), None, &[]).await;
+    let r = s
+        .raw(
+            "GET",
+            &format!("{API}/config/openvidu-publicurl"),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 200);
-    let r = s.raw("HEAD", &format!("{API}/config/openvidu-publicurl"), None, &[]).await;
+    let r = s
+        .raw(
+            "HEAD",
+            &format!("{API}/config/openvidu-publicurl"),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 200);
-    s.raw("GET", &format!("{API}/config"), None, &[]).await.assert_error(401);
+    s.raw("GET", &format!("{API}/config"), None, &[])
+        .await
+        .assert_error(401);
     let h = s.call("GET", &format!("{API}/health"), None).await;
-    assert_eq!(h.json, json!({"status": "UP", "disconnectedMediaNodes": []}));
+    assert_eq!(
+        h.json,
+        json!({"status": "UP", "disconnectedMediaNodes": []})
+    );
     s.stop().await;
 }
 
@@ -608,15 +876,26 @@ async fn authentication() {
         let r = s.raw("POST", &path, Some("{}"), &headers).await;
         r.assert_error(401);
         assert_eq!(
-            r.headers.get("www-authenticate").and_then(|v| v.to_str().ok()),
+            r.headers
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
             Some("Basic realm=\"Realm\"")
         );
     }
     let list = s.call("GET", &path, None).await;
-    assert_eq!(list.json["numberOfElements"], 0, "refused calls create nothing");
+    assert_eq!(
+        list.json["numberOfElements"], 0,
+        "refused calls create nothing"
+    );
     // The scheme name is case-insensitive.
-    let lower = crate::support::basic("OPENVIDUAPP", crate::support::SECRET).replacen("Basic", "basic", 1);
-    assert_eq!(s.raw("GET", &path, None, &[("authorization", &lower)]).await.status, 200);
+    let lower =
+        crate::support::basic("OPENVIDUAPP", crate::support::SECRET).replacen("Basic", "basic", 1);
+    assert_eq!(
+        s.raw("GET", &path, None, &[("authorization", &lower)])
+            .await
+            .status,
+        200
+    );
     s.stop().await;
 }
 
@@ -624,9 +903,15 @@ async fn authentication() {
 async fn framework_errors_are_json() {
     let (s, _d) = server().await;
     let big = format!("{{\"data\":\"{}\"}}", "x".repeat(70 * 1024));
-    s.call("POST", &format!("{API}/sessions"), Some(&big)).await.assert_error(413);
-    s.call("PUT", &format!("{API}/sessions"), Some("{}")).await.assert_error(405);
-    s.call("GET", &format!("{API}/nothing-here"), None).await.assert_error(404);
+    s.call("POST", &format!("{API}/sessions"), Some(&big))
+        .await
+        .assert_error(413);
+    s.call("PUT", &format!("{API}/sessions"), Some("{}"))
+        .await
+        .assert_error(405);
+    s.call("GET", &format!("{API}/nothing-here"), None)
+        .await
+        .assert_error(404);
     s.call("GET", "/", None).await.assert_error(404);
     // The node client sends a form content type on calls without a body.
     let r = s
@@ -635,7 +920,10 @@ async fn framework_errors_are_json() {
             &format!("{API}/sessions"),
             None,
             &[
-                ("authorization", &crate::support::basic("OPENVIDUAPP", crate::support::SECRET)),
+                (
+                    "authorization",
+                    &crate::support::basic("OPENVIDUAPP", crate::support::SECRET),
+                ),
                 ("content-type", "application/x-www-form-urlencoded"),
             ],
         )
@@ -655,13 +943,18 @@ async fn cors_preflight_needs_no_credentials() {
             &[
                 ("origin", "http://app.example.org"),
                 ("access-control-request-method", "POST"),
-                ("access-control-request-headers", "authorization,content-type"),
+                (
+                    "access-control-request-headers",
+                    "authorization,content-type",
+                ),
             ],
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
-        r.headers.get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        r.headers
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
         Some("*")
     );
     s.stop().await;
@@ -673,13 +966,22 @@ async fn sessions_nobody_joins_are_collected() {
     let s = Server::start_with(
         &dir.sqlite_url(),
         dir.0.clone(),
-        &["--sessions-garbage-interval", "1", "--sessions-garbage-threshold", "0"],
+        &[
+            "--sessions-garbage-interval",
+            "1",
+            "--sessions-garbage-threshold",
+            "0",
+        ],
     )
     .await;
     let sid = s.session("{}").await;
     let mut gone = false;
     for _ in 0..100 {
-        if s.call("GET", &format!("{API}/sessions/{sid}"), None).await.status == 404 {
+        if s.call("GET", &format!("{API}/sessions/{sid}"), None)
+            .await
+            .status
+            == 404
+        {
             gone = true;
             break;
         }

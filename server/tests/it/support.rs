@@ -1,7 +1,7 @@
 //! Starting a server in-process and talking HTTP to it.
 
 use bytes::Bytes;
-use camerata_server::{run, Config, Listeners};
+use camerata_server::{Config, Listeners, run};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -82,10 +82,56 @@ impl Server {
         server
     }
 
+    /// Starts a server that serves HTTPS with a generated self-signed certificate.
+    pub async fn start_tls(dir: &TempDir) -> Self {
+        let args: Vec<String> = [
+            "camerata",
+            "--port",
+            "0",
+            "--secret",
+            SECRET,
+            "--force-plain-http",
+            "false",
+            "--data-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            dir.0.display().to_string(),
+            "--database-url".into(),
+            dir.sqlite_url(),
+        ])
+        .collect();
+        let config = Config::try_from_args(args).expect("valid flags");
+        let listeners = Listeners::bind(&config).expect("bind 127.0.0.1:0");
+        let addr = listeners.local_addr().expect("bound");
+        let settled = config.settle(addr).expect("settles");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(settled, listeners, async move {
+            let _ = rx.await;
+        }));
+        // Ready once the certificate is on disk (the key is written last); the listener is
+        // already bound, so connections wait in its backlog until it serves.
+        let key = dir.0.join("selfsigned-127.0.0.1.key");
+        for _ in 0..400 {
+            if std::fs::metadata(&key).is_ok_and(|m| m.len() > 0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        Self {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
     async fn wait_ready(&self) {
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
-                let r = self.call("GET", "/openvidu/api/config/openvidu-version", None).await;
+                let r = self
+                    .call("GET", "/openvidu/api/config/openvidu-version", None)
+                    .await;
                 if r.status == 200 {
                     return;
                 }
@@ -101,7 +147,9 @@ impl Server {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("server task joins").expect("server ran cleanly");
+            task.await
+                .expect("server task joins")
+                .expect("server ran cleanly");
         }
     }
 
@@ -124,7 +172,9 @@ impl Server {
 
     /// Creates a session and returns its id.
     pub async fn session(&self, body: &str) -> String {
-        let r = self.call("POST", "/openvidu/api/sessions", Some(body)).await;
+        let r = self
+            .call("POST", "/openvidu/api/sessions", Some(body))
+            .await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.json["id"].as_str().expect("id").to_owned()
     }
@@ -160,7 +210,11 @@ impl Resp {
     pub fn assert_error(&self, status: u16) {
         assert_eq!(self.status, status, "{}", self.text);
         for key in ["timestamp", "status", "error", "message", "path"] {
-            assert!(self.json.get(key).is_some(), "missing {key} in {}", self.text);
+            assert!(
+                self.json.get(key).is_some(),
+                "missing {key} in {}",
+                self.text
+            );
         }
         assert_eq!(self.json["status"], status);
         assert!(
@@ -216,12 +270,7 @@ pub async fn request(
 
 /// The keys of a JSON object, sorted.
 pub fn keys(v: &Value) -> Vec<String> {
-    let mut k: Vec<String> = v
-        .as_object()
-        .expect("an object")
-        .keys()
-        .cloned()
-        .collect();
+    let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
     k.sort();
     k
 }

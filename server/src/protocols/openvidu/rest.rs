@@ -202,8 +202,8 @@ fn handle_400(s: &RestState, session: &str) -> Rest<RoomHandle> {
         .ok_or_else(|| RestError::SessionNotFoundBadRequest(session.to_owned()))
 }
 
-async fn snapshot(h: &RoomHandle) -> Rest<crate::room::Room> {
-    h.snapshot()
+async fn snapshot(h: &RoomHandle, with_pending: bool) -> Rest<crate::room::Room> {
+    h.snapshot(with_pending)
         .await
         .map_err(|_| RestError::SessionNotFound(h.id().to_string()))
 }
@@ -363,7 +363,7 @@ async fn get_session(
 ) -> Rest<Json<Value>> {
     let pending = query_bool(&q, "pendingConnections", false)?;
     query_bool(&q, "webRtcStats", false)?;
-    let room = snapshot(&handle(&s, &session)?).await?;
+    let room = snapshot(&handle(&s, &session)?, pending).await?;
     Ok(Json(session_json(&room, pending)))
 }
 
@@ -373,7 +373,7 @@ async fn list_sessions(State(s): State<RestState>, Query(q): Query_) -> Rest<Jso
     let mut content = Vec::new();
     for h in s.rooms().all() {
         // A room that closes while the list is made is left out, as OpenVidu does.
-        if let Ok(room) = h.snapshot().await {
+        if let Ok(room) = h.snapshot(pending).await {
             content.push(session_json(&room, pending));
         }
     }
@@ -604,7 +604,7 @@ async fn list_connections(
     let h = handle(&s, &session)?;
     let pending = query_bool(&q, "pendingConnections", true)?;
     query_bool(&q, "webRtcStats", false)?;
-    let room = snapshot(&h).await?;
+    let room = snapshot(&h, pending).await?;
     let json = session_json(&room, pending);
     Ok(Json(json["connections"].clone()))
 }
@@ -614,7 +614,7 @@ async fn get_connection(
     Path((session, connection)): Path<(String, String)>,
 ) -> Rest<Json<Value>> {
     let h = handle_400(&s, &session)?;
-    let room = snapshot(&h).await?;
+    let room = snapshot(&h, true).await?;
     let p = room
         .participant(&connection)
         .ok_or_else(|| RestError::ConnectionNotFound {
@@ -658,7 +658,7 @@ async fn delete_stream(
     Path((session, stream)): Path<(String, String)>,
 ) -> Rest<StatusCode> {
     let h = handle_400(&s, &session)?;
-    let room = snapshot(&h).await?;
+    let room = snapshot(&h, false).await?;
     if !room.is_active() {
         return Err(RestError::SessionNotFound(session));
     }

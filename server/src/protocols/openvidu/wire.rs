@@ -112,12 +112,9 @@ pub fn recording_defaults_json(d: &RecordingDefaults) -> Value {
 /// The Session document; pending connections are listed only when asked for.
 pub fn session_json(room: &Room, with_pending: bool) -> Value {
     let o = room.options();
-    let active = room.participants().filter(|p| p.is_active());
-    let pending = room
+    let content: Vec<Value> = room
         .participants()
-        .filter(|p| with_pending && !p.is_active());
-    let content: Vec<Value> = active
-        .chain(pending)
+        .filter(|p| with_pending || p.is_active())
         .map(|p| connection_json(room.id().as_str(), p))
         .collect();
     let mut m = Map::new();

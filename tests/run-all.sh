@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs every Camerata test on a fresh Debian machine: installs what is missing (idempotent),
+# builds once, starts a throwaway PostgreSQL on 127.0.0.1, runs the Rust and Node suites and a
+# smoke run of each benchmark, and stops everything it started by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TERM_COLOR=never NO_COLOR=1 CI="${CI:-}"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# 1. System packages (Debian): Node.js and PostgreSQL, only when missing.
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+missing=()
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+[ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+
+# 2. npm packages from the committed lockfile.
+log "npm ci"
+npm ci --no-audit --no-fund --loglevel=error
+
+# 3. Build once; every suite below reuses this build.
+log "cargo build"
+cargo build --workspace --all-targets --locked
+
+# 4. A throwaway PostgreSQL on 127.0.0.1, stopped by PID on exit.
+PGTMP=$(mktemp -d /tmp/camerata-pg.XXXXXX)
+PGPID=""
+cleanup() {
+  if [ -n "$PGPID" ] && kill -0 "$PGPID" 2>/dev/null; then
+    kill -INT "$PGPID" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$PGPID" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -rf "$PGTMP"
+}
+trap cleanup EXIT
+PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ "$(id -u)" = 0 ]; then chown postgres "$PGTMP"; fi
+log "starting PostgreSQL on 127.0.0.1:$PGPORT"
+as_pg "$(pg_bin)/initdb" -D "$PGTMP/data" -U postgres -A trust --no-sync >/dev/null
+as_pg "$(pg_bin)/pg_ctl" -D "$PGTMP/data" -l "$PGTMP/log" -w -o "-h 127.0.0.1 -p $PGPORT -k $PGTMP -c fsync=off" start >/dev/null
+PGPID=$(head -n 1 "$PGTMP/data/postmaster.pid")
+export CAMERATA_TEST_PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+"$(pg_bin)/psql" -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "CREATE DATABASE camerata_node" >/dev/null
+export CAMERATA_TEST_PG_NODE_URL="postgres://postgres@127.0.0.1:$PGPORT/camerata_node"
+
+# 5. Rust suites (unit and integration).
+log "cargo test"
+cargo test --workspace --locked
+
+# 6. Node suites against the built binary.
+log "node tests"
+export CAMERATA_BIN="$ROOT/target/debug/camerata"
+node --test --test-concurrency=1 tests/node/
+
+# 7. A tiny smoke run of each benchmark (figures come from bench/run.sh, not from here).
+log "benchmark smoke"
+"$ROOT/target/debug/restbench" --smoke
+
+log "all tests passed"
