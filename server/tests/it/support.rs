@@ -51,8 +51,10 @@ pub fn rand_suffix() -> String {
 }
 
 impl Server {
-    /// Starts a server on a fresh port with `database_url` and extra flags.
-    pub async fn start_with(database_url: &str, dir: PathBuf, extra: &[&str]) -> Self {
+    /// Starts a server on a fresh port with `database_url` and extra flags; it serves once
+    /// its task runs (the listener is already bound, so early connections wait in its
+    /// backlog).
+    fn launch(database_url: &str, dir: PathBuf, extra: &[&str]) -> Self {
         let mut args: Vec<String> = vec![
             "camerata".into(),
             "--port".into(),
@@ -73,45 +75,28 @@ impl Server {
         let task = tokio::spawn(run(settled, listeners, async move {
             let _ = rx.await;
         }));
-        let server = Self {
+        Self {
             addr,
             stop: Some(tx),
             task: Some(task),
-        };
+        }
+    }
+
+    /// Starts a plain-HTTP server and waits until it answers.
+    pub async fn start_with(database_url: &str, dir: PathBuf, extra: &[&str]) -> Self {
+        let server = Self::launch(database_url, dir, extra);
         server.wait_ready().await;
         server
     }
 
     /// Starts a server that serves HTTPS with a generated self-signed certificate.
     pub async fn start_tls(dir: &TempDir) -> Self {
-        let args: Vec<String> = [
-            "camerata",
-            "--port",
-            "0",
-            "--secret",
-            SECRET,
-            "--force-plain-http",
-            "false",
-            "--data-dir",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([
-            dir.0.display().to_string(),
-            "--database-url".into(),
-            dir.sqlite_url(),
-        ])
-        .collect();
-        let config = Config::try_from_args(args).expect("valid flags");
-        let listeners = Listeners::bind(&config).expect("bind 127.0.0.1:0");
-        let addr = listeners.local_addr().expect("bound");
-        let settled = config.settle(addr).expect("settles");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(settled, listeners, async move {
-            let _ = rx.await;
-        }));
-        // Ready once the certificate is on disk (the key is written last); the listener is
-        // already bound, so connections wait in its backlog until it serves.
+        let server = Self::launch(
+            &dir.sqlite_url(),
+            dir.0.clone(),
+            &["--force-plain-http", "false"],
+        );
+        // Ready once the certificate is on disk (the key is written last).
         let key = dir.0.join("selfsigned-127.0.0.1.key");
         for _ in 0..400 {
             if std::fs::metadata(&key).is_ok_and(|m| m.len() > 0) {
@@ -119,11 +104,7 @@ impl Server {
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        Self {
-            addr,
-            stop: Some(tx),
-            task: Some(task),
-        }
+        server
     }
 
     async fn wait_ready(&self) {
