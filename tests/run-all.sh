@@ -21,13 +21,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 
-# 2. npm packages from the committed lockfile.
-log "npm ci"
-npm ci --no-audit --no-fund --loglevel=error
+# 2. npm packages at the versions of the committed lockfile. Not `npm ci`: npm 11 leaves the
+#    other platforms' optional packages of @napi-rs/cli out of lockfiles and `npm ci` then
+#    refuses them (npm/cli#8320); `install --no-save` installs the locked versions and
+#    writes nothing. No install scripts run: the addon is built below, after the Rust build.
+log "npm install (locked versions)"
+npm install --no-save --no-audit --no-fund --loglevel=error --ignore-scripts
 
-# 3. Build once; every suite below reuses this build.
-log "cargo build"
+# 3. Build once; every suite below reuses this build. The napi CLI always builds for an
+#    explicit target triple, so every cargo call here uses the same one and shares one
+#    target folder.
+CARGO_BUILD_TARGET=$(rustc -vV | sed -n 's/^host: //p')
+export CARGO_BUILD_TARGET
+log "cargo build ($CARGO_BUILD_TARGET)"
 cargo build --workspace --all-targets --locked
+log "napi build of the Node addon"
+npm run --silent build
 
 # 4. A throwaway PostgreSQL on 127.0.0.1, stopped by PID on exit.
 PGTMP=$(mktemp -d /tmp/camerata-pg.XXXXXX)
@@ -55,13 +64,16 @@ export CAMERATA_TEST_PG_NODE_URL="postgres://postgres@127.0.0.1:$PGPORT/camerata
 log "cargo test"
 cargo test --workspace --locked
 
-# 6. Node suites against the built binary.
+# 6. Node suites against the built binary and the addon; type declarations checked by tsc.
+log "tsc --strict --noEmit"
+npm run --silent typecheck
 log "node tests"
-export CAMERATA_BIN="$ROOT/target/debug/camerata"
+export CAMERATA_BIN="$ROOT/target/$CARGO_BUILD_TARGET/debug/camerata"
 node --test --test-concurrency=1 tests/node/
 
 # 7. A tiny smoke run of each benchmark (figures come from bench/run.sh, not from here).
 log "benchmark smoke"
-"$ROOT/target/debug/restbench" --smoke
+"$ROOT/target/$CARGO_BUILD_TARGET/debug/restbench" --smoke
+node tools/sdkbench/sdkbench.js --smoke
 
 log "all tests passed"

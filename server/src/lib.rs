@@ -72,19 +72,27 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if let Some(dir) = settled
-        .database_url
-        .strip_prefix("sqlite://")
-        .and_then(|p| std::path::Path::new(p.split('?').next().unwrap_or(p)).parent())
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create data folder {}", dir.display()))?;
-    }
-    let store = store::Store::open(&settled.database_url)
-        .await
-        .with_context(|| format!("cannot open database {}", redact(&settled.database_url)))?;
-    let rooms = rooms::Rooms::load(store, settled.config.lifetimes()).await?;
+    let (ready, _) = tokio::sync::oneshot::channel();
+    run_with_ready(settled, listeners, shutdown, ready).await
+}
+
+/// `run`, telling `ready` once the server serves (or why it could not start).
+pub async fn run_with_ready(
+    settled: Settled,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: tokio::sync::oneshot::Sender<Result<(), String>>,
+) -> anyhow::Result<()> {
+    let (rooms, tls) = match prepare(&settled).await {
+        Ok(prepared) => {
+            let _ = ready.send(Ok(()));
+            prepared
+        }
+        Err(e) => {
+            let _ = ready.send(Err(format!("{e:#}")));
+            return Err(e);
+        }
+    };
     let app = protocols::openvidu::router(protocols::openvidu::RestState::new(
         rooms.clone(),
         settled.clone(),
@@ -100,7 +108,7 @@ pub async fn run(
     };
     let sweeper = tokio::spawn(rooms.clone().sweep_forever(stopped(stop_rx.clone())));
 
-    let served = match tls::acceptor(&settled).await? {
+    let served = match tls {
         None => {
             let listener = tokio::net::TcpListener::from_std(listeners.http)?;
             axum::serve(listener, app)
@@ -126,6 +134,27 @@ pub async fn run(
     let _ = sweeper.await;
     rooms.shutdown().await;
     served
+}
+
+/// Opens the store and loads the rooms; prepares TLS.
+async fn prepare(
+    settled: &Settled,
+) -> anyhow::Result<(rooms::Rooms, Option<axum_server::tls_rustls::RustlsConfig>)> {
+    if let Some(dir) = settled
+        .database_url
+        .strip_prefix("sqlite://")
+        .and_then(|p| std::path::Path::new(p.split('?').next().unwrap_or(p)).parent())
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data folder {}", dir.display()))?;
+    }
+    let store = store::Store::open(&settled.database_url)
+        .await
+        .with_context(|| format!("cannot open database {}", redact(&settled.database_url)))?;
+    let rooms = rooms::Rooms::load(store, settled.config.lifetimes()).await?;
+    let tls = tls::acceptor(settled).await?;
+    Ok((rooms, tls))
 }
 
 /// A database URL with any password blanked, for messages.

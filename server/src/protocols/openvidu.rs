@@ -2,6 +2,7 @@
 //! JSON shapes, identifiers, token URLs and error table.
 
 mod body;
+pub mod client;
 mod error;
 mod ice;
 mod rest;

@@ -7,7 +7,18 @@ const os = require('node:os');
 const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
-const BIN = process.env.CAMERATA_BIN || path.join(ROOT, 'target', 'debug', 'camerata');
+// The binary the test command built (CAMERATA_BIN), else the newest debug build.
+function findBinary() {
+  if (process.env.CAMERATA_BIN) return process.env.CAMERATA_BIN;
+  const target = path.join(ROOT, 'target');
+  const candidates = [path.join(target, 'debug', 'camerata')];
+  for (const entry of fs.existsSync(target) ? fs.readdirSync(target) : []) {
+    candidates.push(path.join(target, entry, 'debug', 'camerata'));
+  }
+  const found = candidates.filter((c) => fs.existsSync(c));
+  found.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  return found[0] || candidates[0];
+}
 const SECRET = 'NODE_TEST_SECRET';
 
 function tempDir() {
@@ -25,7 +36,7 @@ async function startServer(opts = {}) {
   const args = ['--port', String(opts.port || 0), '--secret', opts.secret || SECRET, '--data-dir', dir];
   if (opts.databaseUrl) args.push('--database-url', opts.databaseUrl);
   args.push(...(opts.args || []));
-  const child = spawn(BIN, args, {
+  const child = spawn(findBinary(), args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: 'info', NO_COLOR: '1' },
   });
