@@ -93,12 +93,13 @@ pub async fn run_with_ready(
             return Err(e);
         }
     };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = protocols::openvidu::router(protocols::openvidu::RestState::new(
         rooms.clone(),
         settled.clone(),
+        stop_rx.clone(),
     ));
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -111,10 +112,13 @@ pub async fn run_with_ready(
     let served = match tls {
         None => {
             let listener = tokio::net::TcpListener::from_std(listeners.http)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .await
-                .context("HTTP server failed")
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .await
+            .context("HTTP server failed")
         }
         Some(rustls) => {
             let handle = axum_server::Handle::new();
@@ -126,7 +130,7 @@ pub async fn run_with_ready(
             });
             axum_server::from_tcp_rustls(listeners.http, rustls)?
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
                 .context("HTTPS server failed")
         }

@@ -7,7 +7,7 @@
 
 mod handle;
 
-pub use handle::{RoomGone, RoomHandle, SignalRequest};
+pub use handle::{Notice, RoomGone, RoomHandle, SINK_CAPACITY, SignalRequest, Sink};
 
 use crate::grant::GrantKey;
 use crate::room::{
@@ -214,22 +214,23 @@ impl Rooms {
         room_id: &str,
         signed: &str,
         info: crate::room::ActiveInfo,
-    ) -> Result<(RoomHandle, Participant), AdmitError> {
+        sink: Option<Sink>,
+    ) -> Result<(RoomHandle, Participant, Vec<Participant>), AdmitError> {
         let now = now_ms();
         let grant = self.inner.grant_key.verify(signed, now / 1000)?;
         if grant.room.as_str() != room_id {
             return Err(AdmitError::WrongRoom);
         }
         let room = self.get(room_id).ok_or(AdmitError::RoomNotFound)?;
-        let participant = room
-            .join(grant.sub.as_str(), now, info)
+        let (participant, others) = room
+            .join(grant.sub.as_str(), now, info, sink)
             .await
             .map_err(|_| AdmitError::RoomNotFound)??;
         self.inner
             .store
             .update_participant(room.id(), &participant)
             .await?;
-        Ok((room, participant))
+        Ok((room, participant, others))
     }
 
     /// Removes a participant (evicts an active one, revokes a pending one).

@@ -6,6 +6,7 @@ pub mod client;
 mod error;
 mod ice;
 mod rest;
+mod rpc;
 mod wire;
 
 pub use error::RestError;

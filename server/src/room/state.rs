@@ -22,6 +22,18 @@ pub enum EndReason {
     ServerStopped,
 }
 
+impl EndReason {
+    /// Whether the participant was put out rather than leaving: it is told so itself.
+    pub fn is_eviction(self) -> bool {
+        matches!(
+            self,
+            EndReason::ForceDisconnectByUser
+                | EndReason::ForceDisconnectByServer
+                | EndReason::SessionClosedByServer
+        )
+    }
+}
+
 /// Something that happened in a room, for the consumers of room events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RoomEvent {
@@ -33,6 +45,8 @@ pub enum RoomEvent {
     ParticipantJoined(ParticipantId),
     /// A participant left.
     ParticipantLeft(ParticipantId, EndReason),
+    /// A participant was put out (it is told, as are all who were in the room).
+    ParticipantEvicted(ParticipantId, EndReason),
     /// The room closed.
     RoomClosed(EndReason),
     /// A signal is to be delivered to active participants.
@@ -252,7 +266,10 @@ impl Room {
             .active
             .shift_remove(id)
             .ok_or_else(|| RoomError::ParticipantNotFound(ParticipantId::new(id)))?;
-        let mut events = vec![RoomEvent::ParticipantLeft(p.id, reason)];
+        let mut events = vec![RoomEvent::ParticipantLeft(p.id.clone(), reason)];
+        if reason.is_eviction() {
+            events.push(RoomEvent::ParticipantEvicted(p.id, reason));
+        }
         if self.active.is_empty() {
             events.extend(self.close(EndReason::LastParticipantLeft));
         }
@@ -264,11 +281,13 @@ impl Room {
         if self.closed.is_some() {
             return Vec::new();
         }
-        let mut events: Vec<RoomEvent> = self
-            .active
-            .drain(..)
-            .map(|(id, _)| RoomEvent::ParticipantLeft(id, reason))
-            .collect();
+        let mut events = Vec::new();
+        for (id, _) in self.active.drain(..) {
+            events.push(RoomEvent::ParticipantLeft(id.clone(), reason));
+            if reason.is_eviction() {
+                events.push(RoomEvent::ParticipantEvicted(id, reason));
+            }
+        }
         self.pending.clear();
         self.closed = Some(reason);
         events.push(RoomEvent::RoomClosed(reason));
@@ -462,6 +481,10 @@ mod tests {
             r.close(EndReason::SessionClosedByServer),
             vec![
                 RoomEvent::ParticipantLeft(
+                    ParticipantId::new("a"),
+                    EndReason::SessionClosedByServer
+                ),
+                RoomEvent::ParticipantEvicted(
                     ParticipantId::new("a"),
                     EndReason::SessionClosedByServer
                 ),

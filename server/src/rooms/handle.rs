@@ -5,8 +5,38 @@ use crate::room::{
     ActiveInfo, EndReason, JoinError, Participant, ParticipantId, Role, Room, RoomError, RoomEvent,
     RoomId, SignalError,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+
+/// What one participant's connection is told about its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Another participant joined.
+    Joined(Box<Participant>),
+    /// A participant left (the receiver stays).
+    Left(ParticipantId, EndReason),
+    /// A participant was put out; sent to everyone who was in the room, that one included.
+    Evicted(ParticipantId, EndReason),
+    /// A signal for the receiver.
+    Signal {
+        /// The sender, or `None` for the server API.
+        from: Option<ParticipantId>,
+        /// The signal's type.
+        kind: Option<String>,
+        /// The signal's payload.
+        data: Option<String>,
+    },
+}
+
+/// Where a participant's notices go: its signaling connection.
+pub type Sink = mpsc::Sender<Arc<Notice>>;
+
+/// Notices queued to one participant's connection. Sender: the room task. Receiver: that
+/// participant's signaling connection. When full, the room drops the sink (a consumer that
+/// slow must not hold the room up); the connection sees its queue end and closes, and the
+/// client's reconnect attaches a fresh sink.
+pub const SINK_CAPACITY: usize = 256;
 
 /// Commands queued to one room task. Senders: API handlers holding a `RoomHandle`.
 /// Receiver: the room task. When full, senders wait (back-pressure on the callers of that
@@ -43,8 +73,10 @@ enum Command {
         String,
         i64,
         ActiveInfo,
-        oneshot::Sender<Result<Participant, JoinError>>,
+        Option<Sink>,
+        oneshot::Sender<Result<(Participant, Vec<Participant>), JoinError>>,
     ),
+    Attach(String, Sink, oneshot::Sender<bool>),
     Remove(
         String,
         EndReason,
@@ -88,7 +120,14 @@ impl RoomHandle {
             created_at: room.created_at(),
             tx,
         };
-        tokio::spawn(RoomTask { room, rx }.run());
+        tokio::spawn(
+            RoomTask {
+                room,
+                rx,
+                sinks: HashMap::new(),
+            }
+            .run(),
+        );
         handle
     }
 
@@ -140,15 +179,23 @@ impl RoomHandle {
             .await
     }
 
-    /// Uses a pending grant.
+    /// Uses a pending grant; notices for the participant go to `sink`. Returns the
+    /// participant and the others in the room.
     pub async fn join(
         &self,
         id: &str,
         now: i64,
         info: ActiveInfo,
-    ) -> Result<Result<Participant, JoinError>, RoomGone> {
-        self.ask(|r| Command::Join(id.to_owned(), now, info, r))
+        sink: Option<Sink>,
+    ) -> Result<Result<(Participant, Vec<Participant>), JoinError>, RoomGone> {
+        self.ask(|r| Command::Join(id.to_owned(), now, info, sink, r))
             .await
+    }
+
+    /// Sends an active participant's notices to a new sink (after a reconnect); false when
+    /// the participant is no longer in the room.
+    pub async fn attach(&self, id: &str, sink: Sink) -> Result<bool, RoomGone> {
+        self.ask(|r| Command::Attach(id.to_owned(), sink, r)).await
     }
 
     /// Removes a participant.
@@ -184,9 +231,81 @@ impl RoomHandle {
 struct RoomTask {
     room: Room,
     rx: mpsc::Receiver<Command>,
+    sinks: HashMap<ParticipantId, Sink>,
 }
 
 impl RoomTask {
+    fn active_ids(&self) -> Vec<ParticipantId> {
+        self.room
+            .active_participants()
+            .map(|p| p.id.clone())
+            .collect()
+    }
+
+    fn send(&mut self, to: &ParticipantId, notice: &Arc<Notice>) {
+        let Some(sink) = self.sinks.get(to) else {
+            return;
+        };
+        if sink.try_send(notice.clone()).is_err() {
+            tracing::debug!(participant = %to, "dropping a full or closed notice queue");
+            self.sinks.remove(to);
+        }
+    }
+
+    /// Tells each participant concerned what `events` did; `before` is who was in the room
+    /// before them.
+    fn deliver(&mut self, before: &[ParticipantId], events: &[RoomEvent]) {
+        for event in events {
+            match event {
+                RoomEvent::ParticipantJoined(id) => {
+                    let Some(p) = self.room.participant(id.as_str()) else {
+                        continue;
+                    };
+                    let notice = Arc::new(Notice::Joined(Box::new(p.clone())));
+                    for to in self.active_ids() {
+                        if &to != id {
+                            self.send(&to, &notice);
+                        }
+                    }
+                }
+                RoomEvent::ParticipantLeft(id, reason) => {
+                    let notice = Arc::new(Notice::Left(id.clone(), *reason));
+                    for to in self.active_ids() {
+                        self.send(&to, &notice);
+                    }
+                }
+                RoomEvent::ParticipantEvicted(id, reason) => {
+                    let notice = Arc::new(Notice::Evicted(id.clone(), *reason));
+                    for to in before {
+                        self.send(to, &notice);
+                    }
+                }
+                RoomEvent::SignalSent {
+                    from,
+                    to,
+                    kind,
+                    data,
+                } => {
+                    let notice = Arc::new(Notice::Signal {
+                        from: from.clone(),
+                        kind: kind.clone(),
+                        data: data.clone(),
+                    });
+                    for id in to {
+                        self.send(id, &notice);
+                    }
+                }
+                RoomEvent::ParticipantGranted(_)
+                | RoomEvent::GrantRevoked(_)
+                | RoomEvent::RoomClosed(_) => {}
+            }
+        }
+        // Whoever is no longer in the room hears nothing more.
+        let room = &self.room;
+        self.sinks
+            .retain(|id, _| room.participant(id.as_str()).is_some_and(|p| p.is_active()));
+    }
+
     async fn run(mut self) {
         while let Some(command) = self.rx.recv().await {
             // A dropped reply receiver means the caller gave up; the command still applies.
@@ -200,17 +319,55 @@ impl RoomTask {
                 Command::Update(id, role, record, r) => {
                     let _ = r.send(self.room.update(&id, role, record).cloned());
                 }
-                Command::Join(id, now, info, r) => {
-                    let _ = r.send(self.room.join(&id, now, info).map(|(p, _)| p.clone()));
+                Command::Join(id, now, info, sink, r) => {
+                    let before = self.active_ids();
+                    match self.room.join(&id, now, info) {
+                        Ok((p, events)) => {
+                            let joined = p.clone();
+                            let others = self
+                                .room
+                                .active_participants()
+                                .filter(|o| o.id != joined.id)
+                                .cloned()
+                                .collect();
+                            if let Some(sink) = sink {
+                                self.sinks.insert(joined.id.clone(), sink);
+                            }
+                            self.deliver(&before, &events);
+                            let _ = r.send(Ok((joined, others)));
+                        }
+                        Err(e) => {
+                            let _ = r.send(Err(e));
+                        }
+                    }
+                }
+                Command::Attach(id, sink, r) => {
+                    let active = self.room.participant(&id).is_some_and(|p| p.is_active());
+                    if active {
+                        self.sinks.insert(ParticipantId::new(id), sink);
+                    }
+                    let _ = r.send(active);
                 }
                 Command::Remove(id, reason, r) => {
-                    let _ = r.send(self.room.remove(&id, reason));
+                    let before = self.active_ids();
+                    let result = self.room.remove(&id, reason);
+                    if let Ok(events) = &result {
+                        self.deliver(&before, events);
+                    }
+                    let _ = r.send(result);
                 }
                 Command::Close(reason, r) => {
-                    let _ = r.send(self.room.close(reason));
+                    let before = self.active_ids();
+                    let events = self.room.close(reason);
+                    self.deliver(&before, &events);
+                    let _ = r.send(events);
                 }
                 Command::Signal(q, r) => {
-                    let _ = r.send(self.room.signal(q.from, &q.to, q.kind, q.data));
+                    let result = self.room.signal(q.from, &q.to, q.kind, q.data);
+                    if let Ok(event) = &result {
+                        self.deliver(&[], std::slice::from_ref(event));
+                    }
+                    let _ = r.send(result);
                 }
                 Command::Sweep(now, threshold, r) => {
                     let expired = self

@@ -5,5 +5,6 @@ mod support;
 
 mod legacy;
 mod rest;
+mod rpc;
 mod store;
 mod tls;

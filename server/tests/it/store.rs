@@ -134,13 +134,13 @@ async fn restart_keeps_sessions_and_tokens(database_url: &str, dir: std::path::P
     let store = Store::open(database_url).await.expect("store opens");
     let rooms = Rooms::load(store, lifetimes()).await.expect("rooms load");
     let token = c.json["token"].as_str().expect("token");
-    let (_, joined) = rooms
-        .admit(&sid, jwt(token), info())
+    let (_, joined, _) = rooms
+        .admit(&sid, jwt(token), info(), None)
         .await
         .expect("admitted");
     assert!(joined.is_active());
     assert!(matches!(
-        rooms.admit(&sid, jwt(token), info()).await,
+        rooms.admit(&sid, jwt(token), info(), None).await,
         Err(AdmitError::Join(_))
     ));
     rooms.shutdown().await;
@@ -149,7 +149,7 @@ async fn restart_keeps_sessions_and_tokens(database_url: &str, dir: std::path::P
     let store = Store::open(database_url).await.expect("store opens");
     let rooms = Rooms::load(store, lifetimes()).await.expect("rooms load");
     assert!(matches!(
-        rooms.admit(&sid, jwt(token), info()).await,
+        rooms.admit(&sid, jwt(token), info(), None).await,
         Err(AdmitError::Join(_))
     ));
     rooms.shutdown().await;
@@ -232,33 +232,33 @@ async fn tokens_are_refused_when_forged_expired_foreign_or_closed() {
     let mut parts: Vec<String> = jwt(&for_a).split('.').map(str::to_owned).collect();
     parts[2] = "AAAA".into();
     assert!(matches!(
-        rooms.admit(&a, &parts.join("."), info()).await,
+        rooms.admit(&a, &parts.join("."), info(), None).await,
         Err(AdmitError::Grant(_))
     ));
     assert!(matches!(
-        rooms.admit(&a, "garbage", info()).await,
+        rooms.admit(&a, "garbage", info(), None).await,
         Err(AdmitError::Grant(_))
     ));
     // For another session than the one joined.
     assert!(matches!(
-        rooms.admit(&b, jwt(&for_a), info()).await,
+        rooms.admit(&b, jwt(&for_a), info(), None).await,
         Err(AdmitError::WrongRoom)
     ));
     // Of a closed session.
     assert!(matches!(
-        rooms.admit(&b, jwt(&for_b), info()).await,
+        rooms.admit(&b, jwt(&for_b), info(), None).await,
         Err(AdmitError::RoomNotFound)
     ));
     // Expired (the TTL was one second).
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(matches!(
-        rooms.admit(&a, jwt(&expiring), info()).await,
+        rooms.admit(&a, jwt(&expiring), info(), None).await,
         Err(AdmitError::Grant(
             camerata_server::grant::GrantError::Expired
         ))
     ));
     // A valid grant still gets in, once.
-    let admitted = rooms.admit(&a, jwt(&for_a), info()).await;
+    let admitted = rooms.admit(&a, jwt(&for_a), info(), None).await;
     assert!(admitted.is_ok(), "{:?}", admitted.err());
     rooms.shutdown().await;
 }

@@ -36,23 +36,47 @@ struct StateInner {
     rooms: Rooms,
     settled: Settled,
     credentials: Vec<u8>,
+    rpc: Arc<super::rpc::RpcSessions>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl RestState {
-    /// State over the live rooms and the settled configuration.
-    pub fn new(rooms: Rooms, settled: Settled) -> Self {
+    /// State over the live rooms and the settled configuration; `stopping` turns true when
+    /// the server shuts down (long-lived connections then close).
+    pub fn new(
+        rooms: Rooms,
+        settled: Settled,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let credentials = format!("OPENVIDUAPP:{}", settled.secret).into_bytes();
         Self {
             inner: Arc::new(StateInner {
                 rooms,
                 settled,
                 credentials,
+                rpc: Arc::default(),
+                stopping,
             }),
         }
     }
 
     fn rooms(&self) -> &Rooms {
         &self.inner.rooms
+    }
+
+    /// The live rooms (a cheap clone, for tasks that outlive a request).
+    pub(super) fn rooms_handle(&self) -> Rooms {
+        self.inner.rooms.clone()
+    }
+
+    /// Turns true when the server shuts down.
+    pub(super) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stopping.clone()
+    }
+
+    /// The JSON-RPC sessions of joined participants.
+    pub(super) fn rpc_sessions(&self) -> Arc<super::rpc::RpcSessions> {
+        self.inner.rpc.clone()
     }
 
     fn settled(&self) -> &Settled {
@@ -70,7 +94,9 @@ pub fn router(state: RestState) -> Router {
         prefixes.push("/api");
     }
     let mut protected = Router::new();
-    let mut public = Router::new().route("/openvidu/accept-certificate", get(accept_certificate));
+    let mut public = Router::new()
+        .route("/openvidu/accept-certificate", get(accept_certificate))
+        .route("/openvidu", get(super::rpc::upgrade));
     for p in &prefixes {
         protected = protected
             .route(

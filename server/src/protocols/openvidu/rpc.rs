@@ -1,0 +1,709 @@
+//! The OpenVidu JSON-RPC signaling that openvidu-browser speaks over a WebSocket at
+//! `/openvidu`: keep-alive, join with a token, leave, signals, moderation, and resuming a
+//! participant on a new socket within a grace period. Room notices are rendered here into
+//! OpenVidu's notifications. Media methods answer with an error naming what is missing until
+//! the SFU layer serves them.
+
+use super::rest::RestState;
+use crate::room::{ActiveInfo, EndReason, Participant, ParticipantId, Role};
+use crate::rooms::{AdmitError, Notice, RoomHandle, SINK_CAPACITY, SignalRequest};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// The largest frame accepted from a client (SDP offers are a few KiB).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// How long a participant whose socket dropped is kept for a `connect` from a new socket.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(10);
+
+/// Requests one socket may send per second on average, and in a burst; beyond, it is closed.
+pub const RATE_PER_SECOND: f64 = 50.0;
+/// See [`RATE_PER_SECOND`].
+pub const RATE_BURST: f64 = 200.0;
+
+/// The version reported to browsers (they compare it with their own).
+const VERSION: &str = "2.32.2";
+
+/// Which participant a JSON-RPC session id stands for, across sockets.
+#[derive(Clone)]
+struct Binding {
+    room: RoomHandle,
+    participant: ParticipantId,
+    role: Role,
+    /// Bumped on every socket that takes the session over, so a stale grace timer knows.
+    epoch: u64,
+}
+
+/// The JSON-RPC sessions of joined participants, keyed by the id given in `joinRoom`.
+#[derive(Default)]
+pub struct RpcSessions {
+    bindings: Mutex<HashMap<String, Binding>>,
+}
+
+impl RpcSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Binding>> {
+        // Every critical section is one map call; a panic cannot leave it half-changed.
+        self.bindings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// `GET /openvidu`: the WebSocket upgrade.
+pub async fn upgrade(
+    State(state): State<RestState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| {
+            Connection {
+                state,
+                peer,
+                joined: None,
+                notices: None,
+                bucket: RATE_BURST,
+                refilled: Instant::now(),
+            }
+            .run(socket)
+        })
+}
+
+struct Joined {
+    rpc_id: String,
+    binding: Binding,
+}
+
+struct Connection {
+    state: RestState,
+    peer: SocketAddr,
+    joined: Option<Joined>,
+    notices: Option<mpsc::Receiver<Arc<Notice>>>,
+    bucket: f64,
+    refilled: Instant,
+}
+
+/// A JSON-RPC error: code and message, as the browser reads them.
+struct RpcError(i64, String);
+
+type Reply = Result<Map<String, Value>, RpcError>;
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn str_param<'a>(params: &'a Value, key: &str) -> Result<&'a str, RpcError> {
+    params
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError(-32602, format!("parameter '{key}' must be a string")))
+}
+
+fn reason_name(r: EndReason) -> &'static str {
+    match r {
+        EndReason::Disconnect => "disconnect",
+        EndReason::ForceDisconnectByUser => "forceDisconnectByUser",
+        EndReason::ForceDisconnectByServer => "forceDisconnectByServer",
+        EndReason::LastParticipantLeft => "lastParticipantLeft",
+        EndReason::SessionClosedByServer => "sessionClosedByServer",
+        EndReason::NetworkDisconnect => "networkDisconnect",
+        EndReason::ServerStopped => "openviduServerStopped",
+    }
+}
+
+/// What other browsers see as a connection's data: client data, server data, or both
+/// joined with `%/%`.
+fn metadata(p: &Participant) -> String {
+    let client = match &p.state {
+        crate::room::ParticipantState::Active(a) => a.client_data.as_str(),
+        crate::room::ParticipantState::Pending => "",
+    };
+    match (client.is_empty(), p.data.is_empty()) {
+        (false, false) => format!("{client}%/%{}", p.data),
+        (false, true) => client.to_owned(),
+        (true, _) => p.data.clone(),
+    }
+}
+
+fn joined_at(p: &Participant) -> i64 {
+    match &p.state {
+        crate::room::ParticipantState::Active(a) => a.joined_at,
+        crate::room::ParticipantState::Pending => p.created_at,
+    }
+}
+
+/// A remote connection as `joinRoom.value[]` and `participantJoined` show it (never a role).
+fn remote_json(p: &Participant) -> Value {
+    json!({ "id": p.id.as_str(), "createdAt": joined_at(p), "metadata": metadata(p) })
+}
+
+fn rpc_session_id() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
+    let mut rng = rand::rng();
+    (0..26)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+fn notification(method: &str, params: Value) -> String {
+    json!({ "jsonrpc": "2.0", "method": method, "params": params }).to_string()
+}
+
+impl Connection {
+    async fn run(mut self, mut socket: WebSocket) {
+        let stop = stopped(self.state.stopping());
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1001,
+                            reason: Utf8Bytes::from_static("server stopping"),
+                        })))
+                        .await;
+                    // The participant stays stored as it was; nothing to resume in-process.
+                    self.joined = None;
+                    break;
+                }
+                frame = socket.recv() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if !self.allow() {
+                            let _ = socket
+                                .send(Message::Close(Some(CloseFrame {
+                                    code: 1008,
+                                    reason: Utf8Bytes::from_static("too many requests"),
+                                })))
+                                .await;
+                            break;
+                        }
+                        if let Some(reply) = self.handle(text.as_str()).await
+                            && socket.send(Message::Text(reply.into())).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let reply = json!({"id": null, "jsonrpc": "2.0",
+                            "error": {"code": -32700, "message": "binary frames are not JSON-RPC"}});
+                        if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break,
+                },
+                notice = next_notice(&mut self.notices) => match notice {
+                    Some(notice) => {
+                        let text = self.render(&notice);
+                        if socket.send(Message::Text(text.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    // The room dropped this socket's queue (it fell behind): close, so the
+                    // client reconnects and attaches a fresh one.
+                    None => break,
+                },
+            }
+        }
+        self.hang_up();
+    }
+
+    /// A token bucket per socket: false when the client sends faster than allowed.
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.bucket = (self.bucket + elapsed * RATE_PER_SECOND).min(RATE_BURST);
+        if self.bucket < 1.0 {
+            return false;
+        }
+        self.bucket -= 1.0;
+        true
+    }
+
+    /// The socket is gone while its participant is still in the room: keep it for a
+    /// reconnect, and evict it with `networkDisconnect` when none comes.
+    fn hang_up(&mut self) {
+        let Some(joined) = self.joined.take() else {
+            return;
+        };
+        let sessions = self.state.rpc_sessions();
+        let rooms = self.state.rooms_handle();
+        let epoch = joined.binding.epoch;
+        tokio::spawn(async move {
+            tokio::time::sleep(RECONNECT_GRACE).await;
+            let binding = {
+                let mut map = sessions.lock();
+                match map.get(&joined.rpc_id) {
+                    Some(b) if b.epoch == epoch => map.remove(&joined.rpc_id),
+                    _ => None,
+                }
+            };
+            if let Some(b) = binding {
+                let _ = rooms
+                    .remove(
+                        &b.room,
+                        b.participant.as_str(),
+                        EndReason::NetworkDisconnect,
+                    )
+                    .await;
+            }
+        });
+    }
+
+    fn render(&mut self, notice: &Notice) -> String {
+        match notice {
+            Notice::Joined(p) => notification("participantJoined", remote_json(p)),
+            Notice::Left(id, reason) => notification(
+                "participantLeft",
+                json!({ "connectionId": id.as_str(), "reason": reason_name(*reason) }),
+            ),
+            Notice::Evicted(id, reason) => {
+                let me = self
+                    .joined
+                    .as_ref()
+                    .is_some_and(|j| &j.binding.participant == id);
+                if me {
+                    // Put out: the browser closes the socket itself; nothing to resume.
+                    if let Some(j) = self.joined.take() {
+                        self.state.rpc_sessions().lock().remove(&j.rpc_id);
+                    }
+                    self.notices = None;
+                }
+                notification(
+                    "participantEvicted",
+                    json!({ "connectionId": id.as_str(), "reason": reason_name(*reason) }),
+                )
+            }
+            Notice::Signal { from, kind, data } => {
+                let mut params = Map::new();
+                if let Some(d) = data {
+                    params.insert("data".into(), d.clone().into());
+                }
+                if let Some(k) = kind {
+                    params.insert("type".into(), k.clone().into());
+                }
+                if let Some(f) = from {
+                    params.insert("from".into(), f.as_str().into());
+                }
+                notification("sendMessage", Value::Object(params))
+            }
+        }
+    }
+
+    /// Handles one frame; the reply to send, if any (notifications get none).
+    async fn handle(&mut self, text: &str) -> Option<String> {
+        let request: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return Some(
+                    json!({"id": null, "jsonrpc": "2.0",
+                        "error": {"code": -32700, "message": format!("parse error: {e}")}})
+                    .to_string(),
+                );
+            }
+        };
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let Some(method) = request.get("method").and_then(Value::as_str) else {
+            return Some(
+                json!({"id": id, "jsonrpc": "2.0",
+                    "error": {"code": -32600, "message": "invalid request: no method"}})
+                .to_string(),
+            );
+        };
+        let params = request.get("params").cloned().unwrap_or(Value::Null);
+        if !params.is_null() && !params.is_object() {
+            return Some(
+                json!({"id": id, "jsonrpc": "2.0",
+                    "error": {"code": -32602, "message": "params must be an object"}})
+                .to_string(),
+            );
+        }
+        let result = self.dispatch(method, &params).await;
+        if id.is_null() {
+            return None;
+        }
+        let frame = match result {
+            Ok(mut result) => {
+                if let Some(j) = &self.joined {
+                    result
+                        .entry("sessionId")
+                        .or_insert_with(|| j.rpc_id.clone().into());
+                }
+                json!({ "id": id, "result": result, "jsonrpc": "2.0" })
+            }
+            Err(RpcError(code, message)) => {
+                json!({ "id": id, "error": { "code": code, "message": message }, "jsonrpc": "2.0" })
+            }
+        };
+        Some(frame.to_string())
+    }
+
+    async fn dispatch(&mut self, method: &str, params: &Value) -> Reply {
+        match method {
+            "ping" => return Ok(obj(json!({ "value": "pong" }))),
+            "joinRoom" => return self.join_room(params).await,
+            "connect" => return self.connect(params).await,
+            _ => {}
+        }
+        const KNOWN: &[&str] = &[
+            "leaveRoom",
+            "sendMessage",
+            "forceDisconnect",
+            "forceUnpublish",
+            "publishVideo",
+            "receiveVideoFrom",
+            "prepareReceiveVideoFrom",
+            "unpublishVideo",
+            "streamPropertyChanged",
+            "reconnectStream",
+            "unsubscribeFromVideo",
+            "onIceCandidate",
+            "videoData",
+            "echo",
+            "applyFilter",
+            "removeFilter",
+            "execFilterMethod",
+            "addFilterEventListener",
+            "removeFilterEventListener",
+            "subscribeToSpeechToText",
+            "unsubscribeFromSpeechToText",
+        ];
+        if !KNOWN.contains(&method) {
+            return Err(RpcError(-32601, format!("method not found: {method}")));
+        }
+        let Some(joined) = &self.joined else {
+            return Err(RpcError(
+                803,
+                format!("'{method}' needs a joined session: call joinRoom first"),
+            ));
+        };
+        let binding = joined.binding.clone();
+        match method {
+            "leaveRoom" => self.leave_room(&binding).await,
+            "sendMessage" => self.send_message(&binding, params).await,
+            "forceDisconnect" => self.force_disconnect(&binding, params).await,
+            "forceUnpublish" => {
+                if !binding.role.can_moderate() {
+                    return Err(RpcError(
+                        401,
+                        "only a MODERATOR may force an unpublish".into(),
+                    ));
+                }
+                let stream = str_param(params, "streamId")?;
+                Err(RpcError(105, format!("stream '{stream}' is not published")))
+            }
+            "publishVideo" => {
+                if !binding.role.can_publish() {
+                    return Err(RpcError(401, "a SUBSCRIBER may not publish".into()));
+                }
+                Err(RpcError(
+                    302,
+                    "publishing media is not available in this release of Camerata".into(),
+                ))
+            }
+            "receiveVideoFrom" | "prepareReceiveVideoFrom" => {
+                if !binding.role.can_subscribe() {
+                    return Err(RpcError(
+                        401,
+                        "a PUBLISHER_ONLY participant may not subscribe".into(),
+                    ));
+                }
+                let sender = str_param(params, "sender")?;
+                Err(RpcError(105, format!("stream '{sender}' is not published")))
+            }
+            "unpublishVideo" | "streamPropertyChanged" => {
+                Err(RpcError(105, "this participant is not publishing".into()))
+            }
+            "reconnectStream" => {
+                let stream = str_param(params, "stream")?;
+                Err(RpcError(105, format!("stream '{stream}' is not published")))
+            }
+            "unsubscribeFromVideo" => {
+                let sender = str_param(params, "sender")?;
+                Err(RpcError(102, format!("not subscribed to '{sender}'")))
+            }
+            "onIceCandidate" => {
+                str_param(params, "endpointName")?;
+                Ok(Map::new())
+            }
+            "videoData" | "echo" => Ok(Map::new()),
+            "applyFilter" => Err(RpcError(
+                406,
+                "filters are not supported by Camerata".into(),
+            )),
+            "removeFilter"
+            | "execFilterMethod"
+            | "addFilterEventListener"
+            | "removeFilterEventListener" => Err(RpcError(
+                400,
+                "filters are not supported by Camerata".into(),
+            )),
+            "subscribeToSpeechToText" | "unsubscribeFromSpeechToText" => Err(RpcError(
+                997,
+                "speech to text is not supported by Camerata".into(),
+            )),
+            other => Err(RpcError(-32601, format!("method not found: {other}"))),
+        }
+    }
+
+    async fn join_room(&mut self, params: &Value) -> Reply {
+        if self.joined.is_some() {
+            return Err(RpcError(
+                400,
+                "this socket has already joined a session".into(),
+            ));
+        }
+        let token = str_param(params, "token")?;
+        let session = params
+            .get("session")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let invalid = || RpcError(401, format!("Token {token} is not valid"));
+        let jwt = token
+            .split_once('?')
+            .map(|(_, q)| q)
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=tok_")))
+            .ok_or_else(invalid)?;
+        let platform = params
+            .get("platform")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        let client_data = params
+            .get("metadata")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let info = ActiveInfo {
+            joined_at: crate::rooms::now_ms(),
+            ip: self.peer.ip().to_string(),
+            platform: platform.to_owned(),
+            client_data: client_data.to_owned(),
+        };
+        let (tx, rx) = mpsc::channel(SINK_CAPACITY);
+        let rooms = self.state.rooms_handle();
+        let (room, me, others) = match rooms.admit(session, jwt, info, Some(tx)).await {
+            Ok(admitted) => admitted,
+            Err(AdmitError::RoomNotFound) => {
+                return Err(RpcError(202, format!("Session {session} not found")));
+            }
+            Err(AdmitError::Join(crate::room::JoinError::RoomClosed)) => {
+                return Err(RpcError(203, format!("Session {session} is closed")));
+            }
+            Err(AdmitError::Store(e)) => return Err(RpcError(500, format!("store failure: {e}"))),
+            Err(AdmitError::Grant(crate::grant::GrantError::Expired))
+            | Err(AdmitError::Join(crate::room::JoinError::GrantExpired(_))) => {
+                return Err(RpcError(401, format!("Token {token} has expired")));
+            }
+            Err(_) => return Err(invalid()),
+        };
+        let rpc_id = rpc_session_id();
+        let binding = Binding {
+            room,
+            participant: me.id.clone(),
+            role: me.role,
+            epoch: 0,
+        };
+        self.state
+            .rpc_sessions()
+            .lock()
+            .insert(rpc_id.clone(), binding.clone());
+        self.notices = Some(rx);
+        self.joined = Some(Joined {
+            rpc_id: rpc_id.clone(),
+            binding,
+        });
+        let ice: Vec<Value> = me
+            .ice_servers
+            .iter()
+            .map(|s| {
+                let mut m = Map::new();
+                m.insert("url".into(), s.url.clone().into());
+                if let Some(u) = &s.username {
+                    m.insert("username".into(), u.clone().into());
+                }
+                if let Some(c) = &s.credential {
+                    m.insert("credential".into(), c.clone().into());
+                }
+                Value::Object(m)
+            })
+            .collect();
+        let mut result = obj(json!({
+            "id": me.id.as_str(),
+            "finalUserId": rpc_id[..16].to_uppercase(),
+            "createdAt": joined_at(&me),
+            "metadata": metadata(&me),
+            "value": others.iter().map(remote_json).collect::<Vec<_>>(),
+            "session": session,
+            "version": VERSION,
+            "mediaServer": "kurento",
+            "videoSimulcast": false,
+            "record": me.record,
+            "role": super::wire::WireEnum::name(me.role),
+            "sessionId": rpc_id,
+        }));
+        if !ice.is_empty() {
+            result.insert("customIceServers".into(), Value::Array(ice));
+        }
+        Ok(result)
+    }
+
+    async fn connect(&mut self, params: &Value) -> Reply {
+        let rpc_id = str_param(params, "sessionId")?.to_owned();
+        let sessions = self.state.rpc_sessions();
+        let taken = {
+            let mut map = sessions.lock();
+            map.get_mut(&rpc_id).map(|b| {
+                b.epoch += 1;
+                b.clone()
+            })
+        };
+        let Some(binding) = taken else {
+            return Err(RpcError(40007, "reconnection error".into()));
+        };
+        let (tx, rx) = mpsc::channel(SINK_CAPACITY);
+        match binding.room.attach(binding.participant.as_str(), tx).await {
+            Ok(true) => {}
+            _ => {
+                self.state.rpc_sessions().lock().remove(&rpc_id);
+                return Err(RpcError(40007, "reconnection error".into()));
+            }
+        }
+        self.notices = Some(rx);
+        self.joined = Some(Joined {
+            rpc_id: rpc_id.clone(),
+            binding,
+        });
+        Ok(obj(
+            json!({ "value": "reconnection successful", "sessionId": rpc_id }),
+        ))
+    }
+
+    async fn leave_room(&mut self, binding: &Binding) -> Reply {
+        let result = self
+            .state
+            .rooms_handle()
+            .remove(
+                &binding.room,
+                binding.participant.as_str(),
+                EndReason::Disconnect,
+            )
+            .await;
+        let rpc_id = self.joined.take().map(|j| j.rpc_id);
+        if let Some(id) = &rpc_id {
+            self.state.rpc_sessions().lock().remove(id);
+        }
+        self.notices = None;
+        match result {
+            Ok(_) => Ok(match rpc_id {
+                Some(id) => obj(json!({ "sessionId": id })),
+                None => Map::new(),
+            }),
+            Err(e) => Err(RpcError(102, format!("leave failed: {e}"))),
+        }
+    }
+
+    async fn send_message(&mut self, binding: &Binding, params: &Value) -> Reply {
+        let inner = str_param(params, "message")?;
+        let message: Value = serde_json::from_str(inner)
+            .map_err(|e| RpcError(600, format!("message is not JSON: {e}")))?;
+        let mut to = Vec::new();
+        match message.get("to") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for item in items {
+                    match item.as_str() {
+                        Some(s) => to.push(s.to_owned()),
+                        None => {
+                            return Err(RpcError(
+                                601,
+                                "every 'to' entry must be a connection id".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(RpcError(
+                    601,
+                    "'to' must be an array of connection ids".into(),
+                ));
+            }
+        }
+        let kind = match message.get("type").and_then(Value::as_str) {
+            None | Some("") => "signal:signal".to_owned(),
+            Some(t) if t.starts_with("signal:") => t.to_owned(),
+            Some(t) => format!("signal:{t}"),
+        };
+        let data = message
+            .get("data")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let request = SignalRequest {
+            from: Some(binding.participant.clone()),
+            to,
+            kind: Some(kind),
+            data: Some(data),
+        };
+        match binding.room.signal(request).await {
+            Ok(Ok(_)) => Ok(Map::new()),
+            Ok(Err(e)) => Err(RpcError(601, e.to_string())),
+            Err(_) => Err(RpcError(202, "session closed".into())),
+        }
+    }
+
+    async fn force_disconnect(&mut self, binding: &Binding, params: &Value) -> Reply {
+        if !binding.role.can_moderate() {
+            return Err(RpcError(
+                401,
+                "only a MODERATOR may force a disconnect".into(),
+            ));
+        }
+        let target = str_param(params, "connectionId")?;
+        let active = matches!(
+            binding
+                .room
+                .snapshot(false)
+                .await
+                .map(|r| r.participant(target).is_some()),
+            Ok(true)
+        );
+        if !active {
+            return Err(RpcError(
+                102,
+                format!("connection '{target}' is not in the session"),
+            ));
+        }
+        self.state
+            .rooms_handle()
+            .remove(&binding.room, target, EndReason::ForceDisconnectByUser)
+            .await
+            .map_err(|e| RpcError(102, e.to_string()))?;
+        Ok(Map::new())
+    }
+}
+
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+async fn next_notice(rx: &mut Option<mpsc::Receiver<Arc<Notice>>>) -> Option<Arc<Notice>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
