@@ -9,12 +9,16 @@ export CARGO_TERM_COLOR=never NO_COLOR=1 CI="${CI:-}"
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# 1. System packages (Debian): Node.js and PostgreSQL, only when missing.
+# 1. System packages (Debian): Node.js, PostgreSQL, Chromium and the namespace tools, only
+#    when missing.
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -q
@@ -71,7 +75,12 @@ log "node tests"
 export CAMERATA_BIN="$ROOT/target/$CARGO_BUILD_TARGET/debug/camerata"
 node --test --test-concurrency=1 tests/node/
 
-# 7. A tiny smoke run of each benchmark (figures come from bench/run.sh, not from here).
+# 7. Browser suites: the real openvidu-browser in headless Chromium, in a loopback-only
+#    network namespace.
+log "browser tests"
+bash tests/browser/run.sh
+
+# 8. A tiny smoke run of each benchmark (figures come from bench/run.sh, not from here).
 log "benchmark smoke"
 "$ROOT/target/$CARGO_BUILD_TARGET/debug/restbench" --smoke
 node tools/sdkbench/sdkbench.js --smoke
