@@ -73,6 +73,11 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_TOKEN_TTL", default_value_t = 86_400)]
     pub token_ttl: u64,
 
+    /// Seconds a participant whose WebSocket dropped is kept for a reconnect before it is
+    /// removed with `networkDisconnect`.
+    #[arg(long, env = "CAMERATA_RECONNECT_GRACE", default_value_t = 10)]
+    pub reconnect_grace: u64,
+
     /// Seconds between sweeps for sessions nobody joined (0 disables the sweep).
     #[arg(
         long,

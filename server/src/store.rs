@@ -271,10 +271,12 @@ impl Store {
         let rows = sqlx::query("SELECT room_id, body FROM participants ORDER BY created_at, id")
             .fetch_all(&self.pool)
             .await?;
+        let mut gone = Vec::new();
         for row in rows {
             let room_id: String = row.try_get("room_id")?;
             let participant: Participant = decode(&row, "body")?;
             if participant.state != ParticipantState::Pending {
+                gone.push((room_id, participant.id));
                 continue;
             }
             if let Some(&i) = index.get(&room_id) {
@@ -282,6 +284,10 @@ impl Store {
                     .grant(participant)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             }
+        }
+        for (room, id) in gone {
+            self.delete_participant(&RoomId::new(room), id.as_str())
+                .await?;
         }
         Ok(rooms)
     }

@@ -448,3 +448,62 @@ async fn bad_frames_get_errors_and_others_are_unaffected() {
     assert_eq!(c.json["status"], "active");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_socket_that_does_not_come_back_leaves_with_network_disconnect() {
+    let dir = TempDir::new();
+    let s = Server::start_with(
+        &dir.sqlite_url(),
+        dir.0.clone(),
+        &["--reconnect-grace", "1"],
+    )
+    .await;
+    let sid = s.session("{}").await;
+    let ta = token(&s, &sid, json!({})).await;
+    let tb = token(&s, &sid, json!({})).await;
+    let mut a = Client::open(&s, &sid).await;
+    let a_id = a.join(&ta, &sid, "a").await["result"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut b = Client::open(&s, &sid).await;
+    b.join(&tb, &sid, "b").await;
+    drop(a);
+    let left = b.note("participantLeft").await;
+    assert_eq!(
+        left,
+        json!({"connectionId": a_id, "reason": "networkDisconnect"})
+    );
+    let list = s
+        .call("GET", &format!("{API}/sessions/{sid}/connection"), None)
+        .await;
+    assert_eq!(list.json["numberOfElements"], 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn joined_participants_do_not_survive_a_restart_but_their_session_does() {
+    let dir = TempDir::new();
+    let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
+    let sid = s.session(r#"{"customSessionId":"restarted"}"#).await;
+    let ta = token(&s, &sid, json!({})).await;
+    let tb = token(&s, &sid, json!({})).await;
+    let mut a = Client::open(&s, &sid).await;
+    a.join(&ta, &sid, "a").await;
+    s.stop().await;
+    let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
+    let list = s
+        .call("GET", &format!("{API}/sessions/{sid}/connection"), None)
+        .await;
+    assert_eq!(
+        list.json["numberOfElements"], 1,
+        "only the unused token is left"
+    );
+    assert_eq!(list.json["content"][0]["token"], tb.as_str());
+    // The used token stays used.
+    let mut again = Client::open(&s, &sid).await;
+    assert_eq!(again.join(&ta, &sid, "a").await["error"]["code"], 401);
+    let mut b = Client::open(&s, &sid).await;
+    assert!(b.join(&tb, &sid, "b").await.get("result").is_some());
+    s.stop().await;
+}

@@ -69,6 +69,11 @@ impl RestState {
         self.inner.rooms.clone()
     }
 
+    /// The configuration as given.
+    pub(super) fn config(&self) -> &crate::config::Config {
+        &self.inner.settled.config
+    }
+
     /// Turns true when the server shuts down.
     pub(super) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
         self.inner.stopping.clone()

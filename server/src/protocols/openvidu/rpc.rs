@@ -20,9 +20,6 @@ use tokio::sync::mpsc;
 /// The largest frame accepted from a client (SDP offers are a few KiB).
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
-/// How long a participant whose socket dropped is kept for a `connect` from a new socket.
-pub const RECONNECT_GRACE: Duration = Duration::from_secs(10);
-
 /// Requests one socket may send per second on average, and in a burst; beyond, it is closed.
 pub const RATE_PER_SECOND: f64 = 50.0;
 /// See [`RATE_PER_SECOND`].
@@ -244,8 +241,9 @@ impl Connection {
         let sessions = self.state.rpc_sessions();
         let rooms = self.state.rooms_handle();
         let epoch = joined.binding.epoch;
+        let grace = Duration::from_secs(self.state.config().reconnect_grace);
         tokio::spawn(async move {
-            tokio::time::sleep(RECONNECT_GRACE).await;
+            tokio::time::sleep(grace).await;
             let binding = {
                 let mut map = sessions.lock();
                 match map.get(&joined.rpc_id) {
