@@ -122,7 +122,7 @@ async fn token(s: &Server, session: &str, body: Value) -> String {
 async fn join_notify_signal_and_leave() {
     let (s, _d) = server().await;
     let sid = s.session(r#"{"customSessionId":"rpc-room"}"#).await;
-    let ta = token(&s, &sid, json!({"role": "MODERATOR", "data": "server-a"})).await;
+    let ta = token(&s, &sid, json!({"role": "MODERATOR", "data": "server-a", "customIceServers": [{"url": "turn:t.example.org:3478", "username": "u", "credential": "p"}]})).await;
     let tb = token(&s, &sid, json!({"role": "SUBSCRIBER"})).await;
 
     let mut a = Client::open(&s, &sid).await;
@@ -136,6 +136,10 @@ async fn join_notify_signal_and_leave() {
     assert_eq!(r["version"], "2.32.2");
     assert_eq!(r["mediaServer"], "kurento");
     assert_eq!(r["value"], json!([]));
+    assert_eq!(
+        r["customIceServers"],
+        json!([{"url": "turn:t.example.org:3478", "username": "u", "credential": "p"}])
+    );
     assert_eq!(r["metadata"], "{\"clientData\":\"alice\"}%/%server-a");
     assert_eq!(r["sessionId"].as_str().expect("rpc session id").len(), 26);
     let a_id = r["id"].as_str().expect("id").to_owned();

@@ -524,21 +524,6 @@ impl Connection {
             rpc_id: rpc_id.clone(),
             binding,
         });
-        let ice: Vec<Value> = me
-            .ice_servers
-            .iter()
-            .map(|s| {
-                let mut m = Map::new();
-                m.insert("url".into(), s.url.clone().into());
-                if let Some(u) = &s.username {
-                    m.insert("username".into(), u.clone().into());
-                }
-                if let Some(c) = &s.credential {
-                    m.insert("credential".into(), c.clone().into());
-                }
-                Value::Object(m)
-            })
-            .collect();
         let mut result = obj(json!({
             "id": me.id.as_str(),
             "finalUserId": rpc_id[..16].to_uppercase(),
@@ -553,8 +538,12 @@ impl Connection {
             "role": super::wire::WireEnum::name(me.role),
             "sessionId": rpc_id,
         }));
-        if !ice.is_empty() {
-            result.insert("customIceServers".into(), Value::Array(ice));
+        // Only a non-empty list: the browser takes an empty one as "none given" anyway.
+        if !me.ice_servers.is_empty() {
+            result.insert(
+                "customIceServers".into(),
+                super::wire::ice_servers_json(&me),
+            );
         }
         Ok(result)
     }

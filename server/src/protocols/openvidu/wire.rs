@@ -166,7 +166,8 @@ pub fn limits_json(l: &MediaLimits) -> Value {
     Value::Object(m)
 }
 
-fn ice_servers_json(p: &Participant) -> Value {
+/// `customIceServers`: `{url, username?, credential?}` per server.
+pub fn ice_servers_json(p: &Participant) -> Value {
     p.ice_servers
         .iter()
         .map(|s| {
