@@ -106,24 +106,14 @@ async fn server() -> (Server, TempDir) {
     (s, dir)
 }
 
-async fn token(s: &Server, session: &str, body: Value) -> String {
-    let r = s
-        .call(
-            "POST",
-            &format!("{API}/sessions/{session}/connection"),
-            Some(&body.to_string()),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.json["token"].as_str().expect("token").to_owned()
-}
-
 #[tokio::test]
 async fn join_notify_signal_and_leave() {
     let (s, _d) = server().await;
     let sid = s.session(r#"{"customSessionId":"rpc-room"}"#).await;
-    let ta = token(&s, &sid, json!({"role": "MODERATOR", "data": "server-a", "customIceServers": [{"url": "turn:t.example.org:3478", "username": "u", "credential": "p"}]})).await;
-    let tb = token(&s, &sid, json!({"role": "SUBSCRIBER"})).await;
+    let ta = s.token(&sid, &json!({"role": "MODERATOR", "data": "server-a", "customIceServers": [{"url": "turn:t.example.org:3478", "username": "u", "credential": "p"}]}).to_string()).await;
+    let tb = s
+        .token(&sid, &json!({"role": "SUBSCRIBER"}).to_string())
+        .await;
 
     let mut a = Client::open(&s, &sid).await;
     // ping works before joinRoom
@@ -255,9 +245,15 @@ async fn join_notify_signal_and_leave() {
 async fn moderation_and_server_evictions() {
     let (s, _d) = server().await;
     let sid = s.session("{}").await;
-    let tm = token(&s, &sid, json!({"role": "MODERATOR"})).await;
-    let tp = token(&s, &sid, json!({"role": "PUBLISHER"})).await;
-    let tq = token(&s, &sid, json!({"role": "PUBLISHER"})).await;
+    let tm = s
+        .token(&sid, &json!({"role": "MODERATOR"}).to_string())
+        .await;
+    let tp = s
+        .token(&sid, &json!({"role": "PUBLISHER"}).to_string())
+        .await;
+    let tq = s
+        .token(&sid, &json!({"role": "PUBLISHER"}).to_string())
+        .await;
     let mut m = Client::open(&s, &sid).await;
     m.join(&tm, &sid, "mod").await;
     let mut p = Client::open(&s, &sid).await;
@@ -344,8 +340,8 @@ async fn moderation_and_server_evictions() {
 async fn dropped_socket_resumes_with_connect_and_no_duplicate() {
     let (s, _d) = server().await;
     let sid = s.session("{}").await;
-    let ta = token(&s, &sid, json!({})).await;
-    let tb = token(&s, &sid, json!({})).await;
+    let ta = s.token(&sid, &json!({}).to_string()).await;
+    let tb = s.token(&sid, &json!({}).to_string()).await;
     let mut a = Client::open(&s, &sid).await;
     let ja = a.join(&ta, &sid, "a").await;
     let rpc_id = ja["result"]["sessionId"]
@@ -385,8 +381,8 @@ async fn dropped_socket_resumes_with_connect_and_no_duplicate() {
 async fn bad_frames_get_errors_and_others_are_unaffected() {
     let (s, _d) = server().await;
     let sid = s.session("{}").await;
-    let ta = token(&s, &sid, json!({})).await;
-    let tb = token(&s, &sid, json!({})).await;
+    let ta = s.token(&sid, &json!({}).to_string()).await;
+    let tb = s.token(&sid, &json!({}).to_string()).await;
     let mut a = Client::open(&s, &sid).await;
     let a_id = a.join(&ta, &sid, "a").await["result"]["id"]
         .as_str()
@@ -463,8 +459,8 @@ async fn a_socket_that_does_not_come_back_leaves_with_network_disconnect() {
     )
     .await;
     let sid = s.session("{}").await;
-    let ta = token(&s, &sid, json!({})).await;
-    let tb = token(&s, &sid, json!({})).await;
+    let ta = s.token(&sid, &json!({}).to_string()).await;
+    let tb = s.token(&sid, &json!({}).to_string()).await;
     let mut a = Client::open(&s, &sid).await;
     let a_id = a.join(&ta, &sid, "a").await["result"]["id"]
         .as_str()
@@ -490,8 +486,8 @@ async fn joined_participants_do_not_survive_a_restart_but_their_session_does() {
     let dir = TempDir::new();
     let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
     let sid = s.session(r#"{"customSessionId":"restarted"}"#).await;
-    let ta = token(&s, &sid, json!({})).await;
-    let tb = token(&s, &sid, json!({})).await;
+    let ta = s.token(&sid, &json!({}).to_string()).await;
+    let tb = s.token(&sid, &json!({}).to_string()).await;
     let mut a = Client::open(&s, &sid).await;
     a.join(&ta, &sid, "a").await;
     s.stop().await;

@@ -200,30 +200,19 @@ async fn restart_on_postgres() {
     restart_keeps_sessions_and_tokens(&url, dir.0.clone()).await;
 }
 
-async fn token(s: &Server, session: &str) -> String {
-    let r = s
-        .call(
-            "POST",
-            &format!("{API}/sessions/{session}/connection"),
-            Some("{}"),
-        )
-        .await;
-    r.json["token"].as_str().expect("token").to_owned()
-}
-
 #[tokio::test]
 async fn tokens_are_refused_when_forged_expired_foreign_or_closed() {
     let dir = TempDir::new();
     let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
     let a = s.session(r#"{"customSessionId":"a"}"#).await;
     let b = s.session(r#"{"customSessionId":"b"}"#).await;
-    let for_a = token(&s, &a).await;
-    let for_b = token(&s, &b).await;
+    let for_a = s.token(&a, "{}").await;
+    let for_b = s.token(&b, "{}").await;
     s.call("DELETE", &format!("{API}/sessions/{b}"), None).await;
     s.stop().await;
     // The same database served with a one-second token lifetime.
     let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &["--token-ttl", "1"]).await;
-    let expiring = token(&s, &a).await;
+    let expiring = s.token(&a, "{}").await;
     s.stop().await;
 
     let store = Store::open(&dir.sqlite_url()).await.expect("store opens");

@@ -151,6 +151,14 @@ impl Server {
         request(self.addr, method, path, None, body, headers).await
     }
 
+    /// Creates a connection in `session` with a JSON body and returns its token.
+    pub async fn token(&self, session: &str, body: &str) -> String {
+        let path = format!("/openvidu/api/sessions/{session}/connection");
+        let r = self.call("POST", &path, Some(body)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json["token"].as_str().expect("token").to_owned()
+    }
+
     /// Creates a session and returns its id.
     pub async fn session(&self, body: &str) -> String {
         let r = self
