@@ -32,6 +32,7 @@
 
 pub mod config;
 pub mod grant;
+pub mod media;
 pub mod protocols;
 pub mod room;
 pub mod rooms;

@@ -16,5 +16,6 @@ pub use options::{
 };
 pub use participant::{
     ActiveInfo, IceServer, MAX_DATA_CHARS, MediaLimits, Participant, ParticipantState, Role,
+    StreamInfo, Subscription,
 };
-pub use state::{EndReason, JoinError, Room, RoomError, RoomEvent, SignalError};
+pub use state::{EndReason, JoinError, MediaError, Room, RoomError, RoomEvent, SignalError};

@@ -5,52 +5,13 @@
 // seen by the others. Run inside a loopback-only network namespace (tests/browser/run.sh).
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const http = require('node:http');
-const fs = require('node:fs');
-const path = require('node:path');
-const { chromium } = require('playwright-core');
-const { startServer, http: rest, ROOT } = require('../node/support/server');
-
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-
-/** Serves the test page and the openvidu-browser bundle from node_modules on 127.0.0.1. */
-function staticServer() {
-  const files = {
-    '/': [path.join(__dirname, 'page.html'), 'text/html'],
-    '/openvidu-browser.js': [
-      path.join(ROOT, 'node_modules', 'openvidu-browser', 'static', 'js', 'openvidu-browser-2.32.2.js'),
-      'application/javascript',
-    ],
-  };
-  const server = http.createServer((req, res) => {
-    const f = files[req.url.split('?')[0]];
-    if (!f) { res.writeHead(404); res.end(); return; }
-    res.writeHead(200, { 'content-type': f[1] });
-    fs.createReadStream(f[0]).pipe(res);
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-async function waitFor(page, predicate, arg, what) {
-  try {
-    await page.waitForFunction(predicate, arg, { timeout: 15000 });
-  } catch (e) {
-    const events = await page.evaluate(() => window.events);
-    throw new Error(`${what}: not seen; events were ${JSON.stringify(events)}`);
-  }
-}
+const { launch, staticServer, waitFor } = require('./support');
+const { startServer, http: rest } = require('../node/support/server');
 
 test('three browsers: join, signals, refused publish, moderation, leave', async () => {
   const camerata = await startServer();
   const site = await staticServer();
-  const userDataDir = fs.mkdtempSync(path.join(ROOT, 'target', 'chrome-'));
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--no-sandbox',
-      '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--allow-loopback-in-peer-connection'],
-  });
+  const { browser, cleanup } = await launch();
   try {
     const sid = (await rest(camerata, 'POST', '/openvidu/api/sessions', { customSessionId: 'browsers' })).json.id;
     const tokenFor = async (role, data) =>
@@ -123,9 +84,8 @@ test('three browsers: join, signals, refused publish, moderation, leave', async 
     await pages.ann.evaluate(() => window.ovDisconnect());
     await context.close();
   } finally {
-    await browser.close();
+    await cleanup();
     site.close();
     await camerata.stop();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
   }
 });

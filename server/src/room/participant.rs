@@ -60,6 +60,40 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+/// A stream a participant publishes (one per participant).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// Its id, new on every publish.
+    pub id: String,
+    /// When it was published, ms since the epoch.
+    pub created_at: i64,
+    /// It carries audio.
+    pub has_audio: bool,
+    /// It carries video.
+    pub has_video: bool,
+    /// Its audio is not muted.
+    pub audio_active: bool,
+    /// Its video is not muted.
+    pub video_active: bool,
+    /// Camera, screen or custom.
+    pub type_of_video: String,
+    /// Frames per second asked for, -1 when unknown.
+    pub frame_rate: i64,
+    /// `{"width":W,"height":H}` as the client gave it.
+    pub video_dimensions: String,
+}
+
+/// A stream a participant receives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// The stream.
+    pub stream: String,
+    /// The participant publishing it.
+    pub publisher: ParticipantId,
+    /// When the subscription started, ms since the epoch.
+    pub created_at: i64,
+}
+
 /// What is known of a participant once it has joined.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveInfo {
@@ -71,6 +105,12 @@ pub struct ActiveInfo {
     pub platform: String,
     /// Data the client attached when joining.
     pub client_data: String,
+    /// What it publishes.
+    #[serde(default)]
+    pub stream: Option<StreamInfo>,
+    /// What it receives.
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
 }
 
 /// Whether a participant has joined.
@@ -111,6 +151,19 @@ impl Participant {
     /// Whether it has joined.
     pub fn is_active(&self) -> bool {
         matches!(self.state, ParticipantState::Active(_))
+    }
+
+    /// What it knows once joined.
+    pub fn active(&self) -> Option<&ActiveInfo> {
+        match &self.state {
+            ParticipantState::Active(a) => Some(a),
+            ParticipantState::Pending => None,
+        }
+    }
+
+    /// The stream it publishes.
+    pub fn stream(&self) -> Option<&StreamInfo> {
+        self.active().and_then(|a| a.stream.as_ref())
     }
 }
 

@@ -1,6 +1,9 @@
 //! The `Room` state machine.
 
-use super::{ActiveInfo, Participant, ParticipantId, ParticipantState, Role, RoomId, RoomOptions};
+use super::{
+    ActiveInfo, Participant, ParticipantId, ParticipantState, Role, RoomId, RoomOptions,
+    StreamInfo, Subscription,
+};
 use indexmap::IndexMap;
 
 /// Why something ended, in the words the events use.
@@ -20,6 +23,12 @@ pub enum EndReason {
     NetworkDisconnect,
     /// The server is stopping.
     ServerStopped,
+    /// The publisher stopped its stream.
+    Unpublish,
+    /// A moderator stopped the stream.
+    ForceUnpublishByUser,
+    /// The server API stopped the stream.
+    ForceUnpublishByServer,
 }
 
 impl EndReason {
@@ -49,6 +58,21 @@ pub enum RoomEvent {
     ParticipantEvicted(ParticipantId, EndReason),
     /// The room closed.
     RoomClosed(EndReason),
+    /// A participant started publishing its stream.
+    StreamPublished(ParticipantId),
+    /// A participant's stream ended (the participant stays).
+    StreamUnpublished(ParticipantId, EndReason),
+    /// A property of a participant's stream changed.
+    StreamChanged {
+        /// The publisher.
+        participant: ParticipantId,
+        /// The property, in the client's words.
+        property: String,
+        /// The new value, as the client encoded it.
+        value: String,
+        /// Why, in the client's words.
+        reason: String,
+    },
     /// A signal is to be delivered to active participants.
     SignalSent {
         /// The sender, or `None` for the server API.
@@ -85,6 +109,29 @@ pub enum RoomError {
     /// A participant with that id already exists.
     #[error("participant {0} already exists")]
     DuplicateParticipant(ParticipantId),
+}
+
+/// A media command that is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    /// The participant is not in the room.
+    #[error("participant {0} is not in the room")]
+    NotJoined(ParticipantId),
+    /// The participant's role does not allow it.
+    #[error("the role {0:?} does not allow this")]
+    RoleForbids(Role),
+    /// The participant already publishes a stream.
+    #[error("participant {0} already publishes a stream")]
+    AlreadyPublishing(ParticipantId),
+    /// The participant publishes nothing.
+    #[error("participant {0} publishes no stream")]
+    NotPublishing(ParticipantId),
+    /// No such stream in the room.
+    #[error("stream {0} is not published in this room")]
+    StreamNotFound(String),
+    /// The participant does not receive that publisher.
+    #[error("not subscribed to {0}")]
+    NotSubscribed(String),
 }
 
 /// A join that is refused.
@@ -266,6 +313,10 @@ impl Room {
             .active
             .shift_remove(id)
             .ok_or_else(|| RoomError::ParticipantNotFound(ParticipantId::new(id)))?;
+        if let Some(stream) = p.stream() {
+            let stream = stream.id.clone();
+            self.drop_subscriptions_to(&stream);
+        }
         let mut events = vec![RoomEvent::ParticipantLeft(p.id.clone(), reason)];
         if reason.is_eviction() {
             events.push(RoomEvent::ParticipantEvicted(p.id, reason));
@@ -292,6 +343,128 @@ impl Room {
         self.closed = Some(reason);
         events.push(RoomEvent::RoomClosed(reason));
         events
+    }
+
+    fn active_mut(&mut self, id: &str) -> Result<&mut ActiveInfo, MediaError> {
+        match self.active.get_mut(id).map(|p| &mut p.state) {
+            Some(ParticipantState::Active(a)) => Ok(a),
+            _ => Err(MediaError::NotJoined(ParticipantId::new(id))),
+        }
+    }
+
+    /// Starts `id` publishing `stream`.
+    pub fn publish(&mut self, id: &str, stream: StreamInfo) -> Result<Vec<RoomEvent>, MediaError> {
+        let role = self
+            .active
+            .get(id)
+            .map(|p| p.role)
+            .ok_or_else(|| MediaError::NotJoined(ParticipantId::new(id)))?;
+        if !role.can_publish() {
+            return Err(MediaError::RoleForbids(role));
+        }
+        let a = self.active_mut(id)?;
+        if a.stream.is_some() {
+            return Err(MediaError::AlreadyPublishing(ParticipantId::new(id)));
+        }
+        a.stream = Some(stream);
+        Ok(vec![RoomEvent::StreamPublished(ParticipantId::new(id))])
+    }
+
+    /// Ends the stream `id` publishes; every subscription to it ends too.
+    pub fn unpublish(&mut self, id: &str, reason: EndReason) -> Result<Vec<RoomEvent>, MediaError> {
+        let stream = self
+            .active_mut(id)?
+            .stream
+            .take()
+            .ok_or_else(|| MediaError::NotPublishing(ParticipantId::new(id)))?;
+        self.drop_subscriptions_to(&stream.id);
+        Ok(vec![RoomEvent::StreamUnpublished(
+            ParticipantId::new(id),
+            reason,
+        )])
+    }
+
+    fn drop_subscriptions_to(&mut self, stream: &str) {
+        for p in self.active.values_mut() {
+            if let ParticipantState::Active(a) = &mut p.state {
+                a.subscriptions.retain(|s| s.stream != stream);
+            }
+        }
+    }
+
+    /// The publisher of `stream`.
+    pub fn publisher_of(&self, stream: &str) -> Option<&Participant> {
+        self.active
+            .values()
+            .find(|p| p.stream().is_some_and(|s| s.id == stream))
+    }
+
+    /// Starts `id` receiving `stream`; returns the publisher.
+    pub fn subscribe(
+        &mut self,
+        id: &str,
+        stream: &str,
+        now: i64,
+    ) -> Result<ParticipantId, MediaError> {
+        let role = self
+            .active
+            .get(id)
+            .map(|p| p.role)
+            .ok_or_else(|| MediaError::NotJoined(ParticipantId::new(id)))?;
+        if !role.can_subscribe() {
+            return Err(MediaError::RoleForbids(role));
+        }
+        let publisher = self
+            .publisher_of(stream)
+            .map(|p| p.id.clone())
+            .ok_or_else(|| MediaError::StreamNotFound(stream.to_owned()))?;
+        let a = self.active_mut(id)?;
+        a.subscriptions.retain(|s| s.publisher != publisher);
+        a.subscriptions.push(Subscription {
+            stream: stream.to_owned(),
+            publisher: publisher.clone(),
+            created_at: now,
+        });
+        Ok(publisher)
+    }
+
+    /// Stops `id` receiving what `publisher` publishes.
+    pub fn unsubscribe(&mut self, id: &str, publisher: &str) -> Result<(), MediaError> {
+        let a = self.active_mut(id)?;
+        let before = a.subscriptions.len();
+        a.subscriptions
+            .retain(|s| s.publisher.as_str() != publisher);
+        if a.subscriptions.len() == before {
+            return Err(MediaError::NotSubscribed(publisher.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Records a change of `id`'s stream (mute, dimensions) and announces it.
+    pub fn change_stream(
+        &mut self,
+        id: &str,
+        property: &str,
+        value: String,
+        reason: String,
+    ) -> Result<Vec<RoomEvent>, MediaError> {
+        let a = self.active_mut(id)?;
+        let stream = a
+            .stream
+            .as_mut()
+            .ok_or_else(|| MediaError::NotPublishing(ParticipantId::new(id)))?;
+        match property {
+            "audioActive" => stream.audio_active = value == "true",
+            "videoActive" => stream.video_active = value == "true",
+            "videoDimensions" => stream.video_dimensions = value.clone(),
+            _ => {}
+        }
+        Ok(vec![RoomEvent::StreamChanged {
+            participant: ParticipantId::new(id),
+            property: property.to_owned(),
+            value,
+            reason,
+        }])
     }
 
     /// Sends a signal to `to` (every active participant when empty).
@@ -373,6 +546,8 @@ mod tests {
             ip: "127.0.0.1".into(),
             platform: "test".into(),
             client_data: String::new(),
+            stream: None,
+            subscriptions: Vec::new(),
         }
     }
 

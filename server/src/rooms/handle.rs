@@ -1,9 +1,10 @@
 //! `RoomHandle` and `RoomTask`: the one task that owns a room, and the cheap handle that
 //! sends it commands with a one-shot reply.
 
+use crate::media::{Endpoint, StreamOut};
 use crate::room::{
-    ActiveInfo, EndReason, JoinError, Participant, ParticipantId, Role, Room, RoomError, RoomEvent,
-    RoomId, SignalError,
+    ActiveInfo, EndReason, JoinError, MediaError, Participant, ParticipantId, Role, Room,
+    RoomError, RoomEvent, RoomId, SignalError, StreamInfo,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,23 @@ pub enum Notice {
     Left(ParticipantId, EndReason),
     /// A participant was put out; sent to everyone who was in the room, that one included.
     Evicted(ParticipantId, EndReason),
+    /// Another participant started publishing.
+    Published(Box<Participant>),
+    /// A participant's stream ended; the owner hears it too when it was forced.
+    Unpublished(ParticipantId, EndReason),
+    /// A property of another participant's stream changed.
+    StreamChanged {
+        /// The publisher.
+        participant: ParticipantId,
+        /// Its stream.
+        stream: String,
+        /// The property.
+        property: String,
+        /// The new value (plain: `true`, `{"width":..}`).
+        value: String,
+        /// Why.
+        reason: String,
+    },
     /// A signal for the receiver.
     Signal {
         /// The sender, or `None` for the server API.
@@ -88,6 +106,30 @@ enum Command {
         oneshot::Sender<Result<RoomEvent, SignalError>>,
     ),
     Sweep(i64, i64, oneshot::Sender<SweepOutcome>),
+    Publish(
+        String,
+        StreamInfo,
+        Endpoint,
+        StreamOut,
+        oneshot::Sender<Result<(), MediaError>>,
+    ),
+    Unpublish(String, EndReason, oneshot::Sender<Result<(), MediaError>>),
+    PrepareSubscribe(
+        String,
+        String,
+        i64,
+        oneshot::Sender<Result<(ParticipantId, StreamOut), MediaError>>,
+    ),
+    AttachSubscriber(String, ParticipantId, Endpoint),
+    Unsubscribe(String, String, oneshot::Sender<Result<(), MediaError>>),
+    ChangeStream(
+        String,
+        String,
+        String,
+        String,
+        oneshot::Sender<Result<(), MediaError>>,
+    ),
+    EndpointFor(String, String, oneshot::Sender<Option<Endpoint>>),
 }
 
 /// A signal to send through a room.
@@ -125,6 +167,8 @@ impl RoomHandle {
                 room,
                 rx,
                 sinks: HashMap::new(),
+                publishers: HashMap::new(),
+                subscribers: HashMap::new(),
             }
             .run(),
         );
@@ -221,6 +265,76 @@ impl RoomHandle {
         self.ask(|r| Command::Signal(request, r)).await
     }
 
+    /// Starts `id` publishing `stream` through `endpoint`; the room keeps the endpoint.
+    pub async fn publish(
+        &self,
+        id: &str,
+        stream: StreamInfo,
+        endpoint: Endpoint,
+        out: StreamOut,
+    ) -> Result<Result<(), MediaError>, RoomGone> {
+        self.ask(|r| Command::Publish(id.to_owned(), stream, endpoint, out, r))
+            .await
+    }
+
+    /// Ends `id`'s stream, its endpoint and every subscription to it.
+    pub async fn unpublish(
+        &self,
+        id: &str,
+        reason: EndReason,
+    ) -> Result<Result<(), MediaError>, RoomGone> {
+        self.ask(|r| Command::Unpublish(id.to_owned(), reason, r))
+            .await
+    }
+
+    /// Records that `id` receives `stream`; returns its publisher and fan-out.
+    pub async fn prepare_subscribe(
+        &self,
+        id: &str,
+        stream: &str,
+        now: i64,
+    ) -> Result<Result<(ParticipantId, StreamOut), MediaError>, RoomGone> {
+        self.ask(|r| Command::PrepareSubscribe(id.to_owned(), stream.to_owned(), now, r))
+            .await
+    }
+
+    /// Hands the room the endpoint `id` receives `publisher` on.
+    pub async fn attach_subscriber(&self, id: &str, publisher: ParticipantId, endpoint: Endpoint) {
+        let command = Command::AttachSubscriber(id.to_owned(), publisher, endpoint.clone());
+        if self.tx.send(command).await.is_err() {
+            endpoint.close();
+        }
+    }
+
+    /// Stops `id` receiving `publisher`.
+    pub async fn unsubscribe(
+        &self,
+        id: &str,
+        publisher: &str,
+    ) -> Result<Result<(), MediaError>, RoomGone> {
+        self.ask(|r| Command::Unsubscribe(id.to_owned(), publisher.to_owned(), r))
+            .await
+    }
+
+    /// Records and announces a change of `id`'s stream.
+    pub async fn change_stream(
+        &self,
+        id: &str,
+        property: &str,
+        value: String,
+        reason: String,
+    ) -> Result<Result<(), MediaError>, RoomGone> {
+        self.ask(|r| Command::ChangeStream(id.to_owned(), property.to_owned(), value, reason, r))
+            .await
+    }
+
+    /// The endpoint a candidate from `id` names: its own publisher endpoint when `name` is
+    /// its id, else its subscriber endpoint for publisher `name`.
+    pub async fn endpoint_for(&self, id: &str, name: &str) -> Result<Option<Endpoint>, RoomGone> {
+        self.ask(|r| Command::EndpointFor(id.to_owned(), name.to_owned(), r))
+            .await
+    }
+
     /// Drops expired grants and tells whether the room is garbage.
     pub async fn sweep(&self, now: i64, threshold_ms: i64) -> Result<SweepOutcome, RoomGone> {
         self.ask(|r| Command::Sweep(now, threshold_ms, r)).await
@@ -232,6 +346,8 @@ struct RoomTask {
     room: Room,
     rx: mpsc::Receiver<Command>,
     sinks: HashMap<ParticipantId, Sink>,
+    publishers: HashMap<ParticipantId, (Endpoint, StreamOut)>,
+    subscribers: HashMap<(ParticipantId, ParticipantId), Endpoint>,
 }
 
 impl RoomTask {
@@ -295,6 +411,51 @@ impl RoomTask {
                         self.send(id, &notice);
                     }
                 }
+                RoomEvent::StreamPublished(id) => {
+                    let Some(p) = self.room.participant(id.as_str()) else {
+                        continue;
+                    };
+                    let notice = Arc::new(Notice::Published(Box::new(p.clone())));
+                    for to in self.active_ids() {
+                        if &to != id {
+                            self.send(&to, &notice);
+                        }
+                    }
+                }
+                RoomEvent::StreamUnpublished(id, reason) => {
+                    let notice = Arc::new(Notice::Unpublished(id.clone(), *reason));
+                    let forced = *reason != EndReason::Unpublish;
+                    for to in self.active_ids() {
+                        if forced || &to != id {
+                            self.send(&to, &notice);
+                        }
+                    }
+                }
+                RoomEvent::StreamChanged {
+                    participant,
+                    property,
+                    value,
+                    reason,
+                } => {
+                    let stream = self
+                        .room
+                        .participant(participant.as_str())
+                        .and_then(|p| p.stream())
+                        .map(|s| s.id.clone())
+                        .unwrap_or_default();
+                    let notice = Arc::new(Notice::StreamChanged {
+                        participant: participant.clone(),
+                        stream,
+                        property: property.clone(),
+                        value: value.clone(),
+                        reason: reason.clone(),
+                    });
+                    for to in self.active_ids() {
+                        if &to != participant {
+                            self.send(&to, &notice);
+                        }
+                    }
+                }
                 RoomEvent::ParticipantGranted(_)
                 | RoomEvent::GrantRevoked(_)
                 | RoomEvent::RoomClosed(_) => {}
@@ -304,6 +465,46 @@ impl RoomTask {
         let room = &self.room;
         self.sinks
             .retain(|id, _| room.participant(id.as_str()).is_some_and(|p| p.is_active()));
+        self.reconcile_media();
+    }
+
+    /// Closes every endpoint the room state no longer accounts for: streams that ended,
+    /// participants who left, subscriptions that stopped.
+    fn reconcile_media(&mut self) {
+        let room = &self.room;
+        let ended: Vec<ParticipantId> = self
+            .publishers
+            .keys()
+            .filter(|id| {
+                room.participant(id.as_str())
+                    .and_then(|p| p.stream())
+                    .is_none()
+            })
+            .cloned()
+            .collect();
+        for id in ended {
+            if let Some((endpoint, _)) = self.publishers.remove(&id) {
+                endpoint.close();
+            }
+        }
+        let publishers = &self.publishers;
+        let stale: Vec<(ParticipantId, ParticipantId)> = self
+            .subscribers
+            .keys()
+            .filter(|(sub, publisher)| {
+                let subscribed = room
+                    .participant(sub.as_str())
+                    .and_then(|p| p.active())
+                    .is_some_and(|a| a.subscriptions.iter().any(|s| &s.publisher == publisher));
+                !subscribed || !publishers.contains_key(publisher)
+            })
+            .cloned()
+            .collect();
+        for key in stale {
+            if let Some(endpoint) = self.subscribers.remove(&key) {
+                endpoint.close();
+            }
+        }
     }
 
     async fn run(mut self) {
@@ -369,6 +570,68 @@ impl RoomTask {
                     }
                     let _ = r.send(result);
                 }
+                Command::Publish(id, stream, endpoint, out, r) => {
+                    match self.room.publish(&id, stream) {
+                        Ok(events) => {
+                            self.publishers
+                                .insert(ParticipantId::new(id), (endpoint, out));
+                            self.deliver(&[], &events);
+                            let _ = r.send(Ok(()));
+                        }
+                        Err(e) => {
+                            endpoint.close();
+                            let _ = r.send(Err(e));
+                        }
+                    }
+                }
+                Command::Unpublish(id, reason, r) => {
+                    let result = self.room.unpublish(&id, reason);
+                    if let Ok(events) = &result {
+                        self.deliver(&[], events);
+                    }
+                    let _ = r.send(result.map(|_| ()));
+                }
+                Command::PrepareSubscribe(id, stream, now, r) => {
+                    let result = self
+                        .room
+                        .subscribe(&id, &stream, now)
+                        .and_then(|publisher| {
+                            self.publishers
+                                .get(&publisher)
+                                .map(|(_, out)| (publisher.clone(), out.clone()))
+                                .ok_or(MediaError::StreamNotFound(stream.clone()))
+                        });
+                    let _ = r.send(result);
+                }
+                Command::AttachSubscriber(id, publisher, endpoint) => {
+                    let key = (ParticipantId::new(id), publisher);
+                    if let Some(old) = self.subscribers.insert(key, endpoint) {
+                        old.close();
+                    }
+                    self.reconcile_media();
+                }
+                Command::Unsubscribe(id, publisher, r) => {
+                    let result = self.room.unsubscribe(&id, &publisher);
+                    self.reconcile_media();
+                    let _ = r.send(result);
+                }
+                Command::ChangeStream(id, property, value, reason, r) => {
+                    let result = self.room.change_stream(&id, &property, value, reason);
+                    if let Ok(events) = &result {
+                        self.deliver(&[], events);
+                    }
+                    let _ = r.send(result.map(|_| ()));
+                }
+                Command::EndpointFor(id, name, r) => {
+                    let endpoint = if id == name {
+                        self.publishers.get(id.as_str()).map(|(e, _)| e.clone())
+                    } else {
+                        self.subscribers
+                            .get(&(ParticipantId::new(id), ParticipantId::new(name)))
+                            .cloned()
+                    };
+                    let _ = r.send(endpoint);
+                }
                 Command::Sweep(now, threshold, r) => {
                     let expired = self
                         .room
@@ -384,8 +647,15 @@ impl RoomTask {
                 }
             }
             if self.room.closed().is_some() {
+                self.reconcile_media();
                 break;
             }
+        }
+        for (_, (endpoint, _)) in self.publishers.drain() {
+            endpoint.close();
+        }
+        for (_, endpoint) in self.subscribers.drain() {
+            endpoint.close();
         }
     }
 }

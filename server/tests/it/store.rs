@@ -15,6 +15,8 @@ fn info() -> ActiveInfo {
         ip: "127.0.0.1".into(),
         platform: "test".into(),
         client_data: String::new(),
+        stream: None,
+        subscriptions: Vec::new(),
     }
 }
 

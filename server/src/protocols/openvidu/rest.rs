@@ -38,6 +38,7 @@ struct StateInner {
     credentials: Vec<u8>,
     rpc: Arc<super::rpc::RpcSessions>,
     stopping: tokio::sync::watch::Receiver<bool>,
+    media: crate::media::Media,
 }
 
 impl RestState {
@@ -49,6 +50,15 @@ impl RestState {
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let credentials = format!("OPENVIDUAPP:{}", settled.secret).into_bytes();
+        let media = crate::media::Media::new(crate::media::MediaConfig {
+            bind_ip: settled.config.bind,
+            public_ip: settled
+                .public_host
+                .parse()
+                .ok()
+                .filter(|ip| *ip != settled.config.bind),
+            h264: settled.forced_video_codec == VideoCodec::H264,
+        });
         Self {
             inner: Arc::new(StateInner {
                 rooms,
@@ -56,6 +66,7 @@ impl RestState {
                 credentials,
                 rpc: Arc::default(),
                 stopping,
+                media,
             }),
         }
     }
@@ -72,6 +83,11 @@ impl RestState {
     /// The configuration as given.
     pub(super) fn config(&self) -> &crate::config::Config {
         &self.inner.settled.config
+    }
+
+    /// Makes peer connections.
+    pub(super) fn media(&self) -> &crate::media::Media {
+        &self.inner.media
     }
 
     /// Turns true when the server shuts down.
@@ -693,8 +709,19 @@ async fn delete_stream(
     if !room.is_active() {
         return Err(RestError::SessionNotFound(session));
     }
-    // No participant publishes yet: media arrives with the signaling and SFU layer.
-    Err(RestError::StreamNotFound { session, stream })
+    let not_found = || RestError::StreamNotFound {
+        session: session.clone(),
+        stream: stream.clone(),
+    };
+    let owner = room.publisher_of(&stream).ok_or_else(not_found)?.id.clone();
+    match h
+        .unpublish(owner.as_str(), EndReason::ForceUnpublishByServer)
+        .await
+    {
+        Ok(Ok(())) => Ok(StatusCode::NO_CONTENT),
+        Ok(Err(_)) => Err(not_found()),
+        Err(_) => Err(RestError::SessionNotFound(session)),
+    }
 }
 
 // ---------------------------------------------------------------------------------------

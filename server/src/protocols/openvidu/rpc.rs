@@ -5,7 +5,10 @@
 //! the SFU layer serves them.
 
 use super::rest::RestState;
-use crate::room::{ActiveInfo, EndReason, Participant, ParticipantId, Role};
+use crate::room::{
+    ActiveInfo, EndReason, MediaError as RoomMediaError, Participant, ParticipantId, Role,
+    StreamInfo,
+};
 use crate::rooms::{AdmitError, Notice, RoomHandle, SINK_CAPACITY, SignalRequest};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -116,6 +119,9 @@ fn reason_name(r: EndReason) -> &'static str {
         EndReason::SessionClosedByServer => "sessionClosedByServer",
         EndReason::NetworkDisconnect => "networkDisconnect",
         EndReason::ServerStopped => "openviduServerStopped",
+        EndReason::Unpublish => "unpublish",
+        EndReason::ForceUnpublishByUser => "forceUnpublishByUser",
+        EndReason::ForceUnpublishByServer => "forceUnpublishByServer",
     }
 }
 
@@ -140,9 +146,65 @@ fn joined_at(p: &Participant) -> i64 {
     }
 }
 
+/// A stream object as `joinRoom.value[].streams[]` and `participantPublished` show it.
+fn stream_json(s: &StreamInfo) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), s.id.clone().into());
+    m.insert("createdAt".into(), s.created_at.into());
+    m.insert("hasAudio".into(), s.has_audio.into());
+    m.insert("hasVideo".into(), s.has_video.into());
+    if s.has_audio {
+        m.insert("audioActive".into(), s.audio_active.into());
+    }
+    if s.has_video {
+        m.insert("videoActive".into(), s.video_active.into());
+        m.insert("typeOfVideo".into(), s.type_of_video.clone().into());
+        m.insert("frameRate".into(), s.frame_rate.into());
+        m.insert("videoDimensions".into(), s.video_dimensions.clone().into());
+    }
+    m.insert("filter".into(), json!({}));
+    Value::Object(m)
+}
+
 /// A remote connection as `joinRoom.value[]` and `participantJoined` show it (never a role).
 fn remote_json(p: &Participant) -> Value {
-    json!({ "id": p.id.as_str(), "createdAt": joined_at(p), "metadata": metadata(p) })
+    let mut v = json!({ "id": p.id.as_str(), "createdAt": joined_at(p), "metadata": metadata(p) });
+    if let Some(s) = p.stream() {
+        v["streams"] = json!([stream_json(s)]);
+    }
+    v
+}
+
+/// `str_` + the first three letters of the video type (`MIC` for audio only) + `_` + one
+/// letter and three alphanumerics + `_` + the connection id.
+fn stream_id(type_of_video: Option<&str>, connection: &str) -> String {
+    use rand::Rng;
+    use rand::distr::{Alphanumeric, SampleString};
+    let kind: String = match type_of_video {
+        Some(t) => t.chars().take(3).collect::<String>().to_uppercase(),
+        None => "MIC".to_owned(),
+    };
+    let mut rng = rand::rng();
+    let first = char::from(b'A' + rng.random_range(0..26u8));
+    format!(
+        "str_{kind}_{first}{}_{connection}",
+        Alphanumeric.sample_string(&mut rng, 3)
+    )
+}
+
+fn media_error(e: RoomMediaError) -> RpcError {
+    match e {
+        RoomMediaError::RoleForbids(role) => {
+            RpcError(401, format!("the role {role:?} does not allow this"))
+        }
+        RoomMediaError::AlreadyPublishing(_) => RpcError(106, e.to_string()),
+        RoomMediaError::NotPublishing(_) | RoomMediaError::StreamNotFound(_) => {
+            RpcError(105, e.to_string())
+        }
+        RoomMediaError::NotJoined(_) | RoomMediaError::NotSubscribed(_) => {
+            RpcError(102, e.to_string())
+        }
+    }
 }
 
 fn rpc_session_id() -> String {
@@ -287,6 +349,33 @@ impl Connection {
                     json!({ "connectionId": id.as_str(), "reason": reason_name(*reason) }),
                 )
             }
+            Notice::Published(p) => notification(
+                "participantPublished",
+                json!({ "id": p.id.as_str(), "streams": p.stream().map(stream_json).into_iter().collect::<Vec<_>>() }),
+            ),
+            Notice::Unpublished(id, reason) => notification(
+                "participantUnpublished",
+                json!({ "connectionId": id.as_str(), "reason": reason_name(*reason) }),
+            ),
+            Notice::StreamChanged {
+                participant,
+                stream,
+                property,
+                value,
+                reason,
+            } => {
+                // The browser decodes `newValue` per property: booleans as the strings
+                // "true"/"false", dimensions as JSON text inside a string.
+                let new_value: Value = match property.as_str() {
+                    "videoDimensions" => Value::String(Value::String(value.clone()).to_string()),
+                    _ => Value::String(value.clone()),
+                };
+                notification(
+                    "streamPropertyChanged",
+                    json!({ "connectionId": participant.as_str(), "streamId": stream,
+                            "property": property, "newValue": new_value, "reason": reason }),
+                )
+            }
             Notice::Signal { from, kind, data } => {
                 let mut params = Map::new();
                 if let Some(d) = data {
@@ -403,40 +492,104 @@ impl Connection {
                     ));
                 }
                 let stream = str_param(params, "streamId")?;
-                Err(RpcError(105, format!("stream '{stream}' is not published")))
+                let owner = binding
+                    .room
+                    .snapshot(false)
+                    .await
+                    .ok()
+                    .and_then(|r| r.publisher_of(stream).map(|p| p.id.clone()))
+                    .ok_or_else(|| RpcError(105, format!("stream '{stream}' is not published")))?;
+                binding
+                    .room
+                    .unpublish(owner.as_str(), EndReason::ForceUnpublishByUser)
+                    .await
+                    .map_err(|_| RpcError(202, "session closed".into()))?
+                    .map_err(media_error)?;
+                Ok(Map::new())
             }
-            "publishVideo" => {
-                if !binding.role.can_publish() {
-                    return Err(RpcError(401, "a SUBSCRIBER may not publish".into()));
-                }
-                Err(RpcError(
-                    302,
-                    "publishing media is not available in this release of Camerata".into(),
-                ))
+            "publishVideo" => self.publish_video(&binding, params).await,
+            "receiveVideoFrom" => self.receive_video_from(&binding, params).await,
+            "prepareReceiveVideoFrom" => Err(RpcError(
+                400,
+                "this server answers subscriptions offered by the browser (mediaServer kurento)"
+                    .into(),
+            )),
+            "unpublishVideo" => {
+                binding
+                    .room
+                    .unpublish(binding.participant.as_str(), EndReason::Unpublish)
+                    .await
+                    .map_err(|_| RpcError(202, "session closed".into()))?
+                    .map_err(media_error)?;
+                Ok(Map::new())
             }
-            "receiveVideoFrom" | "prepareReceiveVideoFrom" => {
-                if !binding.role.can_subscribe() {
-                    return Err(RpcError(
-                        401,
-                        "a PUBLISHER_ONLY participant may not subscribe".into(),
-                    ));
-                }
-                let sender = str_param(params, "sender")?;
-                Err(RpcError(105, format!("stream '{sender}' is not published")))
-            }
-            "unpublishVideo" | "streamPropertyChanged" => {
-                Err(RpcError(105, "this participant is not publishing".into()))
+            "streamPropertyChanged" => {
+                let property = str_param(params, "property")?;
+                let reason = params
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let value = match params.get("newValue") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => return Err(RpcError(-32602, "parameter 'newValue' is missing".into())),
+                };
+                binding
+                    .room
+                    .change_stream(
+                        binding.participant.as_str(),
+                        property,
+                        value,
+                        reason.to_owned(),
+                    )
+                    .await
+                    .map_err(|_| RpcError(202, "session closed".into()))?
+                    .map_err(media_error)?;
+                Ok(Map::new())
             }
             "reconnectStream" => {
                 let stream = str_param(params, "stream")?;
-                Err(RpcError(105, format!("stream '{stream}' is not published")))
+                Err(RpcError(
+                    105,
+                    format!(
+                        "reconnecting stream '{stream}' is not supported yet: publish or subscribe again"
+                    ),
+                ))
             }
             "unsubscribeFromVideo" => {
                 let sender = str_param(params, "sender")?;
-                Err(RpcError(102, format!("not subscribed to '{sender}'")))
+                binding
+                    .room
+                    .unsubscribe(binding.participant.as_str(), sender)
+                    .await
+                    .map_err(|_| RpcError(202, "session closed".into()))?
+                    .map_err(media_error)?;
+                Ok(Map::new())
             }
             "onIceCandidate" => {
-                str_param(params, "endpointName")?;
+                let name = str_param(params, "endpointName")?;
+                let candidate = params
+                    .get("candidate")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let mid = params
+                    .get("sdpMid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let index = params
+                    .get("sdpMLineIndex")
+                    .and_then(Value::as_u64)
+                    .and_then(|i| u16::try_from(i).ok());
+                if let Ok(Some(endpoint)) = binding
+                    .room
+                    .endpoint_for(binding.participant.as_str(), name)
+                    .await
+                {
+                    endpoint
+                        .add_candidate(candidate.to_owned(), mid, index)
+                        .await
+                        .map_err(|e| RpcError(500, e.to_string()))?;
+                }
                 Ok(Map::new())
             }
             "videoData" | "echo" => Ok(Map::new()),
@@ -490,6 +643,8 @@ impl Connection {
             ip: self.peer.ip().to_string(),
             platform: platform.to_owned(),
             client_data: client_data.to_owned(),
+            stream: None,
+            subscriptions: Vec::new(),
         };
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
         let rooms = self.state.rooms_handle();
@@ -651,6 +806,93 @@ impl Connection {
             Ok(Err(e)) => Err(RpcError(601, e.to_string())),
             Err(_) => Err(RpcError(202, "session closed".into())),
         }
+    }
+
+    async fn publish_video(&mut self, binding: &Binding, params: &Value) -> Reply {
+        if !binding.role.can_publish() {
+            return Err(RpcError(401, "a SUBSCRIBER may not publish".into()));
+        }
+        let offer = str_param(params, "sdpOffer")?.to_owned();
+        if params.get("doLoopback").and_then(Value::as_bool) == Some(true) {
+            return Err(RpcError(302, "loopback publishing is not supported".into()));
+        }
+        let flag = |k: &str| params.get(k).and_then(Value::as_bool);
+        let has_audio = flag("hasAudio").unwrap_or(true);
+        let has_video = flag("hasVideo").unwrap_or(true);
+        let type_of_video = params.get("typeOfVideo").and_then(Value::as_str);
+        let id = stream_id(
+            if has_video {
+                type_of_video.or(Some("CAMERA"))
+            } else {
+                None
+            },
+            binding.participant.as_str(),
+        );
+        let stream = StreamInfo {
+            id: id.clone(),
+            created_at: crate::rooms::now_ms(),
+            has_audio,
+            has_video,
+            audio_active: flag("audioActive").unwrap_or(true),
+            video_active: flag("videoActive").unwrap_or(true),
+            type_of_video: type_of_video.unwrap_or("CAMERA").to_owned(),
+            frame_rate: params
+                .get("frameRate")
+                .and_then(Value::as_i64)
+                .unwrap_or(-1),
+            video_dimensions: params
+                .get("videoDimensions")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let created_at = stream.created_at;
+        let (endpoint, out, answer) = self
+            .state
+            .media()
+            .publish(offer)
+            .await
+            .map_err(|e| RpcError(302, e.to_string()))?;
+        binding
+            .room
+            .publish(binding.participant.as_str(), stream, endpoint, out)
+            .await
+            .map_err(|_| RpcError(202, "session closed".into()))?
+            .map_err(media_error)?;
+        Ok(obj(
+            json!({ "sdpAnswer": answer, "id": id, "createdAt": created_at }),
+        ))
+    }
+
+    async fn receive_video_from(&mut self, binding: &Binding, params: &Value) -> Reply {
+        let sender = str_param(params, "sender")?;
+        let offer = params
+            .get("sdpOffer")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                RpcError(
+                    -32602,
+                    "parameter 'sdpOffer' must be a string (the browser offers)".into(),
+                )
+            })?
+            .to_owned();
+        let (publisher, out) = binding
+            .room
+            .prepare_subscribe(binding.participant.as_str(), sender, crate::rooms::now_ms())
+            .await
+            .map_err(|_| RpcError(202, "session closed".into()))?
+            .map_err(media_error)?;
+        let (endpoint, answer) = self
+            .state
+            .media()
+            .subscribe(&out, offer)
+            .await
+            .map_err(|e| RpcError(302, e.to_string()))?;
+        binding
+            .room
+            .attach_subscriber(binding.participant.as_str(), publisher, endpoint)
+            .await;
+        Ok(obj(json!({ "sdpAnswer": answer })))
     }
 
     async fn force_disconnect(&mut self, binding: &Binding, params: &Value) -> Reply {

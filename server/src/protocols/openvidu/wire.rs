@@ -184,6 +184,24 @@ pub fn ice_servers_json(p: &Participant) -> Value {
         .collect()
 }
 
+/// A publisher entry of a Connection document.
+fn publisher_json(s: &crate::room::StreamInfo) -> Value {
+    let mut m = Map::new();
+    m.insert("hasAudio".into(), s.has_audio.into());
+    if s.has_audio {
+        m.insert("audioActive".into(), s.audio_active.into());
+    }
+    m.insert("hasVideo".into(), s.has_video.into());
+    if s.has_video {
+        m.insert("videoActive".into(), s.video_active.into());
+        m.insert("typeOfVideo".into(), s.type_of_video.clone().into());
+        m.insert("frameRate".into(), s.frame_rate.into());
+        m.insert("videoDimensions".into(), s.video_dimensions.clone().into());
+    }
+    m.insert("filter".into(), json!({}));
+    json!({ "createdAt": s.created_at, "streamId": s.id, "mediaOptions": Value::Object(m) })
+}
+
 /// The Connection document, pending or active.
 pub fn connection_json(session_id: &str, p: &Participant) -> Value {
     let (status, active_at, location, ip, platform, client_data, publishers, subscribers) =
@@ -205,8 +223,16 @@ pub fn connection_json(session_id: &str, p: &Participant) -> Value {
                 a.ip.clone().into(),
                 a.platform.clone().into(),
                 a.client_data.clone().into(),
-                json!([]),
-                json!([]),
+                a.stream
+                    .iter()
+                    .map(publisher_json)
+                    .collect::<Vec<_>>()
+                    .into(),
+                a.subscriptions
+                    .iter()
+                    .map(|s| json!({ "createdAt": s.created_at, "streamId": s.stream }))
+                    .collect::<Vec<_>>()
+                    .into(),
             ),
         };
     json!({

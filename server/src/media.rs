@@ -1,0 +1,397 @@
+//! Media: the only module that names webrtc-rs. One peer connection per publisher endpoint
+//! and per subscriber endpoint, the browser always offering (OpenVidu's "kurento" mode); one
+//! forwarder task per published track that owns its list of subscriber outputs and is changed
+//! only by messages.
+//!
+//! This is the straightforward version on the async `webrtc` layer: each forwarded packet is
+//! cloned per subscriber and written through `TrackLocalStaticRTP`. Keyframes: a PLI goes to
+//! the publisher on every new subscription and every `KEYFRAME_INTERVAL` while anyone
+//! subscribes (relaying subscribers' own PLIs needs an interceptor, not wired yet).
+
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+};
+
+/// How often a publisher is asked for a keyframe while anyone receives it.
+pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Commands to one forwarder. Senders: the publisher's track handler and subscribers being
+/// set up. Receiver: the forwarder task. Unbounded: commands are a handful per subscription,
+/// never per packet.
+enum Forward {
+    Source(Arc<dyn TrackRemote>),
+    Output(Arc<TrackLocalStaticRTP>, u32),
+}
+
+/// A media operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The SDP could not be used.
+    #[error("SDP failure: {0}")]
+    Sdp(String),
+    /// The WebRTC stack failed.
+    #[error("WebRTC failure: {0}")]
+    Stack(String),
+}
+
+fn stack(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Stack(e.to_string())
+}
+
+/// How peers are set up.
+#[derive(Clone, Debug)]
+pub struct MediaConfig {
+    /// The address media sockets bind to.
+    pub bind_ip: IpAddr,
+    /// The address announced to browsers, when it differs (NAT, containers).
+    pub public_ip: Option<IpAddr>,
+    /// Forward H.264 instead of VP8.
+    pub h264: bool,
+}
+
+/// Makes peer connections (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Media {
+    config: Arc<MediaConfig>,
+}
+
+/// One peer connection of a publisher or subscriber (cheap to clone).
+#[derive(Clone)]
+pub struct Endpoint {
+    pc: Arc<dyn PeerConnection>,
+}
+
+impl Endpoint {
+    /// Adds a candidate the browser trickled; an empty one (end of candidates) is ignored.
+    pub async fn add_candidate(
+        &self,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+    ) -> Result<(), MediaError> {
+        if candidate.is_empty() {
+            return Ok(());
+        }
+        self.pc
+            .add_ice_candidate(RTCIceCandidateInit {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+                ..Default::default()
+            })
+            .await
+            .map_err(stack)
+    }
+
+    /// Closes the peer connection in the background: its sockets and tasks end.
+    pub fn close(self) {
+        tokio::spawn(async move {
+            let _ = self.pc.close().await;
+        });
+    }
+}
+
+/// The fan-out of one published stream: a forwarder per kind (cheap to clone; the forwarders
+/// end when the last clone is dropped).
+#[derive(Clone)]
+pub struct StreamOut {
+    audio: mpsc::UnboundedSender<Forward>,
+    video: mpsc::UnboundedSender<Forward>,
+}
+
+struct PublisherHandler {
+    gathered: mpsc::Sender<()>,
+    audio: mpsc::UnboundedSender<Forward>,
+    video: mpsc::UnboundedSender<Forward>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for PublisherHandler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.try_send(());
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let to = match track.kind().await {
+            RtpCodecKind::Audio => &self.audio,
+            _ => &self.video,
+        };
+        let _ = to.send(Forward::Source(track));
+    }
+}
+
+struct SubscriberHandler {
+    gathered: mpsc::Sender<()>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for SubscriberHandler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.try_send(());
+        }
+    }
+}
+
+fn codec(kind: RtpCodecKind, h264: bool) -> RTCRtpCodec {
+    match kind {
+        RtpCodecKind::Audio => RTCRtpCodec {
+            mime_type: "audio/opus".to_owned(),
+            clock_rate: 48000,
+            channels: 2,
+            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+            rtcp_feedback: vec![],
+        },
+        _ if h264 => RTCRtpCodec {
+            mime_type: "video/H264".to_owned(),
+            clock_rate: 90000,
+            channels: 0,
+            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+                .to_owned(),
+            rtcp_feedback: vec![],
+        },
+        _ => RTCRtpCodec {
+            mime_type: "video/VP8".to_owned(),
+            clock_rate: 90000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: vec![],
+        },
+    }
+}
+
+/// Forwards one track: reads the publisher's packets and writes a copy to every output.
+async fn forwarder(mut commands: mpsc::UnboundedReceiver<Forward>) {
+    let mut source: Option<Arc<dyn TrackRemote>> = None;
+    let mut media_ssrc = 0u32;
+    let mut outputs: Vec<(Arc<TrackLocalStaticRTP>, u32)> = Vec::new();
+    let mut keyframes = tokio::time::interval(KEYFRAME_INTERVAL);
+    keyframes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let packet = async {
+            match &source {
+                Some(track) => track.poll().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => return,
+                Some(Forward::Source(track)) => {
+                    media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+                    source = Some(track);
+                    request_keyframe(&source, media_ssrc).await;
+                }
+                Some(Forward::Output(track, ssrc)) => {
+                    outputs.push((track, ssrc));
+                    request_keyframe(&source, media_ssrc).await;
+                }
+            },
+            event = packet => match event {
+                Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                    let mut failed = Vec::new();
+                    for (i, (out, ssrc)) in outputs.iter().enumerate() {
+                        let mut copy = packet.clone();
+                        copy.header.ssrc = *ssrc;
+                        if out.write_rtp(copy).await.is_err() {
+                            failed.push(i);
+                        }
+                    }
+                    for i in failed.into_iter().rev() {
+                        outputs.swap_remove(i);
+                    }
+                }
+                Some(_) => {}
+                None => source = None,
+            },
+            _ = keyframes.tick(), if !outputs.is_empty() => {
+                request_keyframe(&source, media_ssrc).await;
+            }
+        }
+    }
+}
+
+async fn request_keyframe(source: &Option<Arc<dyn TrackRemote>>, media_ssrc: u32) {
+    if let Some(track) = source
+        && track.kind().await == RtpCodecKind::Video
+    {
+        let _ = track
+            .write_rtcp(vec![Box::new(PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            })])
+            .await;
+    }
+}
+
+impl Media {
+    /// A media layer with `config`.
+    pub fn new(config: MediaConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    async fn peer(
+        &self,
+        handler: Arc<dyn PeerConnectionEventHandler>,
+    ) -> Result<Arc<dyn PeerConnection>, MediaError> {
+        let mut engine = MediaEngine::default();
+        engine.register_default_codecs().map_err(stack)?;
+        let registry =
+            register_default_interceptors(Registry::new(), &mut engine).map_err(stack)?;
+        let mut settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
+        if let Some(ip) = self.config.public_ip {
+            settings = settings.with_nat_1to1_ips(
+                vec![ip.to_string()],
+                rtc::peer_connection::transport::RTCIceCandidateType::Host,
+            );
+        }
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(engine)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(settings.build())
+            .with_handler(handler)
+            .with_udp_addrs(vec![format!("{}:0", self.config.bind_ip)])
+            .build()
+            .await
+            .map_err(stack)?;
+        Ok(Arc::new(pc))
+    }
+
+    /// Answers a publisher's offer: the answer with its candidates, and the stream's fan-out.
+    pub async fn publish(
+        &self,
+        offer: String,
+    ) -> Result<(Endpoint, StreamOut, String), MediaError> {
+        let (audio, audio_rx) = mpsc::unbounded_channel();
+        let (video, video_rx) = mpsc::unbounded_channel();
+        tokio::spawn(forwarder(audio_rx));
+        tokio::spawn(forwarder(video_rx));
+        let (gathered, gathered_rx) = mpsc::channel(1);
+        let handler = Arc::new(PublisherHandler {
+            gathered,
+            audio: audio.clone(),
+            video: video.clone(),
+        });
+        let pc = self.peer(handler).await?;
+        let answer = answer(&pc, offer, gathered_rx).await?;
+        Ok((Endpoint { pc }, StreamOut { audio, video }, answer))
+    }
+
+    /// Answers a subscriber's offer for `stream`: the answer with its candidates.
+    pub async fn subscribe(
+        &self,
+        stream: &StreamOut,
+        offer: String,
+    ) -> Result<(Endpoint, String), MediaError> {
+        let (gathered, gathered_rx) = mpsc::channel(1);
+        let pc = self.peer(Arc::new(SubscriberHandler { gathered })).await?;
+        let description =
+            RTCSessionDescription::offer(offer).map_err(|e| MediaError::Sdp(e.to_string()))?;
+        let kinds: Vec<RtpCodecKind> = description
+            .sdp
+            .lines()
+            .filter_map(|l| {
+                if l.starts_with("m=audio") {
+                    Some(RtpCodecKind::Audio)
+                } else if l.starts_with("m=video") {
+                    Some(RtpCodecKind::Video)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        pc.set_remote_description(description)
+            .await
+            .map_err(|e| MediaError::Sdp(e.to_string()))?;
+        let mut outputs = Vec::new();
+        for kind in kinds {
+            let ssrc: u32 = rand::random();
+            let label = format!("camerata-{ssrc}");
+            let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                label.clone(),
+                format!("{label}-{kind}"),
+                label,
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: codec(kind, self.config.h264),
+                    ..Default::default()
+                }],
+            )));
+            pc.add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+                .await
+                .map_err(stack)?;
+            outputs.push((kind, track, ssrc));
+        }
+        let answer = answer_local(&pc, gathered_rx).await?;
+        for (kind, track, ssrc) in outputs {
+            let to = match kind {
+                RtpCodecKind::Audio => &stream.audio,
+                _ => &stream.video,
+            };
+            let _ = to.send(Forward::Output(track, ssrc));
+        }
+        Ok((Endpoint { pc }, answer))
+    }
+}
+
+/// Sets the remote offer, then answers (see `answer_local`).
+async fn answer(
+    pc: &Arc<dyn PeerConnection>,
+    offer: String,
+    gathered: mpsc::Receiver<()>,
+) -> Result<String, MediaError> {
+    let description =
+        RTCSessionDescription::offer(offer).map_err(|e| MediaError::Sdp(e.to_string()))?;
+    pc.set_remote_description(description)
+        .await
+        .map_err(|e| MediaError::Sdp(e.to_string()))?;
+    answer_local(pc, gathered).await
+}
+
+/// Creates the answer and waits for ICE gathering, so the answer carries every candidate.
+async fn answer_local(
+    pc: &Arc<dyn PeerConnection>,
+    mut gathered: mpsc::Receiver<()>,
+) -> Result<String, MediaError> {
+    let answer = pc
+        .create_answer(None)
+        .await
+        .map_err(|e| MediaError::Sdp(e.to_string()))?;
+    pc.set_local_description(answer)
+        .await
+        .map_err(|e| MediaError::Sdp(e.to_string()))?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), gathered.recv()).await;
+    pc.local_description()
+        .await
+        .map(|d| d.sdp)
+        .ok_or_else(|| MediaError::Sdp("no local description".into()))
+}

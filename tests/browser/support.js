@@ -1,0 +1,52 @@
+'use strict';
+// What the browser suites share: the static page server, a Chromium launcher, waiting on
+// page state.
+const http = require('node:http');
+const fs = require('node:fs');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+const { ROOT } = require('../node/support/server');
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+/** Serves the test page and the openvidu-browser bundle from node_modules on 127.0.0.1. */
+function staticServer() {
+  const files = {
+    '/': [path.join(__dirname, 'page.html'), 'text/html'],
+    '/openvidu-browser.js': [
+      path.join(ROOT, 'node_modules', 'openvidu-browser', 'static', 'js', 'openvidu-browser-2.32.2.js'),
+      'application/javascript',
+    ],
+  };
+  const server = http.createServer((req, res) => {
+    const f = files[req.url.split('?')[0]];
+    if (!f) { res.writeHead(404); res.end(); return; }
+    res.writeHead(200, { 'content-type': f[1] });
+    fs.createReadStream(f[0]).pipe(res);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+/** Headless Chromium with fake devices and loopback ICE; `cleanup()` closes it. */
+async function launch() {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--no-sandbox',
+      '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--allow-loopback-in-peer-connection'],
+  });
+  return { browser, cleanup: () => browser.close() };
+}
+
+/** Waits until `predicate(arg)` holds in the page; fails with the page's events. */
+async function waitFor(page, predicate, arg, what) {
+  try {
+    await page.waitForFunction(predicate, arg, { timeout: 15000 });
+  } catch (e) {
+    const events = await page.evaluate(() => window.events);
+    throw new Error(`${what}: not seen; events were ${JSON.stringify(events)}`);
+  }
+}
+
+module.exports = { staticServer, launch, waitFor };
