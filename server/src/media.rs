@@ -64,8 +64,18 @@ pub struct MediaConfig {
     pub bind_ip: IpAddr,
     /// The address announced to browsers, when it differs (NAT, containers).
     pub public_ip: Option<IpAddr>,
-    /// Forward H.264 instead of VP8.
-    pub h264: bool,
+}
+
+/// The one video codec a room's peers negotiate: an SFU that does not transcode forwards
+/// what it receives, so publishers and subscribers must agree on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VideoChoice {
+    /// VP8 (the default).
+    Vp8,
+    /// VP9, profile 0.
+    Vp9,
+    /// H.264 constrained baseline, packetization mode 1.
+    H264,
 }
 
 /// Makes peer connections (cheap to clone).
@@ -154,31 +164,67 @@ impl PeerConnectionEventHandler for SubscriberHandler {
     }
 }
 
-fn codec(kind: RtpCodecKind, h264: bool) -> RTCRtpCodec {
-    match kind {
-        RtpCodecKind::Audio => RTCRtpCodec {
-            mime_type: "audio/opus".to_owned(),
-            clock_rate: 48000,
-            channels: 2,
-            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-            rtcp_feedback: vec![],
-        },
-        _ if h264 => RTCRtpCodec {
-            mime_type: "video/H264".to_owned(),
-            clock_rate: 90000,
-            channels: 0,
-            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
-                .to_owned(),
-            rtcp_feedback: vec![],
-        },
-        _ => RTCRtpCodec {
-            mime_type: "video/VP8".to_owned(),
-            clock_rate: 90000,
-            channels: 0,
-            sdp_fmtp_line: String::new(),
-            rtcp_feedback: vec![],
-        },
+fn feedback(typ: &str, parameter: &str) -> rtc::rtp_transceiver::rtp_sender::RTCPFeedback {
+    rtc::rtp_transceiver::rtp_sender::RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
     }
+}
+
+/// The codec of `kind` that peers of a room negotiate.
+fn codec(kind: RtpCodecKind, video: VideoChoice) -> RTCRtpCodec {
+    let video_feedback = || {
+        vec![
+            feedback("goog-remb", ""),
+            feedback("transport-cc", ""),
+            feedback("ccm", "fir"),
+            feedback("nack", ""),
+            feedback("nack", "pli"),
+        ]
+    };
+    let (mime, fmtp) = match (kind, video) {
+        (RtpCodecKind::Audio, _) => {
+            return RTCRtpCodec {
+                mime_type: "audio/opus".to_owned(),
+                clock_rate: 48000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![feedback("transport-cc", "")],
+            };
+        }
+        (_, VideoChoice::Vp8) => ("video/VP8", ""),
+        (_, VideoChoice::Vp9) => ("video/VP9", "profile-id=0"),
+        (_, VideoChoice::H264) => (
+            "video/H264",
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+        ),
+    };
+    RTCRtpCodec {
+        mime_type: mime.to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: fmtp.to_owned(),
+        rtcp_feedback: video_feedback(),
+    }
+}
+
+/// A media engine that knows Opus and the room's one video codec, nothing else: every offer
+/// is answered with exactly those.
+fn engine(video: VideoChoice) -> Result<MediaEngine, MediaError> {
+    use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
+    let mut engine = MediaEngine::default();
+    for (kind, payload_type) in [(RtpCodecKind::Audio, 111), (RtpCodecKind::Video, 96)] {
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: codec(kind, video),
+                    payload_type,
+                },
+                kind,
+            )
+            .map_err(stack)?;
+    }
+    Ok(engine)
 }
 
 /// Forwards one track: reads the publisher's packets and writes a copy to every output.
@@ -256,9 +302,9 @@ impl Media {
     async fn peer(
         &self,
         handler: Arc<dyn PeerConnectionEventHandler>,
+        video: VideoChoice,
     ) -> Result<Arc<dyn PeerConnection>, MediaError> {
-        let mut engine = MediaEngine::default();
-        engine.register_default_codecs().map_err(stack)?;
+        let mut engine = engine(video)?;
         let registry =
             register_default_interceptors(Registry::new(), &mut engine).map_err(stack)?;
         let mut settings = SettingEngineBuilder::new()
@@ -286,6 +332,7 @@ impl Media {
     pub async fn publish(
         &self,
         offer: String,
+        codec: VideoChoice,
     ) -> Result<(Endpoint, StreamOut, String), MediaError> {
         let (audio, audio_rx) = mpsc::unbounded_channel();
         let (video, video_rx) = mpsc::unbounded_channel();
@@ -297,7 +344,7 @@ impl Media {
             audio: audio.clone(),
             video: video.clone(),
         });
-        let pc = self.peer(handler).await?;
+        let pc = self.peer(handler, codec).await?;
         let answer = answer(&pc, offer, gathered_rx).await?;
         Ok((Endpoint { pc }, StreamOut { audio, video }, answer))
     }
@@ -307,9 +354,12 @@ impl Media {
         &self,
         stream: &StreamOut,
         offer: String,
+        video: VideoChoice,
     ) -> Result<(Endpoint, String), MediaError> {
         let (gathered, gathered_rx) = mpsc::channel(1);
-        let pc = self.peer(Arc::new(SubscriberHandler { gathered })).await?;
+        let pc = self
+            .peer(Arc::new(SubscriberHandler { gathered }), video)
+            .await?;
         let description =
             RTCSessionDescription::offer(offer).map_err(|e| MediaError::Sdp(e.to_string()))?;
         let kinds: Vec<RtpCodecKind> = description
@@ -342,7 +392,7 @@ impl Media {
                         ssrc: Some(ssrc),
                         ..Default::default()
                     },
-                    codec: codec(kind, self.config.h264),
+                    codec: codec(kind, video),
                     ..Default::default()
                 }],
             )));

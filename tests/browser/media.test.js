@@ -28,12 +28,12 @@ async function growing(page, who, ids) {
   }
 }
 
-test('two publishers and a subscriber see and hear each other', async () => {
+async function scenario(sessionProperties, codec) {
   const camerata = await startServer();
   const site = await staticServer();
   const { browser, cleanup } = await launch();
   try {
-    const sid = (await rest(camerata, 'POST', '/openvidu/api/sessions', { customSessionId: 'media' })).json.id;
+    const sid = (await rest(camerata, 'POST', '/openvidu/api/sessions', sessionProperties)).json.id;
     const tokenFor = async (role) =>
       (await rest(camerata, 'POST', `/openvidu/api/sessions/${sid}/connection`, { role })).json.token;
     const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
@@ -52,7 +52,8 @@ test('two publishers and a subscriber see and hear each other', async () => {
 
     await growing(pages.ann, 'ann', [ids.bob]);
     await growing(pages.bob, 'bob', [ids.ann]);
-    await growing(pages.cat, 'cat', [ids.ann, ids.bob]);
+    const received = await growing(pages.cat, 'cat', [ids.ann, ids.bob]);
+    assert.equal(received[ids.ann].codec, codec, 'the room forwards its one video codec');
 
     // The REST view matches what the browsers see.
     const view = (await rest(camerata, 'GET', `/openvidu/api/sessions/${sid}`)).json;
@@ -89,4 +90,12 @@ test('two publishers and a subscriber see and hear each other', async () => {
     site.close();
     await camerata.stop();
   }
+}
+
+test('two publishers and a subscriber see and hear each other (VP8)', async () => {
+  await scenario({ customSessionId: 'media-vp8' }, 'video/VP8');
+});
+
+test('the same with forcedVideoCodec H264', async () => {
+  await scenario({ customSessionId: 'media-h264', forcedVideoCodec: 'H264' }, 'video/H264');
 });

@@ -57,7 +57,6 @@ impl RestState {
                 .parse()
                 .ok()
                 .filter(|ip| *ip != settled.config.bind),
-            h264: settled.forced_video_codec == VideoCodec::H264,
         });
         Self {
             inner: Arc::new(StateInner {

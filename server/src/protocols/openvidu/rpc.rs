@@ -5,9 +5,10 @@
 //! the SFU layer serves them.
 
 use super::rest::RestState;
+use crate::media::VideoChoice;
 use crate::room::{
     ActiveInfo, EndReason, MediaError as RoomMediaError, Participant, ParticipantId, Role,
-    StreamInfo,
+    StreamInfo, VideoCodec,
 };
 use crate::rooms::{AdmitError, Notice, RoomHandle, SINK_CAPACITY, SignalRequest};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -190,6 +191,20 @@ fn stream_id(type_of_video: Option<&str>, connection: &str) -> String {
         "str_{kind}_{first}{}_{connection}",
         Alphanumeric.sample_string(&mut rng, 3)
     )
+}
+
+/// The video codec a room forwards: its forced codec; VP8 when it forces none, since an SFU
+/// that does not transcode needs every peer to agree on one.
+async fn video_choice(room: &RoomHandle) -> VideoChoice {
+    match room
+        .snapshot(false)
+        .await
+        .map(|r| r.options().forced_video_codec)
+    {
+        Ok(VideoCodec::H264) => VideoChoice::H264,
+        Ok(VideoCodec::Vp9) => VideoChoice::Vp9,
+        _ => VideoChoice::Vp8,
+    }
 }
 
 fn media_error(e: RoomMediaError) -> RpcError {
@@ -850,7 +865,7 @@ impl Connection {
         let (endpoint, out, answer) = self
             .state
             .media()
-            .publish(offer)
+            .publish(offer, video_choice(&binding.room).await)
             .await
             .map_err(|e| RpcError(302, e.to_string()))?;
         binding
@@ -885,7 +900,7 @@ impl Connection {
         let (endpoint, answer) = self
             .state
             .media()
-            .subscribe(&out, offer)
+            .subscribe(&out, offer, video_choice(&binding.room).await)
             .await
             .map_err(|e| RpcError(302, e.to_string()))?;
         binding
