@@ -70,6 +70,23 @@ async function scenario(sessionProperties, codec) {
         && e.id === id && e.property === 'audioActive' && e.value === false), ids.ann, `${name} sees ann mute`);
     }
 
+    // Video mute and unmute reach the others too.
+    await pages.bob.evaluate(() => window.ovMuteVideo(true));
+    await waitFor(pages.cat, (id) => window.events.some((e) => e.type === 'streamPropertyChanged'
+      && e.id === id && e.property === 'videoActive' && e.value === false), ids.bob, 'cat sees bob hide video');
+    await pages.bob.evaluate(() => window.ovMuteVideo(false));
+    await waitFor(pages.cat, (id) => window.events.some((e) => e.type === 'streamPropertyChanged'
+      && e.id === id && e.property === 'videoActive' && e.value === true), ids.bob, 'cat sees bob show video');
+
+    // Bob's signaling socket drops and comes back: same connection, media keeps flowing.
+    await pages.bob.evaluate(() => window.ovDropSocket());
+    await waitFor(pages.bob, () => window.events.some((e) => e.type === 'reconnected'), null, 'bob reconnects');
+    await growing(pages.cat, 'cat after bob reconnected', [ids.ann, ids.bob]);
+    await growing(pages.bob, 'bob after reconnecting', [ids.ann]);
+    const again = (await rest(camerata, 'GET', `/openvidu/api/sessions/${sid}`)).json;
+    assert.deepEqual(again.connections.content.map((c) => c.connectionId).sort(),
+      [ids.ann, ids.bob, ids.cat].sort(), 'no duplicate participant after the reconnect');
+
     // Bob unpublishes: the others see his stream end; the REST view forgets it.
     await pages.bob.evaluate(() => window.ovUnpublish());
     for (const name of ['ann', 'cat']) {

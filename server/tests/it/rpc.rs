@@ -420,6 +420,35 @@ async fn bad_frames_get_errors_and_others_are_unaffected() {
     let r = x.join(&tb, "another-session", "x").await;
     assert_eq!(r["error"]["code"], 401, "a token for another session: {r}");
 
+    // Broken media requests are refused; the session goes on.
+    let r = a
+        .call(
+            "publishVideo",
+            json!({"sdpOffer": "v=0 this is not SDP", "hasAudio": true, "hasVideo": true, "doLoopback": false}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], 302, "{r}");
+    let r = a.call("publishVideo", json!({"hasAudio": true})).await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    let r = a
+        .call(
+            "onIceCandidate",
+            json!({"endpointName": "con_nobody", "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], 102, "{r}");
+    let r = a
+        .call(
+            "receiveVideoFrom",
+            json!({"sender": "str_CAM_AAAA_con_nobody", "sdpOffer": "v=0"}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], 105, "{r}");
+    assert_eq!(
+        a.call("unpublishVideo", json!({})).await["error"]["code"],
+        105
+    );
+
     // A flood closes that socket only.
     let mut flood = Client::open(&s, &sid).await;
     let mut closed = false;

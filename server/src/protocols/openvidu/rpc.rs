@@ -595,16 +595,16 @@ impl Connection {
                     .get("sdpMLineIndex")
                     .and_then(Value::as_u64)
                     .and_then(|i| u16::try_from(i).ok());
-                if let Ok(Some(endpoint)) = binding
+                let endpoint = binding
                     .room
                     .endpoint_for(binding.participant.as_str(), name)
                     .await
-                {
-                    endpoint
-                        .add_candidate(candidate.to_owned(), mid, index)
-                        .await
-                        .map_err(|e| RpcError(500, e.to_string()))?;
-                }
+                    .map_err(|_| RpcError(202, "session closed".into()))?
+                    .ok_or_else(|| RpcError(102, format!("no media endpoint for '{name}'")))?;
+                endpoint
+                    .add_candidate(candidate.to_owned(), mid, index)
+                    .await
+                    .map_err(|e| RpcError(302, e.to_string()))?;
                 Ok(Map::new())
             }
             "videoData" | "echo" => Ok(Map::new()),
