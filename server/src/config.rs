@@ -65,6 +65,11 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Serve `POST /camerata/dev/token`, which hands tokens to anyone for the demo page.
+    /// Defaults to true on a loopback address, false elsewhere.
+    #[arg(long, env = "CAMERATA_DEV_TOKENS", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub dev_tokens: Option<bool>,
+
     /// Keep the pre-2.16 paths (`/api/...`, `/config`, `/accept-certificate`).
     #[arg(long, env = "SUPPORT_DEPRECATED_API", default_value = "true", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub support_deprecated_api: bool,
@@ -230,6 +235,8 @@ pub struct Settled {
     pub default_ice_servers: Vec<crate::room::IceServer>,
     /// The forced-codec default, checked.
     pub forced_video_codec: crate::room::VideoCodec,
+    /// Whether the development token endpoint is served.
+    pub dev_tokens: bool,
 }
 
 impl Settled {
@@ -349,7 +356,15 @@ impl Config {
                     message,
                 })?,
         };
+        let dev_tokens = self.dev_tokens.unwrap_or(loopback);
+        if dev_tokens && !loopback {
+            tracing::warn!(
+                "CAMERATA_DEV_TOKENS is on for {}: anyone who can reach this server can join any room",
+                self.bind
+            );
+        }
         Ok(Settled {
+            dev_tokens,
             config: self,
             secret,
             dev_secret,

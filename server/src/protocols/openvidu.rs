@@ -3,6 +3,7 @@
 
 mod body;
 pub mod client;
+mod demo;
 mod error;
 mod ice;
 mod rest;

@@ -912,7 +912,7 @@ async fn framework_errors_are_json() {
     s.call("GET", &format!("{API}/nothing-here"), None)
         .await
         .assert_error(404);
-    s.call("GET", "/", None).await.assert_error(404);
+    s.call("GET", "/no/such/page", None).await.assert_error(404);
     // The node client sends a form content type on calls without a body.
     let r = s
         .raw(

@@ -70,7 +70,7 @@ impl RestState {
         }
     }
 
-    fn rooms(&self) -> &Rooms {
+    pub(super) fn rooms(&self) -> &Rooms {
         &self.inner.rooms
     }
 
@@ -99,7 +99,7 @@ impl RestState {
         self.inner.rpc.clone()
     }
 
-    fn settled(&self) -> &Settled {
+    pub(super) fn settled(&self) -> &Settled {
         &self.inner.settled
     }
 }
@@ -116,7 +116,12 @@ pub fn router(state: RestState) -> Router {
     let mut protected = Router::new();
     let mut public = Router::new()
         .route("/openvidu/accept-certificate", get(accept_certificate))
-        .route("/openvidu", get(super::rpc::upgrade));
+        .route("/openvidu", get(super::rpc::upgrade))
+        .route("/", get(super::demo::page))
+        .route("/openvidu-browser.js", get(super::demo::bundle));
+    if state.settled().dev_tokens {
+        public = public.route("/camerata/dev/token", post(super::demo::dev_token));
+    }
     for p in &prefixes {
         protected = protected
             .route(
@@ -228,7 +233,7 @@ fn random_id(prefix: &str, n: usize) -> String {
     format!("{prefix}{first}{}", Alphanumeric.sample_string(&mut rng, n))
 }
 
-fn id_chars_ok(id: &str) -> bool {
+pub(super) fn id_chars_ok(id: &str) -> bool {
     !id.is_empty()
         && id
             .bytes()
@@ -254,7 +259,7 @@ async fn snapshot(h: &RoomHandle, with_pending: bool) -> Rest<crate::room::Room>
         .map_err(|_| RestError::SessionNotFound(h.id().to_string()))
 }
 
-fn rooms_error(session: &str, e: RoomsError) -> RestError {
+pub(super) fn rooms_error(session: &str, e: RoomsError) -> RestError {
     match e {
         RoomsError::RoomExists(id) => RestError::SessionExists(id.to_string()),
         RoomsError::RoomNotFound | RoomsError::Room(RoomError::Closed) => {
@@ -444,12 +449,12 @@ async fn close_session(
 // Connections and tokens
 
 /// The WEBRTC connection properties of a request.
-struct ConnectionRequest {
-    data: String,
-    record: bool,
-    role: Role,
-    limits: Option<MediaLimits>,
-    ice_servers: Option<Vec<crate::room::IceServer>>,
+pub(super) struct ConnectionRequest {
+    pub(super) data: String,
+    pub(super) record: bool,
+    pub(super) role: Role,
+    pub(super) limits: Option<MediaLimits>,
+    pub(super) ice_servers: Option<Vec<crate::room::IceServer>>,
 }
 
 fn limit(f: &Fields, key: &str) -> Rest<Option<i64>> {
@@ -555,7 +560,7 @@ fn custom_connection_id(data: &str) -> Option<String> {
     (!cleaned.is_empty()).then(|| format!("con_{cleaned}"))
 }
 
-async fn grant_connection(
+pub(super) async fn grant_connection(
     s: &RestState,
     h: &RoomHandle,
     req: ConnectionRequest,
