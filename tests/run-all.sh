@@ -9,8 +9,8 @@ export CARGO_TERM_COLOR=never NO_COLOR=1 CI="${CI:-}"
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# 1. System packages (Debian): Node.js, PostgreSQL, Chromium and the namespace tools, only
-#    when missing.
+# 1. System packages (Debian): Node.js, PostgreSQL, Chromium and the namespace and firewall
+#    tools, only when missing.
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
@@ -19,6 +19,7 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -q

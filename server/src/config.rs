@@ -78,6 +78,15 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_TOKEN_TTL", default_value_t = 86_400)]
     pub token_ttl: u64,
 
+    /// UDP ports for media, `MIN-MAX` (each peer connection takes one); absent: any free port.
+    #[arg(long, env = "CAMERATA_UDP_PORT_RANGE")]
+    pub udp_port_range: Option<String>,
+
+    /// Also offer ICE over TCP (passive candidates, from the same port range), for networks
+    /// that block UDP.
+    #[arg(long, env = "CAMERATA_ICE_TCP", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub ice_tcp: bool,
+
     /// Seconds a participant whose WebSocket dropped is kept for a reconnect before it is
     /// removed with `networkDisconnect`.
     #[arg(long, env = "CAMERATA_RECONNECT_GRACE", default_value_t = 10)]
@@ -237,6 +246,8 @@ pub struct Settled {
     pub forced_video_codec: crate::room::VideoCodec,
     /// Whether the development token endpoint is served.
     pub dev_tokens: bool,
+    /// The media port range, checked.
+    pub udp_port_range: Option<(u16, u16)>,
 }
 
 impl Settled {
@@ -356,6 +367,21 @@ impl Config {
                     message,
                 })?,
         };
+        let udp_port_range = match &self.udp_port_range {
+            None => None,
+            Some(text) => {
+                let range = text
+                    .split_once('-')
+                    .and_then(|(a, b)| {
+                        Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+                    })
+                    .filter(|(a, b)| *a > 0 && a <= b);
+                Some(range.ok_or_else(|| ConfigError::Invalid {
+                    name: "CAMERATA_UDP_PORT_RANGE",
+                    message: format!("'{text}' is not MIN-MAX with 1 <= MIN <= MAX <= 65535"),
+                })?)
+            }
+        };
         let dev_tokens = self.dev_tokens.unwrap_or(loopback);
         if dev_tokens && !loopback {
             tracing::warn!(
@@ -365,6 +391,7 @@ impl Config {
         }
         Ok(Settled {
             dev_tokens,
+            udp_port_range,
             config: self,
             secret,
             dev_secret,

@@ -64,6 +64,10 @@ pub struct MediaConfig {
     pub bind_ip: IpAddr,
     /// The address announced to browsers, when it differs (NAT, containers).
     pub public_ip: Option<IpAddr>,
+    /// Ports to bind media sockets on, inclusive; `None` for any free port.
+    pub port_range: Option<(u16, u16)>,
+    /// Also offer passive ICE-TCP candidates.
+    pub ice_tcp: bool,
 }
 
 /// The one video codec a room's peers negotiate: an SFU that does not transcode forwards
@@ -82,6 +86,8 @@ pub enum VideoChoice {
 #[derive(Clone, Debug)]
 pub struct Media {
     config: Arc<MediaConfig>,
+    /// The next port of the range to try (round robin).
+    next_port: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// One peer connection of a publisher or subscriber (cheap to clone).
@@ -296,6 +302,7 @@ impl Media {
     pub fn new(config: MediaConfig) -> Self {
         Self {
             config: Arc::new(config),
+            next_port: Arc::new(std::sync::atomic::AtomicU32::new(0)),
         }
     }
 
@@ -304,28 +311,58 @@ impl Media {
         handler: Arc<dyn PeerConnectionEventHandler>,
         video: VideoChoice,
     ) -> Result<Arc<dyn PeerConnection>, MediaError> {
-        let mut engine = engine(video)?;
-        let registry =
-            register_default_interceptors(Registry::new(), &mut engine).map_err(stack)?;
-        let mut settings = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
-        if let Some(ip) = self.config.public_ip {
-            settings = settings.with_nat_1to1_ips(
-                vec![ip.to_string()],
-                rtc::peer_connection::transport::RTCIceCandidateType::Host,
-            );
+        let ip = self.config.bind_ip;
+        // Port 0 lets the system pick; with a range, each peer connection takes the next
+        // free port of it, round robin.
+        let ports: Vec<u16> = match self.config.port_range {
+            None => vec![0],
+            Some((min, max)) => {
+                let span = u32::from(max - min) + 1;
+                (0..span)
+                    .map(|_| {
+                        let offset = self
+                            .next_port
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                            % span;
+                        u16::try_from(u32::from(min) + offset).expect("inside the range")
+                    })
+                    .collect()
+            }
+        };
+        for port in ports {
+            if port != 0 && std::net::UdpSocket::bind((ip, port)).is_err() {
+                continue;
+            }
+            let mut engine = engine(video)?;
+            let registry =
+                register_default_interceptors(Registry::new(), &mut engine).map_err(stack)?;
+            let mut settings = SettingEngineBuilder::new()
+                .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
+            if let Some(public) = self.config.public_ip {
+                settings = settings.with_nat_1to1_ips(
+                    vec![public.to_string()],
+                    rtc::peer_connection::transport::RTCIceCandidateType::Host,
+                );
+            }
+            let mut builder = PeerConnectionBuilder::new()
+                .with_configuration(RTCConfigurationBuilder::new().build())
+                .with_media_engine(engine)
+                .with_interceptor_registry(registry)
+                .with_setting_engine(settings.build())
+                .with_handler(handler.clone())
+                .with_udp_addrs(vec![format!("{ip}:{port}")]);
+            if self.config.ice_tcp {
+                builder = builder.with_tcp_addrs(vec![format!("{ip}:{port}")]);
+            }
+            match builder.build().await {
+                Ok(pc) => return Ok(Arc::new(pc)),
+                Err(e) if port == 0 => return Err(stack(e)),
+                Err(_) => continue,
+            }
         }
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(engine)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(settings.build())
-            .with_handler(handler)
-            .with_udp_addrs(vec![format!("{}:0", self.config.bind_ip)])
-            .build()
-            .await
-            .map_err(stack)?;
-        Ok(Arc::new(pc))
+        Err(MediaError::Stack(
+            "no free UDP port in CAMERATA_UDP_PORT_RANGE".into(),
+        ))
     }
 
     /// Answers a publisher's offer: the answer with its candidates, and the stream's fan-out.

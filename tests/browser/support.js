@@ -27,14 +27,15 @@ function staticServer() {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-/** Headless Chromium with fake devices and loopback ICE; `cleanup()` closes it. */
-async function launch() {
+/** Headless Chromium with fake devices and loopback ICE (plus `extraArgs`); `cleanup()` closes it. */
+async function launch(extraArgs = []) {
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--no-sandbox',
       '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--allow-loopback-in-peer-connection'],
+      '--disable-component-update', '--disable-sync', '--allow-loopback-in-peer-connection',
+      ...extraArgs],
   });
   return { browser, cleanup: () => browser.close() };
 }

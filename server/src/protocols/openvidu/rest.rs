@@ -57,6 +57,8 @@ impl RestState {
                 .parse()
                 .ok()
                 .filter(|ip| *ip != settled.config.bind),
+            port_range: settled.udp_port_range,
+            ice_tcp: settled.config.ice_tcp,
         });
         Self {
             inner: Arc::new(StateInner {
