@@ -4,6 +4,7 @@
 mod support;
 
 mod legacy;
+mod media;
 mod rest;
 mod rpc;
 mod store;

@@ -1,0 +1,340 @@
+//! The forwarder between two in-process webrtc-rs peers standing in for browsers: a
+//! publisher sends RTP through Camerata to a subscriber, which receives the same payloads on
+//! its own SSRC; unpublishing ends the subscriber's endpoint. Synchronised by events and
+//! channels, never by sleeping.
+
+use crate::support::{Server, TempDir};
+use futures_util::{SinkExt, StreamExt};
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+    RTCPeerConnectionState,
+};
+
+const API: &str = "/openvidu/api";
+const PUBLISHER_SSRC: u32 = 0x1111_2222;
+
+struct Events {
+    gathered: mpsc::UnboundedSender<()>,
+    state: mpsc::UnboundedSender<RTCPeerConnectionState>,
+    tracks: mpsc::UnboundedSender<Arc<dyn TrackRemote>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Events {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(());
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.state.send(state);
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.tracks.send(track);
+    }
+}
+
+/// A webrtc-rs peer in the role of a browser.
+struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    gathered: mpsc::UnboundedReceiver<()>,
+    state: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
+    tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+}
+
+impl Peer {
+    async fn new() -> Self {
+        let (gathered_tx, gathered) = mpsc::unbounded_channel();
+        let (state_tx, state) = mpsc::unbounded_channel();
+        let (tracks_tx, tracks) = mpsc::unbounded_channel();
+        let mut engine = MediaEngine::default();
+        engine.register_default_codecs().expect("codecs");
+        let registry =
+            register_default_interceptors(Registry::new(), &mut engine).expect("interceptors");
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .build();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(engine)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(settings)
+            .with_handler(Arc::new(Events {
+                gathered: gathered_tx,
+                state: state_tx,
+                tracks: tracks_tx,
+            }))
+            .with_udp_addrs(vec!["127.0.0.1:0"])
+            .build()
+            .await
+            .expect("a peer connection");
+        Self {
+            pc: Arc::new(pc),
+            gathered,
+            state,
+            tracks,
+        }
+    }
+
+    /// An offer with every candidate in it.
+    async fn offer(&mut self) -> String {
+        let offer = self.pc.create_offer(None).await.expect("offer");
+        self.pc
+            .set_local_description(offer)
+            .await
+            .expect("local offer");
+        self.gathered.recv().await.expect("gathering completes");
+        self.pc
+            .local_description()
+            .await
+            .expect("local description")
+            .sdp
+    }
+
+    async fn accept(&mut self, answer: &str) {
+        let answer = RTCSessionDescription::answer(answer.to_owned()).expect("an SDP answer");
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .expect("remote answer");
+        loop {
+            match self.state.recv().await.expect("state changes") {
+                RTCPeerConnectionState::Connected => return,
+                RTCPeerConnectionState::Failed => panic!("peer connection failed"),
+                _ => {}
+            }
+        }
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn rpc(ws: &mut Ws, id: u64, method: &str, params: Value) -> Value {
+    let frame = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .expect("send");
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("a reply within 15 s")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).expect("JSON");
+            if v.get("id") == Some(&json!(id)) {
+                return v;
+            }
+        }
+    }
+}
+
+async fn joined(s: &Server, sid: &str, role: &str) -> Ws {
+    let token = s.token(sid, &json!({"role": role}).to_string()).await;
+    let url = format!("ws://{}/openvidu?sessionId={sid}", s.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("WebSocket");
+    let r = rpc(
+        &mut ws,
+        0,
+        "joinRoom",
+        json!({"token": token, "session": sid, "metadata": ""}),
+    )
+    .await;
+    assert!(r.get("result").is_some(), "{r}");
+    ws
+}
+
+fn vp8() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/VP8".to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    }
+}
+
+#[tokio::test]
+async fn forwards_rtp_from_a_publisher_to_a_subscriber_and_tears_down() {
+    let dir = TempDir::new();
+    let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
+    let sid = s.session("{}").await;
+
+    // The publisher sends one VP8 track.
+    let mut pws = joined(&s, &sid, "PUBLISHER").await;
+    let mut publisher = Peer::new().await;
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "pub".to_owned(),
+        "pub-video".to_owned(),
+        "pub".to_owned(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(PUBLISHER_SSRC),
+                ..Default::default()
+            },
+            codec: vp8(),
+            ..Default::default()
+        }],
+    )));
+    publisher
+        .pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .expect("track added");
+    let offer = publisher.offer().await;
+    let r = rpc(
+        &mut pws,
+        1,
+        "publishVideo",
+        json!({"sdpOffer": offer, "hasAudio": false, "hasVideo": true,
+        "videoActive": true, "typeOfVideo": "CAMERA", "frameRate": 30,
+        "videoDimensions": "{\"width\":640,\"height\":480}", "doLoopback": false}),
+    )
+    .await;
+    let stream_id = r["result"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    publisher
+        .accept(r["result"]["sdpAnswer"].as_str().expect("answer"))
+        .await;
+
+    // Packets go out continuously until the test ends.
+    let sender = Arc::clone(&track);
+    let feeding = tokio::spawn(async move {
+        let mut seq: u16 = 0;
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            ticker.tick().await;
+            seq = seq.wrapping_add(1);
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: 96,
+                    sequence_number: seq,
+                    timestamp: u32::from(seq) * 3000,
+                    ssrc: PUBLISHER_SSRC,
+                    ..Default::default()
+                },
+                payload: bytes::Bytes::from(vec![0x10, 0x00, 0x9d, 0x01, 0x2a, seq as u8]),
+            };
+            if sender.write_rtp(packet).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    // The subscriber receives it.
+    let mut sws = joined(&s, &sid, "SUBSCRIBER").await;
+    let mut subscriber = Peer::new().await;
+    subscriber
+        .pc
+        .add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("recvonly transceiver");
+    let offer = subscriber.offer().await;
+    let r = rpc(
+        &mut sws,
+        1,
+        "receiveVideoFrom",
+        json!({"sender": stream_id, "sdpOffer": offer}),
+    )
+    .await;
+    subscriber
+        .accept(
+            r["result"]["sdpAnswer"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{r}")),
+        )
+        .await;
+    let remote = tokio::time::timeout(Duration::from_secs(15), subscriber.tracks.recv())
+        .await
+        .expect("a track within 15 s")
+        .expect("a remote track");
+    let mut received = 0;
+    while received < 20 {
+        match tokio::time::timeout(Duration::from_secs(15), remote.poll())
+            .await
+            .expect("packets keep coming")
+        {
+            Some(TrackRemoteEvent::OnRtpPacket(p)) => {
+                assert_ne!(
+                    p.header.ssrc, PUBLISHER_SSRC,
+                    "each subscriber gets its own SSRC"
+                );
+                assert_eq!(
+                    &p.payload[..5],
+                    &[0x10, 0x00, 0x9d, 0x01, 0x2a],
+                    "the payload passes unchanged"
+                );
+                received += 1;
+            }
+            Some(_) => {}
+            None => panic!("the track ended early"),
+        }
+    }
+
+    // The REST view shows the subscription; unpublishing ends it and closes its endpoint.
+    let c = s.call("GET", &format!("{API}/sessions/{sid}"), None).await;
+    let subs: usize = c.json["connections"]["content"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .map(|x| x["subscribers"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(subs, 1);
+    let r = rpc(&mut pws, 2, "unpublishVideo", json!({})).await;
+    assert!(r.get("result").is_some(), "{r}");
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match subscriber.state.recv().await {
+                Some(
+                    RTCPeerConnectionState::Closed
+                    | RTCPeerConnectionState::Failed
+                    | RTCPeerConnectionState::Disconnected,
+                )
+                | None => return,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the server closed the subscriber's endpoint"
+    );
+    feeding.abort();
+    let _ = publisher.pc.close().await;
+    let _ = subscriber.pc.close().await;
+    s.stop().await;
+}
