@@ -5,8 +5,9 @@
 //!
 //! This is the straightforward version on the async `webrtc` layer: each forwarded packet is
 //! cloned per subscriber and written through `TrackLocalStaticRTP`. Keyframes: a PLI goes to
-//! the publisher on every new subscription and every `KEYFRAME_INTERVAL` while anyone
-//! subscribes (relaying subscribers' own PLIs needs an interceptor, not wired yet).
+//! the publisher on every new subscription, and every PLI or FIR a subscriber sends is relayed
+//! to the publisher (at most one per `KEYFRAME_MIN_GAP`). NACK, receiver reports and
+//! congestion feedback are webrtc-rs's default interceptors on each peer connection.
 
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
@@ -31,8 +32,8 @@ use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
 };
 
-/// How often a publisher is asked for a keyframe while anyone receives it.
-pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
+/// The shortest time between two keyframe requests relayed to one publisher.
+pub const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(250);
 
 /// Commands to one forwarder. Senders: the publisher's track handler and subscribers being
 /// set up. Receiver: the forwarder task. Unbounded: commands are a handful per subscription,
@@ -40,6 +41,82 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
 enum Forward {
     Source(Arc<dyn TrackRemote>),
     Output(Arc<TrackLocalStaticRTP>, u32),
+    Keyframe,
+}
+
+/// An interceptor that lets keyframe requests (PLI, FIR) through to the application. Inbound
+/// RTCP otherwise ends at the last interceptor; placed last, this one sees RTCP after every
+/// interceptor that acts on it and marks only keyframe requests for delivery.
+#[derive(Default)]
+pub struct KeyframeRequests {
+    read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+}
+
+/// Whether an RTCP packet asks for a keyframe.
+pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+    use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()>
+    for KeyframeRequests
+{
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        if let rtc::interceptor::Packet::Rtcp(packets) = &msg.message.packet {
+            let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| is_keyframe_request(p.as_ref()))
+                .cloned()
+                .collect();
+            if wanted.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = rtc::interceptor::Packet::Rtcp(wanted);
+            msg.message
+                .add(rtc::interceptor::Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl rtc::interceptor::Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+}
+
+/// The interceptors of every peer connection: webrtc-rs's defaults (NACK, reports,
+/// congestion feedback), then keyframe requests to the application.
+pub fn interceptors(engine: &mut MediaEngine) -> Result<Registry, MediaError> {
+    Ok(register_default_interceptors(Registry::new(), engine)
+        .map_err(stack)?
+        .with(
+            rtc::interceptor::Slot::from(14_000),
+            KeyframeRequests::default(),
+        ))
 }
 
 /// A media operation that failed.
@@ -238,8 +315,7 @@ async fn forwarder(mut commands: mpsc::UnboundedReceiver<Forward>) {
     let mut source: Option<Arc<dyn TrackRemote>> = None;
     let mut media_ssrc = 0u32;
     let mut outputs: Vec<(Arc<TrackLocalStaticRTP>, u32)> = Vec::new();
-    let mut keyframes = tokio::time::interval(KEYFRAME_INTERVAL);
-    keyframes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_request: Option<tokio::time::Instant> = None;
     loop {
         let packet = async {
             match &source {
@@ -254,10 +330,19 @@ async fn forwarder(mut commands: mpsc::UnboundedReceiver<Forward>) {
                     media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
                     source = Some(track);
                     request_keyframe(&source, media_ssrc).await;
+                    last_request = Some(tokio::time::Instant::now());
                 }
                 Some(Forward::Output(track, ssrc)) => {
                     outputs.push((track, ssrc));
                     request_keyframe(&source, media_ssrc).await;
+                    last_request = Some(tokio::time::Instant::now());
+                }
+                Some(Forward::Keyframe) => {
+                    let due = last_request.is_none_or(|t| t.elapsed() >= KEYFRAME_MIN_GAP);
+                    if due {
+                        request_keyframe(&source, media_ssrc).await;
+                        last_request = Some(tokio::time::Instant::now());
+                    }
                 }
             },
             event = packet => match event {
@@ -277,9 +362,21 @@ async fn forwarder(mut commands: mpsc::UnboundedReceiver<Forward>) {
                 Some(_) => {}
                 None => source = None,
             },
-            _ = keyframes.tick(), if !outputs.is_empty() => {
-                request_keyframe(&source, media_ssrc).await;
-            }
+        }
+    }
+}
+
+/// Relays the keyframe requests a subscriber sends on `track` to its forwarder.
+async fn relay_keyframe_requests(
+    track: Arc<TrackLocalStaticRTP>,
+    to: mpsc::UnboundedSender<Forward>,
+) {
+    use webrtc::media_stream::track_local::TrackLocalEvent;
+    while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = track.poll().await {
+        if packets.iter().any(|p| is_keyframe_request(p.as_ref()))
+            && to.send(Forward::Keyframe).is_err()
+        {
+            return;
         }
     }
 }
@@ -334,8 +431,7 @@ impl Media {
                 continue;
             }
             let mut engine = engine(video)?;
-            let registry =
-                register_default_interceptors(Registry::new(), &mut engine).map_err(stack)?;
+            let registry = interceptors(&mut engine)?;
             let mut settings = SettingEngineBuilder::new()
                 .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled);
             if let Some(public) = self.config.public_ip {
@@ -444,6 +540,7 @@ impl Media {
                 RtpCodecKind::Audio => &stream.audio,
                 _ => &stream.video,
             };
+            tokio::spawn(relay_keyframe_requests(Arc::clone(&track), to.clone()));
             let _ = to.send(Forward::Output(track, ssrc));
         }
         Ok((Endpoint { pc }, answer))

@@ -1,14 +1,13 @@
 //! The forwarder between two in-process webrtc-rs peers standing in for browsers: a
 //! publisher sends RTP through Camerata to a subscriber, which receives the same payloads on
-//! its own SSRC; unpublishing ends the subscriber's endpoint. Synchronised by events and
-//! channels, never by sleeping.
+//! its own SSRC; the publisher is asked for a keyframe when the subscription starts and when
+//! the subscriber asks; unpublishing ends the subscriber's endpoint. Synchronised by events
+//! and channels, never by sleeping.
 
 use crate::support::{Server, TempDir};
 use futures_util::{SinkExt, StreamExt};
-use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -68,8 +67,8 @@ impl Peer {
         let (tracks_tx, tracks) = mpsc::unbounded_channel();
         let mut engine = MediaEngine::default();
         engine.register_default_codecs().expect("codecs");
-        let registry =
-            register_default_interceptors(Registry::new(), &mut engine).expect("interceptors");
+        // The same chain as the server's, so keyframe requests reach this peer's application.
+        let registry = camerata_server::media::interceptors(&mut engine).expect("interceptors");
         let settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .build();
@@ -222,6 +221,21 @@ async fn forwards_rtp_from_a_publisher_to_a_subscriber_and_tears_down() {
         .accept(r["result"]["sdpAnswer"].as_str().expect("answer"))
         .await;
 
+    // Keyframe requests reaching the publisher's application.
+    let (plis_tx, mut plis) = mpsc::unbounded_channel();
+    let watched = Arc::clone(&track);
+    tokio::spawn(async move {
+        use webrtc::media_stream::track_local::TrackLocalEvent;
+        while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = watched.poll().await {
+            if packets
+                .iter()
+                .any(|p| camerata_server::media::is_keyframe_request(p.as_ref()))
+            {
+                let _ = plis_tx.send(());
+            }
+        }
+    });
+
     // Packets go out continuously until the test ends.
     let sender = Arc::clone(&track);
     let feeding = tokio::spawn(async move {
@@ -281,8 +295,15 @@ async fn forwards_rtp_from_a_publisher_to_a_subscriber_and_tears_down() {
         .await
         .expect("a track within 15 s")
         .expect("a remote track");
+    // A keyframe was asked for when the subscription started.
+    tokio::time::timeout(Duration::from_secs(15), plis.recv())
+        .await
+        .expect("a keyframe request on subscribe")
+        .expect("the publisher's track is open");
+    while plis.try_recv().is_ok() {}
+    // 40 packets paced at 10 ms: more than KEYFRAME_MIN_GAP since that request.
     let mut received = 0;
-    while received < 20 {
+    while received < 40 {
         match tokio::time::timeout(Duration::from_secs(15), remote.poll())
             .await
             .expect("packets keep coming")
@@ -303,6 +324,22 @@ async fn forwards_rtp_from_a_publisher_to_a_subscriber_and_tears_down() {
             None => panic!("the track ended early"),
         }
     }
+
+    // The subscriber asks for a keyframe: the publisher is asked too.
+    let media_ssrc = remote.ssrcs().await.first().copied().unwrap_or(0);
+    remote
+        .write_rtcp(vec![Box::new(
+            rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            },
+        )])
+        .await
+        .expect("PLI sent");
+    tokio::time::timeout(Duration::from_secs(15), plis.recv())
+        .await
+        .expect("the subscriber's keyframe request is relayed")
+        .expect("the publisher's track is open");
 
     // The REST view shows the subscription; unpublishing ends it and closes its endpoint.
     let c = s.call("GET", &format!("{API}/sessions/{sid}"), None).await;
