@@ -316,6 +316,9 @@ async fn forwarder(mut commands: mpsc::UnboundedReceiver<Forward>) {
     let mut media_ssrc = 0u32;
     let mut outputs: Vec<(Arc<TrackLocalStaticRTP>, u32)> = Vec::new();
     let mut last_request: Option<tokio::time::Instant> = None;
+    // Sequence numbers and timestamps continue across a change of source (a publisher's
+    // stream reconnect), so subscribers see one unbroken stream.
+    let mut continuity = Continuity::default();
     loop {
         let packet = async {
             match &source {
@@ -328,6 +331,7 @@ async fn forwarder(mut commands: mpsc::UnboundedReceiver<Forward>) {
                 None => return,
                 Some(Forward::Source(track)) => {
                     media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+                    continuity.rebase = true;
                     source = Some(track);
                     request_keyframe(&source, media_ssrc).await;
                     last_request = Some(tokio::time::Instant::now());
@@ -346,7 +350,8 @@ async fn forwarder(mut commands: mpsc::UnboundedReceiver<Forward>) {
                 }
             },
             event = packet => match event {
-                Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                Some(TrackRemoteEvent::OnRtpPacket(mut packet)) => {
+                    continuity.apply(&mut packet.header);
                     let mut failed = Vec::new();
                     for (i, (out, ssrc)) in outputs.iter().enumerate() {
                         let mut copy = packet.clone();
@@ -363,6 +368,45 @@ async fn forwarder(mut commands: mpsc::UnboundedReceiver<Forward>) {
                 None => source = None,
             },
         }
+    }
+}
+
+/// Offsets that keep sequence numbers and timestamps continuous when a forwarder's source
+/// changes.
+#[derive(Default)]
+struct Continuity {
+    seq_offset: u16,
+    ts_offset: u32,
+    last_seq: u16,
+    last_ts: u32,
+    started: bool,
+    rebase: bool,
+}
+
+impl Continuity {
+    /// The timestamp step put between the last packet of the old source and the first of the
+    /// new one (one frame at 30 fps in the 90 kHz clock; harmless for audio).
+    const GAP: u32 = 3000;
+
+    fn apply(&mut self, header: &mut rtc::rtp::Header) {
+        if self.rebase {
+            if self.started {
+                self.seq_offset = self
+                    .last_seq
+                    .wrapping_add(1)
+                    .wrapping_sub(header.sequence_number);
+                self.ts_offset = self
+                    .last_ts
+                    .wrapping_add(Self::GAP)
+                    .wrapping_sub(header.timestamp);
+            }
+            self.rebase = false;
+        }
+        self.started = true;
+        header.sequence_number = header.sequence_number.wrapping_add(self.seq_offset);
+        header.timestamp = header.timestamp.wrapping_add(self.ts_offset);
+        self.last_seq = header.sequence_number;
+        self.last_ts = header.timestamp;
     }
 }
 
@@ -471,15 +515,29 @@ impl Media {
         let (video, video_rx) = mpsc::unbounded_channel();
         tokio::spawn(forwarder(audio_rx));
         tokio::spawn(forwarder(video_rx));
+        let out = StreamOut { audio, video };
+        let (endpoint, answer) = self.republish(&out, offer, codec).await?;
+        Ok((endpoint, out, answer))
+    }
+
+    /// Answers a publisher's new offer for a stream that already has subscribers (a stream
+    /// reconnect): the new peer connection feeds the same forwarders, so subscribers keep
+    /// their own peer connections.
+    pub async fn republish(
+        &self,
+        out: &StreamOut,
+        offer: String,
+        codec: VideoChoice,
+    ) -> Result<(Endpoint, String), MediaError> {
         let (gathered, gathered_rx) = mpsc::channel(1);
         let handler = Arc::new(PublisherHandler {
             gathered,
-            audio: audio.clone(),
-            video: video.clone(),
+            audio: out.audio.clone(),
+            video: out.video.clone(),
         });
         let pc = self.peer(handler, codec).await?;
         let answer = answer(&pc, offer, gathered_rx).await?;
-        Ok((Endpoint { pc }, StreamOut { audio, video }, answer))
+        Ok((Endpoint { pc }, answer))
     }
 
     /// Answers a subscriber's offer for `stream`: the answer with its candidates.
@@ -578,4 +636,45 @@ async fn answer_local(
         .await
         .map(|d| d.sdp)
         .ok_or_else(|| MediaError::Sdp("no local description".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Continuity;
+
+    fn header(seq: u16, ts: u32) -> rtc::rtp::Header {
+        rtc::rtp::Header {
+            sequence_number: seq,
+            timestamp: ts,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sequence_and_time_continue_across_a_new_source() {
+        let mut c = Continuity::default();
+        for (seq, ts) in [(100u16, 9000u32), (101, 12000)] {
+            let mut h = header(seq, ts);
+            c.apply(&mut h);
+            assert_eq!(
+                (h.sequence_number, h.timestamp),
+                (seq, ts),
+                "the first source is untouched"
+            );
+        }
+        c.rebase = true;
+        let mut h = header(65_000, 4_294_967_000);
+        c.apply(&mut h);
+        assert_eq!((h.sequence_number, h.timestamp), (102, 15_000));
+        let mut h = header(65_535, 4_294_967_295);
+        c.apply(&mut h);
+        assert_eq!(h.sequence_number, 637, "wraps like the source does");
+        let mut h = header(0, 2999);
+        c.apply(&mut h);
+        assert_eq!(h.sequence_number, 638);
+        assert_eq!(
+            h.timestamp,
+            15_000u32.wrapping_add(2999u32.wrapping_sub(4_294_967_000))
+        );
+    }
 }

@@ -85,6 +85,13 @@ async function scenario(sessionProperties, codec, options = {}) {
     assert.deepEqual(again.connections.content.map((c) => c.connectionId).sort(),
       [ids.ann, ids.bob, ids.cat].sort(), 'no duplicate participant after the reconnect');
 
+    // Media recovery (reconnectStream): bob's publisher and cat's subscription to ann get
+    // new peer connections; the others keep theirs and the media comes back.
+    await pages.bob.evaluate(() => window.ovReconnectPublisher());
+    await pages.cat.evaluate((id) => window.ovReconnectSubscriber(id), ids.ann);
+    await growing(pages.cat, 'cat after reconnectStream', [ids.ann, ids.bob]);
+    await growing(pages.ann, 'ann after bob reconnected', [ids.bob]);
+
     // Bob unpublishes: the others see his stream end; the REST view forgets it.
     await pages.bob.evaluate(() => window.ovUnpublish());
     for (const name of ['ann', 'cat']) {

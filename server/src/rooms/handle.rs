@@ -130,6 +130,8 @@ enum Command {
         oneshot::Sender<Result<(), MediaError>>,
     ),
     EndpointFor(String, String, oneshot::Sender<Option<Endpoint>>),
+    PublishedStream(String, oneshot::Sender<Option<(StreamInfo, StreamOut)>>),
+    ReplacePublisher(String, Endpoint),
 }
 
 /// A signal to send through a room.
@@ -333,6 +335,23 @@ impl RoomHandle {
     pub async fn endpoint_for(&self, id: &str, name: &str) -> Result<Option<Endpoint>, RoomGone> {
         self.ask(|r| Command::EndpointFor(id.to_owned(), name.to_owned(), r))
             .await
+    }
+
+    /// What `id` publishes, with its fan-out (for a stream reconnect).
+    pub async fn published_stream(
+        &self,
+        id: &str,
+    ) -> Result<Option<(StreamInfo, StreamOut)>, RoomGone> {
+        self.ask(|r| Command::PublishedStream(id.to_owned(), r))
+            .await
+    }
+
+    /// Gives `id`'s stream a new publisher endpoint; the old one closes.
+    pub async fn replace_publisher(&self, id: &str, endpoint: Endpoint) {
+        let command = Command::ReplacePublisher(id.to_owned(), endpoint.clone());
+        if self.tx.send(command).await.is_err() {
+            endpoint.close();
+        }
     }
 
     /// Drops expired grants and tells whether the room is garbage.
@@ -631,6 +650,17 @@ impl RoomTask {
                             .cloned()
                     };
                     let _ = r.send(endpoint);
+                }
+                Command::PublishedStream(id, r) => {
+                    let stream = self.room.participant(&id).and_then(|p| p.stream()).cloned();
+                    let out = self.publishers.get(id.as_str()).map(|(_, o)| o.clone());
+                    let _ = r.send(stream.zip(out));
+                }
+                Command::ReplacePublisher(id, endpoint) => {
+                    match self.publishers.get_mut(id.as_str()) {
+                        Some((current, _)) => std::mem::replace(current, endpoint).close(),
+                        None => endpoint.close(),
+                    }
                 }
                 Command::Sweep(now, threshold, r) => {
                     let expired = self

@@ -562,15 +562,7 @@ impl Connection {
                     .map_err(media_error)?;
                 Ok(Map::new())
             }
-            "reconnectStream" => {
-                let stream = str_param(params, "stream")?;
-                Err(RpcError(
-                    105,
-                    format!(
-                        "reconnecting stream '{stream}' is not supported yet: publish or subscribe again"
-                    ),
-                ))
-            }
+            "reconnectStream" => self.reconnect_stream(&binding, params).await,
             "unsubscribeFromVideo" => {
                 let sender = str_param(params, "sender")?;
                 binding
@@ -876,6 +868,43 @@ impl Connection {
             .map_err(media_error)?;
         Ok(obj(
             json!({ "sdpAnswer": answer, "id": id, "createdAt": created_at }),
+        ))
+    }
+
+    /// A new peer connection for a stream whose media failed: the caller's own stream (a new
+    /// publisher connection feeding the same subscribers), or one it receives.
+    async fn reconnect_stream(&mut self, binding: &Binding, params: &Value) -> Reply {
+        let stream = str_param(params, "stream")?.to_owned();
+        let own = binding
+            .room
+            .published_stream(binding.participant.as_str())
+            .await
+            .map_err(|_| RpcError(202, "session closed".into()))?
+            .filter(|(info, _)| info.id == stream);
+        let Some((info, out)) = own else {
+            let offer = params.get("sdpOffer").cloned().ok_or_else(|| {
+                RpcError(
+                    -32602,
+                    "parameter 'sdpOffer' must be a string (the browser offers)".into(),
+                )
+            })?;
+            return self
+                .receive_video_from(binding, &json!({ "sender": stream, "sdpOffer": offer }))
+                .await;
+        };
+        let offer = str_param(params, "sdpString")?.to_owned();
+        let (endpoint, answer) = self
+            .state
+            .media()
+            .republish(&out, offer, video_choice(&binding.room).await)
+            .await
+            .map_err(|e| RpcError(302, e.to_string()))?;
+        binding
+            .room
+            .replace_publisher(binding.participant.as_str(), endpoint)
+            .await;
+        Ok(obj(
+            json!({ "sdpAnswer": answer, "id": info.id, "createdAt": info.created_at }),
         ))
     }
 
