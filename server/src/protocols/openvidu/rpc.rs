@@ -149,21 +149,9 @@ fn joined_at(p: &Participant) -> i64 {
 
 /// A stream object as `joinRoom.value[].streams[]` and `participantPublished` show it.
 fn stream_json(s: &StreamInfo) -> Value {
-    let mut m = Map::new();
+    let mut m = super::wire::media_options(s);
     m.insert("id".into(), s.id.clone().into());
     m.insert("createdAt".into(), s.created_at.into());
-    m.insert("hasAudio".into(), s.has_audio.into());
-    m.insert("hasVideo".into(), s.has_video.into());
-    if s.has_audio {
-        m.insert("audioActive".into(), s.audio_active.into());
-    }
-    if s.has_video {
-        m.insert("videoActive".into(), s.video_active.into());
-        m.insert("typeOfVideo".into(), s.type_of_video.clone().into());
-        m.insert("frameRate".into(), s.frame_rate.into());
-        m.insert("videoDimensions".into(), s.video_dimensions.clone().into());
-    }
-    m.insert("filter".into(), json!({}));
     Value::Object(m)
 }
 

@@ -184,8 +184,9 @@ pub fn ice_servers_json(p: &Participant) -> Value {
         .collect()
 }
 
-/// A publisher entry of a Connection document.
-fn publisher_json(s: &crate::room::StreamInfo) -> Value {
+/// A stream's media flags as OpenVidu writes them: audio fields only with audio, video
+/// fields only with video, and an empty filter.
+pub fn media_options(s: &crate::room::StreamInfo) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("hasAudio".into(), s.has_audio.into());
     if s.has_audio {
@@ -199,7 +200,12 @@ fn publisher_json(s: &crate::room::StreamInfo) -> Value {
         m.insert("videoDimensions".into(), s.video_dimensions.clone().into());
     }
     m.insert("filter".into(), json!({}));
-    json!({ "createdAt": s.created_at, "streamId": s.id, "mediaOptions": Value::Object(m) })
+    m
+}
+
+/// A publisher entry of a Connection document.
+fn publisher_json(s: &crate::room::StreamInfo) -> Value {
+    json!({ "createdAt": s.created_at, "streamId": s.id, "mediaOptions": media_options(s) })
 }
 
 /// The Connection document, pending or active.
