@@ -19,6 +19,12 @@ async fn main() -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         settled.public_url()
     );
+    if settled.dev_tokens {
+        tracing::info!(
+            "demo page: {} (pick a room and a name)",
+            settled.public_url()
+        );
+    }
     if settled.dev_secret {
         tracing::warn!(
             "using the development secret '{}' (user OPENVIDUAPP); set OPENVIDU_SECRET before \

@@ -352,6 +352,13 @@ async fn forwarder(mut commands: mpsc::UnboundedReceiver<Forward>) {
             event = packet => match event {
                 Some(TrackRemoteEvent::OnRtpPacket(mut packet)) => {
                     continuity.apply(&mut packet.header);
+                    // Header extensions are negotiated per peer connection (their ids differ
+                    // between publisher and subscriber), so they are not forwarded; each
+                    // subscriber's sender adds its own. Without them, the copies below
+                    // share the payload and allocate nothing.
+                    packet.header.extension = false;
+                    packet.header.extensions.clear();
+                    packet.header.extensions_padding = 0;
                     let mut failed = Vec::new();
                     for (i, (out, ssrc)) in outputs.iter().enumerate() {
                         let mut copy = packet.clone();
