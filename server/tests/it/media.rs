@@ -375,3 +375,213 @@ async fn forwards_rtp_from_a_publisher_to_a_subscriber_and_tears_down() {
     let _ = subscriber.pc.close().await;
     s.stop().await;
 }
+
+/// A UDP relay between a subscriber and the server that drops one RTP packet going to the
+/// subscriber, as a lossy network would. Each side is told the other is at the relay: the
+/// subscriber's candidates point at `back`, the server's at `front`.
+struct LossyRelay {
+    front: u16,
+    back: u16,
+    server: tokio::sync::watch::Sender<Option<std::net::SocketAddr>>,
+    dropped: tokio::sync::oneshot::Receiver<u16>,
+}
+
+async fn lossy_relay(client: std::net::SocketAddr) -> LossyRelay {
+    let front = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("relay socket");
+    let back = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("relay socket");
+    let (server_tx, mut server_rx) = tokio::sync::watch::channel(None);
+    let (dropped_tx, dropped) = tokio::sync::oneshot::channel();
+    let relay = LossyRelay {
+        front: front.local_addr().expect("bound").port(),
+        back: back.local_addr().expect("bound").port(),
+        server: server_tx,
+        dropped,
+    };
+    tokio::spawn(async move {
+        let mut rtp_seen = 0u32;
+        let mut dropped_tx = Some(dropped_tx);
+        let mut a = [0u8; 2048];
+        let mut b = [0u8; 2048];
+        loop {
+            tokio::select! {
+                got = front.recv_from(&mut a) => {
+                    let Ok((n, _)) = got else { return };
+                    let server = *server_rx.borrow_and_update();
+                    if let Some(server) = server {
+                        let _ = back.send_to(&a[..n], server).await;
+                    }
+                }
+                got = back.recv_from(&mut b) => {
+                    let Ok((n, _)) = got else { return };
+                    // RTP, not RTCP, STUN or DTLS: version 2, and outside the RTCP packet
+                    // types 192-223 that RFC 5761 sets apart.
+                    let is_rtp = n > 12 && b[0] >> 6 == 2 && !(64..=95).contains(&(b[1] & 0x7f));
+                    if is_rtp {
+                        rtp_seen += 1;
+                        if rtp_seen == 30
+                            && let Some(tx) = dropped_tx.take()
+                        {
+                            let _ = tx.send(u16::from_be_bytes([b[2], b[3]]));
+                            continue;
+                        }
+                    }
+                    let _ = front.send_to(&b[..n], client).await;
+                }
+            }
+        }
+    });
+    relay
+}
+
+/// The port of the first UDP host candidate in an SDP.
+fn candidate_port(sdp: &str) -> u16 {
+    sdp.lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .find(|l| l.to_ascii_lowercase().contains(" udp "))
+        .and_then(|l| l.split_whitespace().nth(5))
+        .and_then(|p| p.parse().ok())
+        .expect("a UDP candidate")
+}
+
+#[tokio::test]
+async fn a_lost_packet_is_retransmitted_after_a_nack() {
+    let dir = TempDir::new();
+    let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
+    let sid = s.session("{}").await;
+    let mut pws = joined(&s, &sid, "PUBLISHER").await;
+    let mut publisher = Peer::new().await;
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "pub".to_owned(),
+        "pub-video".to_owned(),
+        "pub".to_owned(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(PUBLISHER_SSRC),
+                ..Default::default()
+            },
+            codec: vp8(),
+            ..Default::default()
+        }],
+    )));
+    publisher
+        .pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .expect("track added");
+    let offer = publisher.offer().await;
+    let r = rpc(
+        &mut pws,
+        1,
+        "publishVideo",
+        json!({"sdpOffer": offer, "hasAudio": false, "hasVideo": true, "doLoopback": false}),
+    )
+    .await;
+    let stream_id = r["result"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    publisher
+        .accept(r["result"]["sdpAnswer"].as_str().expect("answer"))
+        .await;
+    let sender = Arc::clone(&track);
+    let feeding = tokio::spawn(async move {
+        let mut seq: u16 = 1000;
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            ticker.tick().await;
+            seq = seq.wrapping_add(1);
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: 96,
+                    sequence_number: seq,
+                    timestamp: u32::from(seq) * 3000,
+                    ssrc: PUBLISHER_SSRC,
+                    ..Default::default()
+                },
+                payload: bytes::Bytes::from(vec![0x10, 0x00, 0x9d, 0x01, 0x2a, seq as u8]),
+            };
+            if sender.write_rtp(packet).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    // The subscriber reaches the server through a relay that loses one packet.
+    let mut sws = joined(&s, &sid, "SUBSCRIBER").await;
+    let mut subscriber = Peer::new().await;
+    subscriber
+        .pc
+        .add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("recvonly transceiver");
+    let offer = subscriber.offer().await;
+    let client_port = candidate_port(&offer);
+    let relay = lossy_relay(([127, 0, 0, 1], client_port).into()).await;
+    let offer = offer.replace(
+        &format!(" {client_port} typ"),
+        &format!(" {} typ", relay.back),
+    );
+    let r = rpc(
+        &mut sws,
+        1,
+        "receiveVideoFrom",
+        json!({"sender": stream_id, "sdpOffer": offer}),
+    )
+    .await;
+    let answer = r["result"]["sdpAnswer"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    let server_port = candidate_port(&answer);
+    relay
+        .server
+        .send(Some(([127, 0, 0, 1], server_port).into()))
+        .expect("relay running");
+    let answer = answer.replace(
+        &format!(" {server_port} typ"),
+        &format!(" {} typ", relay.front),
+    );
+    subscriber.accept(&answer).await;
+    let dropped = relay.dropped;
+    let remote = tokio::time::timeout(Duration::from_secs(15), subscriber.tracks.recv())
+        .await
+        .expect("a track within 15 s")
+        .expect("a remote track");
+    let lost = tokio::time::timeout(Duration::from_secs(15), dropped)
+        .await
+        .expect("the relay drops a packet")
+        .expect("relay running");
+    let recovered = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match remote.poll().await {
+                Some(TrackRemoteEvent::OnRtpPacket(p)) if p.header.sequence_number == lost => {
+                    return;
+                }
+                Some(_) => {}
+                None => panic!("the track ended"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        recovered.is_ok(),
+        "packet {lost} was lost on the way and came back after a NACK"
+    );
+    feeding.abort();
+    let _ = publisher.pc.close().await;
+    let _ = subscriber.pc.close().await;
+    s.stop().await;
+}
