@@ -209,6 +209,30 @@ async fn join_notify_signal_and_leave() {
         .await;
     r.assert_error(406);
 
+    // A PUBLISHER_ONLY participant may not subscribe.
+    let tp = s
+        .token(&sid, &json!({"role": "PUBLISHER_ONLY"}).to_string())
+        .await;
+    let mut po = Client::open(&s, &sid).await;
+    let po_id = po.join(&tp, &sid, "po").await["result"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = po
+        .call(
+            "receiveVideoFrom",
+            json!({"sender": "str_CAM_AAAA_con_x", "sdpOffer": "v=0"}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], 401, "{r}");
+    po.call("leaveRoom", json!({})).await;
+    for cl in [&mut a, &mut b] {
+        assert_eq!(
+            cl.note("participantLeft").await["connectionId"],
+            po_id.as_str()
+        );
+    }
+
     // Roles: a SUBSCRIBER may not publish nor force anything.
     let p = b
         .call(
@@ -266,6 +290,38 @@ async fn moderation_and_server_evictions() {
         .as_str()
         .expect("id")
         .to_owned();
+
+    // A role changed through the REST API applies at once: P is made a moderator and back.
+    let promote = s
+        .call(
+            "PATCH",
+            &format!("{API}/sessions/{sid}/connection/{p_id}"),
+            Some(r#"{"role":"MODERATOR"}"#),
+        )
+        .await;
+    assert_eq!(promote.status, 200);
+    let demote = s
+        .call(
+            "PATCH",
+            &format!("{API}/sessions/{sid}/connection/{p_id}"),
+            Some(r#"{"role":"SUBSCRIBER"}"#),
+        )
+        .await;
+    assert_eq!(demote.status, 200);
+    let r = p
+        .call("forceDisconnect", json!({"connectionId": q_id}))
+        .await;
+    assert_eq!(
+        r["error"]["code"], 401,
+        "a demoted participant may not moderate: {r}"
+    );
+    let r = p
+        .call(
+            "publishVideo",
+            json!({"sdpOffer": "v=0", "hasAudio": true, "hasVideo": true, "doLoopback": false}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], 401, "nor publish: {r}");
 
     // A moderator forces P out: everyone hears participantLeft, P hears its own eviction.
     let r = m

@@ -37,6 +37,8 @@ const VERSION: &str = "2.32.2";
 struct Binding {
     room: RoomHandle,
     participant: ParticipantId,
+    /// The role at join time; permission checks read the current one (`current_role`), since
+    /// the REST API may change it.
     role: Role,
     /// Bumped on every socket that takes the session over, so a stale grace timer knows.
     epoch: u64,
@@ -193,6 +195,17 @@ async fn video_choice(room: &RoomHandle) -> VideoChoice {
         Ok(VideoCodec::Vp9) => VideoChoice::Vp9,
         _ => VideoChoice::Vp8,
     }
+}
+
+/// The participant's role now (the REST API may have changed it since the join).
+async fn current_role(binding: &Binding) -> Role {
+    binding
+        .room
+        .snapshot(false)
+        .await
+        .ok()
+        .and_then(|r| r.participant(binding.participant.as_str()).map(|p| p.role))
+        .unwrap_or(binding.role)
 }
 
 fn media_error(e: RoomMediaError) -> RpcError {
@@ -804,7 +817,7 @@ impl Connection {
     }
 
     async fn publish_video(&mut self, binding: &Binding, params: &Value) -> Reply {
-        if !binding.role.can_publish() {
+        if !current_role(binding).await.can_publish() {
             return Err(RpcError(401, "a SUBSCRIBER may not publish".into()));
         }
         let offer = str_param(params, "sdpOffer")?.to_owned();
