@@ -585,3 +585,147 @@ async fn a_lost_packet_is_retransmitted_after_a_nack() {
     let _ = subscriber.pc.close().await;
     s.stop().await;
 }
+
+/// Publishes `PUBLISHER_SSRC` packets forever on a fresh publisher peer; returns the peer,
+/// the stream id and the feeding task.
+async fn start_publishing(ws: &mut Ws, id: u64) -> (Peer, String, tokio::task::JoinHandle<()>) {
+    let mut publisher = Peer::new().await;
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "pub".to_owned(),
+        "pub-video".to_owned(),
+        "pub".to_owned(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(PUBLISHER_SSRC),
+                ..Default::default()
+            },
+            codec: vp8(),
+            ..Default::default()
+        }],
+    )));
+    publisher
+        .pc
+        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+        .await
+        .expect("track added");
+    let offer = publisher.offer().await;
+    let r = rpc(
+        ws,
+        id,
+        "publishVideo",
+        json!({"sdpOffer": offer, "hasAudio": false, "hasVideo": true, "doLoopback": false}),
+    )
+    .await;
+    let stream_id = r["result"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    publisher
+        .accept(r["result"]["sdpAnswer"].as_str().expect("answer"))
+        .await;
+    let feeding = tokio::spawn(async move {
+        let mut seq: u16 = 0;
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            ticker.tick().await;
+            seq = seq.wrapping_add(1);
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::Header {
+                    version: 2,
+                    payload_type: 96,
+                    sequence_number: seq,
+                    timestamp: u32::from(seq) * 3000,
+                    ssrc: PUBLISHER_SSRC,
+                    ..Default::default()
+                },
+                payload: bytes::Bytes::from_static(&[0x10, 0x00, 0x9d, 0x01, 0x2a]),
+            };
+            if track.write_rtp(packet).await.is_err() {
+                return;
+            }
+        }
+    });
+    (publisher, stream_id, feeding)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_subscribe_cycles_leave_no_tasks_behind() {
+    let dir = TempDir::new();
+    let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
+    let sid = s.session("{}").await;
+    let mut pws = joined(&s, &sid, "PUBLISHER").await;
+    let mut sws = joined(&s, &sid, "SUBSCRIBER").await;
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let mut baseline = None;
+    for cycle in 0..3u64 {
+        let (publisher, stream_id, feeding) = start_publishing(&mut pws, 10 + cycle * 2).await;
+        let mut subscriber = Peer::new().await;
+        subscriber
+            .pc
+            .add_transceiver_from_kind(
+                RtpCodecKind::Video,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .expect("recvonly transceiver");
+        let offer = subscriber.offer().await;
+        let r = rpc(
+            &mut sws,
+            10 + cycle,
+            "receiveVideoFrom",
+            json!({"sender": stream_id, "sdpOffer": offer}),
+        )
+        .await;
+        subscriber
+            .accept(
+                r["result"]["sdpAnswer"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{r}")),
+            )
+            .await;
+        let remote = subscriber.tracks.recv().await.expect("a remote track");
+        let mut got = 0;
+        while got < 5 {
+            if let Some(TrackRemoteEvent::OnRtpPacket(_)) = remote.poll().await {
+                got += 1;
+            }
+        }
+        drop(remote);
+        let r = rpc(&mut pws, 11 + cycle * 2, "unpublishVideo", json!({})).await;
+        assert!(r.get("result").is_some(), "{r}");
+        feeding.abort();
+        let _ = publisher.pc.close().await;
+        let _ = subscriber.pc.close().await;
+        drop(publisher);
+        drop(subscriber);
+        // Wait until the task count settles; the first cycle sets the baseline.
+        let settled = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut last = alive();
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let now = alive();
+                if now == last && baseline.is_none_or(|b| now <= b) {
+                    return now;
+                }
+                last = now;
+            }
+        })
+        .await;
+        let now = settled.unwrap_or_else(|_| {
+            panic!(
+                "tasks still alive after cycle {cycle}: {} (baseline {baseline:?})",
+                alive()
+            )
+        });
+        baseline.get_or_insert(now);
+    }
+    s.stop().await;
+}
