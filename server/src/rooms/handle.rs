@@ -36,6 +36,10 @@ pub enum Notice {
         /// Why.
         reason: String,
     },
+    /// The receiver's role was changed through the server API.
+    RoleChanged(Role),
+    /// Whether the receiver's streams are recorded was changed through the server API.
+    RecordChanged(bool),
     /// A signal for the receiver.
     Signal {
         /// The sender, or `None` for the server API.
@@ -537,7 +541,21 @@ impl RoomTask {
                     let _ = r.send(self.room.grant(p));
                 }
                 Command::Update(id, role, record, r) => {
-                    let _ = r.send(self.room.update(&id, role, record).cloned());
+                    let before = self.room.participant(&id).map(|p| (p.role, p.record));
+                    let result = self.room.update(&id, role, record).cloned();
+                    if let (Some((old_role, old_record)), Ok(p)) = (before, &result) {
+                        let mut changes = Vec::new();
+                        if p.role != old_role {
+                            changes.push(Notice::RoleChanged(p.role));
+                        }
+                        if p.record != old_record {
+                            changes.push(Notice::RecordChanged(p.record));
+                        }
+                        for notice in changes {
+                            self.send(&p.id, &Arc::new(notice));
+                        }
+                    }
+                    let _ = r.send(result);
                 }
                 Command::Join(id, now, info, sink, r) => {
                     let before = self.active_ids();

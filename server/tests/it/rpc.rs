@@ -300,6 +300,11 @@ async fn moderation_and_server_evictions() {
         )
         .await;
     assert_eq!(promote.status, 200);
+    let changed = p.note("connectionPropertyChanged").await;
+    assert_eq!(
+        changed,
+        json!({"property": "role", "newValue": "MODERATOR"})
+    );
     let demote = s
         .call(
             "PATCH",

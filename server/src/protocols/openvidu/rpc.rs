@@ -392,6 +392,14 @@ impl Connection {
                             "property": property, "newValue": new_value, "reason": reason }),
                 )
             }
+            Notice::RoleChanged(role) => notification(
+                "connectionPropertyChanged",
+                json!({ "property": "role", "newValue": super::wire::WireEnum::name(*role) }),
+            ),
+            Notice::RecordChanged(record) => notification(
+                "connectionPropertyChanged",
+                json!({ "property": "record", "newValue": record.to_string() }),
+            ),
             Notice::Signal { from, kind, data } => {
                 let mut params = Map::new();
                 if let Some(d) = data {
