@@ -509,6 +509,13 @@ async fn bad_frames_get_errors_and_others_are_unaffected() {
         a.call("unpublishVideo", json!({})).await["error"]["code"],
         105
     );
+    let r = a
+        .call(
+            "streamPropertyChanged",
+            json!({"streamId": "x", "property": "<script>", "newValue": true, "reason": "x"}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
 
     // A flood closes that socket only.
     let mut flood = Client::open(&s, &sid).await;

@@ -172,7 +172,12 @@ fn stream_id(type_of_video: Option<&str>, connection: &str) -> String {
     use rand::Rng;
     use rand::distr::{Alphanumeric, SampleString};
     let kind: String = match type_of_video {
-        Some(t) => t.chars().take(3).collect::<String>().to_uppercase(),
+        Some(t) => t
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(3)
+            .collect::<String>()
+            .to_ascii_uppercase(),
         None => "MIC".to_owned(),
     };
     let mut rng = rand::rng();
@@ -549,6 +554,19 @@ impl Connection {
             }
             "streamPropertyChanged" => {
                 let property = str_param(params, "property")?;
+                const PROPERTIES: &[&str] = &[
+                    "audioActive",
+                    "videoActive",
+                    "videoDimensions",
+                    "videoTrack",
+                    "audioTrack",
+                ];
+                if !PROPERTIES.contains(&property) {
+                    return Err(RpcError(
+                        -32602,
+                        format!("unknown stream property '{property}'"),
+                    ));
+                }
                 let reason = params
                     .get("reason")
                     .and_then(Value::as_str)
