@@ -183,43 +183,7 @@ async fn forwards_rtp_from_a_publisher_to_a_subscriber_and_tears_down() {
 
     // The publisher sends one VP8 track.
     let mut pws = joined(&s, &sid, "PUBLISHER").await;
-    let mut publisher = Peer::new().await;
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "pub".to_owned(),
-        "pub-video".to_owned(),
-        "pub".to_owned(),
-        RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(PUBLISHER_SSRC),
-                ..Default::default()
-            },
-            codec: vp8(),
-            ..Default::default()
-        }],
-    )));
-    publisher
-        .pc
-        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-        .await
-        .expect("track added");
-    let offer = publisher.offer().await;
-    let r = rpc(
-        &mut pws,
-        1,
-        "publishVideo",
-        json!({"sdpOffer": offer, "hasAudio": false, "hasVideo": true,
-        "videoActive": true, "typeOfVideo": "CAMERA", "frameRate": 30,
-        "videoDimensions": "{\"width\":640,\"height\":480}", "doLoopback": false}),
-    )
-    .await;
-    let stream_id = r["result"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{r}"))
-        .to_owned();
-    publisher
-        .accept(r["result"]["sdpAnswer"].as_str().expect("answer"))
-        .await;
+    let (publisher, track, stream_id, feeding) = start_publishing(&mut pws, 1).await;
 
     // Keyframe requests reaching the publisher's application.
     let (plis_tx, mut plis) = mpsc::unbounded_channel();
@@ -236,47 +200,9 @@ async fn forwards_rtp_from_a_publisher_to_a_subscriber_and_tears_down() {
         }
     });
 
-    // Packets go out continuously until the test ends.
-    let sender = Arc::clone(&track);
-    let feeding = tokio::spawn(async move {
-        let mut seq: u16 = 0;
-        let mut ticker = tokio::time::interval(Duration::from_millis(10));
-        loop {
-            ticker.tick().await;
-            seq = seq.wrapping_add(1);
-            let packet = rtc::rtp::Packet {
-                header: rtc::rtp::Header {
-                    version: 2,
-                    marker: true,
-                    payload_type: 96,
-                    sequence_number: seq,
-                    timestamp: u32::from(seq) * 3000,
-                    ssrc: PUBLISHER_SSRC,
-                    ..Default::default()
-                },
-                payload: bytes::Bytes::from(vec![0x10, 0x00, 0x9d, 0x01, 0x2a, seq as u8]),
-            };
-            if sender.write_rtp(packet).await.is_err() {
-                return;
-            }
-        }
-    });
-
     // The subscriber receives it.
     let mut sws = joined(&s, &sid, "SUBSCRIBER").await;
-    let mut subscriber = Peer::new().await;
-    subscriber
-        .pc
-        .add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                ..Default::default()
-            }),
-        )
-        .await
-        .expect("recvonly transceiver");
-    let offer = subscriber.offer().await;
+    let (mut subscriber, offer) = subscriber_offer().await;
     let r = rpc(
         &mut sws,
         1,
@@ -350,7 +276,7 @@ async fn forwards_rtp_from_a_publisher_to_a_subscriber_and_tears_down() {
         .map(|x| x["subscribers"].as_array().map_or(0, Vec::len))
         .sum();
     assert_eq!(subs, 1);
-    let r = rpc(&mut pws, 2, "unpublishVideo", json!({})).await;
+    let r = rpc(&mut pws, 3, "unpublishVideo", json!({})).await;
     assert!(r.get("result").is_some(), "{r}");
     let closed = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
@@ -453,81 +379,11 @@ async fn a_lost_packet_is_retransmitted_after_a_nack() {
     let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
     let sid = s.session("{}").await;
     let mut pws = joined(&s, &sid, "PUBLISHER").await;
-    let mut publisher = Peer::new().await;
-    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "pub".to_owned(),
-        "pub-video".to_owned(),
-        "pub".to_owned(),
-        RtpCodecKind::Video,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(PUBLISHER_SSRC),
-                ..Default::default()
-            },
-            codec: vp8(),
-            ..Default::default()
-        }],
-    )));
-    publisher
-        .pc
-        .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-        .await
-        .expect("track added");
-    let offer = publisher.offer().await;
-    let r = rpc(
-        &mut pws,
-        1,
-        "publishVideo",
-        json!({"sdpOffer": offer, "hasAudio": false, "hasVideo": true, "doLoopback": false}),
-    )
-    .await;
-    let stream_id = r["result"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{r}"))
-        .to_owned();
-    publisher
-        .accept(r["result"]["sdpAnswer"].as_str().expect("answer"))
-        .await;
-    let sender = Arc::clone(&track);
-    let feeding = tokio::spawn(async move {
-        let mut seq: u16 = 1000;
-        let mut ticker = tokio::time::interval(Duration::from_millis(10));
-        loop {
-            ticker.tick().await;
-            seq = seq.wrapping_add(1);
-            let packet = rtc::rtp::Packet {
-                header: rtc::rtp::Header {
-                    version: 2,
-                    marker: true,
-                    payload_type: 96,
-                    sequence_number: seq,
-                    timestamp: u32::from(seq) * 3000,
-                    ssrc: PUBLISHER_SSRC,
-                    ..Default::default()
-                },
-                payload: bytes::Bytes::from(vec![0x10, 0x00, 0x9d, 0x01, 0x2a, seq as u8]),
-            };
-            if sender.write_rtp(packet).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (publisher, _, stream_id, feeding) = start_publishing(&mut pws, 1).await;
 
     // The subscriber reaches the server through a relay that loses one packet.
     let mut sws = joined(&s, &sid, "SUBSCRIBER").await;
-    let mut subscriber = Peer::new().await;
-    subscriber
-        .pc
-        .add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                ..Default::default()
-            }),
-        )
-        .await
-        .expect("recvonly transceiver");
-    let offer = subscriber.offer().await;
+    let (mut subscriber, offer) = subscriber_offer().await;
     let client_port = candidate_port(&offer);
     let relay = lossy_relay(([127, 0, 0, 1], client_port).into()).await;
     let offer = offer.replace(
@@ -586,9 +442,17 @@ async fn a_lost_packet_is_retransmitted_after_a_nack() {
     s.stop().await;
 }
 
-/// Publishes `PUBLISHER_SSRC` packets forever on a fresh publisher peer; returns the peer,
-/// the stream id and the feeding task.
-async fn start_publishing(ws: &mut Ws, id: u64) -> (Peer, String, tokio::task::JoinHandle<()>) {
+/// Publishes `PUBLISHER_SSRC` packets (a VP8-like payload every 10 ms) on a fresh publisher
+/// peer; returns the peer, its track, the stream id and the feeding task.
+async fn start_publishing(
+    ws: &mut Ws,
+    id: u64,
+) -> (
+    Peer,
+    Arc<TrackLocalStaticRTP>,
+    String,
+    tokio::task::JoinHandle<()>,
+) {
     let mut publisher = Peer::new().await;
     let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         "pub".to_owned(),
@@ -624,6 +488,7 @@ async fn start_publishing(ws: &mut Ws, id: u64) -> (Peer, String, tokio::task::J
     publisher
         .accept(r["result"]["sdpAnswer"].as_str().expect("answer"))
         .await;
+    let sender = Arc::clone(&track);
     let feeding = tokio::spawn(async move {
         let mut seq: u16 = 0;
         let mut ticker = tokio::time::interval(Duration::from_millis(10));
@@ -633,6 +498,7 @@ async fn start_publishing(ws: &mut Ws, id: u64) -> (Peer, String, tokio::task::J
             let packet = rtc::rtp::Packet {
                 header: rtc::rtp::Header {
                     version: 2,
+                    marker: true,
                     payload_type: 96,
                     sequence_number: seq,
                     timestamp: u32::from(seq) * 3000,
@@ -641,12 +507,30 @@ async fn start_publishing(ws: &mut Ws, id: u64) -> (Peer, String, tokio::task::J
                 },
                 payload: bytes::Bytes::from_static(&[0x10, 0x00, 0x9d, 0x01, 0x2a]),
             };
-            if track.write_rtp(packet).await.is_err() {
+            if sender.write_rtp(packet).await.is_err() {
                 return;
             }
         }
     });
-    (publisher, stream_id, feeding)
+    (publisher, track, stream_id, feeding)
+}
+
+/// A subscriber peer with one recvonly video transceiver, and its offer.
+async fn subscriber_offer() -> (Peer, String) {
+    let mut subscriber = Peer::new().await;
+    subscriber
+        .pc
+        .add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("recvonly transceiver");
+    let offer = subscriber.offer().await;
+    (subscriber, offer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -663,20 +547,8 @@ async fn publish_subscribe_cycles_leave_no_tasks_behind() {
     };
     let mut baseline = None;
     for cycle in 0..3u64 {
-        let (publisher, stream_id, feeding) = start_publishing(&mut pws, 10 + cycle * 2).await;
-        let mut subscriber = Peer::new().await;
-        subscriber
-            .pc
-            .add_transceiver_from_kind(
-                RtpCodecKind::Video,
-                Some(RTCRtpTransceiverInit {
-                    direction: RTCRtpTransceiverDirection::Recvonly,
-                    ..Default::default()
-                }),
-            )
-            .await
-            .expect("recvonly transceiver");
-        let offer = subscriber.offer().await;
+        let (publisher, _, stream_id, feeding) = start_publishing(&mut pws, 10 + cycle * 2).await;
+        let (mut subscriber, offer) = subscriber_offer().await;
         let r = rpc(
             &mut sws,
             10 + cycle,
