@@ -305,6 +305,34 @@ async fn moderation_and_server_evictions() {
         changed,
         json!({"property": "role", "newValue": "MODERATOR"})
     );
+    // As a moderator now, P may force someone out.
+    let tr = s.token(&sid, &json!({}).to_string()).await;
+    let mut r_client = Client::open(&s, &sid).await;
+    let r_id = r_client.join(&tr, &sid, "r").await["result"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = p
+        .call("forceDisconnect", json!({"connectionId": r_id}))
+        .await;
+    assert!(
+        r.get("result").is_some(),
+        "a promoted participant may moderate: {r}"
+    );
+    assert_eq!(
+        r_client.note("participantEvicted").await["connectionId"],
+        r_id.as_str()
+    );
+    for cl in [&mut m, &mut p, &mut q] {
+        assert_eq!(
+            cl.note("participantLeft").await["connectionId"],
+            r_id.as_str()
+        );
+        assert_eq!(
+            cl.note("participantEvicted").await["connectionId"],
+            r_id.as_str()
+        );
+    }
     let demote = s
         .call(
             "PATCH",

@@ -514,7 +514,7 @@ impl Connection {
             "sendMessage" => self.send_message(&binding, params).await,
             "forceDisconnect" => self.force_disconnect(&binding, params).await,
             "forceUnpublish" => {
-                if !binding.role.can_moderate() {
+                if !current_role(&binding).await.can_moderate() {
                     return Err(RpcError(
                         401,
                         "only a MODERATOR may force an unpublish".into(),
@@ -967,7 +967,7 @@ impl Connection {
     }
 
     async fn force_disconnect(&mut self, binding: &Binding, params: &Value) -> Reply {
-        if !binding.role.can_moderate() {
+        if !current_role(binding).await.can_moderate() {
             return Err(RpcError(
                 401,
                 "only a MODERATOR may force a disconnect".into(),
