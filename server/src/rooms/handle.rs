@@ -391,6 +391,16 @@ impl RoomTask {
         }
     }
 
+    /// Sends `notice` to every participant in the room but `except`.
+    fn send_to_active(&mut self, notice: Notice, except: Option<&ParticipantId>) {
+        let notice = Arc::new(notice);
+        for to in self.active_ids() {
+            if except != Some(&to) {
+                self.send(&to, &notice);
+            }
+        }
+    }
+
     /// Tells each participant concerned what `events` did; `before` is who was in the room
     /// before them.
     fn deliver(&mut self, before: &[ParticipantId], events: &[RoomEvent]) {
@@ -400,18 +410,11 @@ impl RoomTask {
                     let Some(p) = self.room.participant(id.as_str()) else {
                         continue;
                     };
-                    let notice = Arc::new(Notice::Joined(Box::new(p.clone())));
-                    for to in self.active_ids() {
-                        if &to != id {
-                            self.send(&to, &notice);
-                        }
-                    }
+                    let notice = Notice::Joined(Box::new(p.clone()));
+                    self.send_to_active(notice, Some(id));
                 }
                 RoomEvent::ParticipantLeft(id, reason) => {
-                    let notice = Arc::new(Notice::Left(id.clone(), *reason));
-                    for to in self.active_ids() {
-                        self.send(&to, &notice);
-                    }
+                    self.send_to_active(Notice::Left(id.clone(), *reason), None);
                 }
                 RoomEvent::ParticipantEvicted(id, reason) => {
                     let notice = Arc::new(Notice::Evicted(id.clone(), *reason));
@@ -438,21 +441,13 @@ impl RoomTask {
                     let Some(p) = self.room.participant(id.as_str()) else {
                         continue;
                     };
-                    let notice = Arc::new(Notice::Published(Box::new(p.clone())));
-                    for to in self.active_ids() {
-                        if &to != id {
-                            self.send(&to, &notice);
-                        }
-                    }
+                    let notice = Notice::Published(Box::new(p.clone()));
+                    self.send_to_active(notice, Some(id));
                 }
                 RoomEvent::StreamUnpublished(id, reason) => {
-                    let notice = Arc::new(Notice::Unpublished(id.clone(), *reason));
-                    let forced = *reason != EndReason::Unpublish;
-                    for to in self.active_ids() {
-                        if forced || &to != id {
-                            self.send(&to, &notice);
-                        }
-                    }
+                    // A forced unpublish is news to the owner too.
+                    let except = (*reason == EndReason::Unpublish).then_some(id);
+                    self.send_to_active(Notice::Unpublished(id.clone(), *reason), except);
                 }
                 RoomEvent::StreamChanged {
                     participant,
@@ -466,18 +461,14 @@ impl RoomTask {
                         .and_then(|p| p.stream())
                         .map(|s| s.id.clone())
                         .unwrap_or_default();
-                    let notice = Arc::new(Notice::StreamChanged {
+                    let notice = Notice::StreamChanged {
                         participant: participant.clone(),
                         stream,
                         property: property.clone(),
                         value: value.clone(),
                         reason: reason.clone(),
-                    });
-                    for to in self.active_ids() {
-                        if &to != participant {
-                            self.send(&to, &notice);
-                        }
-                    }
+                    };
+                    self.send_to_active(notice, Some(participant));
                 }
                 RoomEvent::ParticipantGranted(_)
                 | RoomEvent::GrantRevoked(_)
