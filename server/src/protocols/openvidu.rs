@@ -1,5 +1,6 @@
 //! The OpenVidu 2.x adapter: the REST API (`/openvidu/api`, and the legacy paths) with its
-//! JSON shapes, identifiers, token URLs and error table.
+//! JSON shapes, identifiers, token URLs and error table; the JSON-RPC signaling at
+//! `/openvidu`; the client half the Node SDK uses; the demo page.
 
 mod body;
 pub mod client;
