@@ -78,11 +78,17 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_TOKEN_TTL", default_value_t = 86_400)]
     pub token_ttl: u64,
 
-    /// UDP ports for media, `MIN-MAX` (each peer connection takes one); absent: any free port.
+    /// The one UDP port every peer connection shares (open it in the firewall); absent: a
+    /// free port chosen at start and printed.
+    #[arg(long, env = "CAMERATA_UDP_PORT")]
+    pub udp_port: Option<u16>,
+
+    /// UDP ports the media socket may take, `MIN-MAX`: the first free one is used, and every
+    /// peer connection shares it. Not with CAMERATA_UDP_PORT.
     #[arg(long, env = "CAMERATA_UDP_PORT_RANGE")]
     pub udp_port_range: Option<String>,
 
-    /// Also offer ICE over TCP (passive candidates, from the same port range), for networks
+    /// Also offer ICE over TCP (a passive candidate on the media port number), for networks
     /// that block UDP.
     #[arg(long, env = "CAMERATA_ICE_TCP", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub ice_tcp: bool,
@@ -246,8 +252,11 @@ pub struct Settled {
     pub forced_video_codec: crate::room::VideoCodec,
     /// Whether the development token endpoint is served.
     pub dev_tokens: bool,
-    /// The media port range, checked.
-    pub udp_port_range: Option<(u16, u16)>,
+    /// The ports the media socket may take, inclusive (`(0, 0)`: any free port).
+    pub media_ports: (u16, u16),
+    /// The address announced in media candidates: the public IP, the resolved public
+    /// domain, or the bind address.
+    pub announced_ip: std::net::IpAddr,
 }
 
 impl Settled {
@@ -382,6 +391,40 @@ impl Config {
                 })?)
             }
         };
+        let media_ports = match (self.udp_port, udp_port_range) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "CAMERATA_UDP_PORT",
+                    message: "set CAMERATA_UDP_PORT or CAMERATA_UDP_PORT_RANGE, not both".into(),
+                });
+            }
+            (Some(port), None) => (port, port),
+            (None, Some(range)) => range,
+            (None, None) => (0, 0),
+        };
+        let announced_ip = match public_host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(public_host.as_str(), 0))
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .map(|a| a.ip())
+                .or_else(|| {
+                    // Unresolvable here (no DNS on this host): the bind address, when it is one.
+                    (!self.bind.is_unspecified()).then(|| {
+                        tracing::warn!(
+                            "'{public_host}' does not resolve; media candidates announce {}",
+                            self.bind
+                        );
+                        self.bind
+                    })
+                })
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "OPENVIDU_DOMAIN_OR_PUBLIC_IP",
+                    message: format!(
+                        "'{public_host}' does not resolve to an address to announce for media"
+                    ),
+                })?,
+        };
         let dev_tokens = self.dev_tokens.unwrap_or(loopback);
         if dev_tokens && !loopback {
             tracing::warn!(
@@ -391,7 +434,8 @@ impl Config {
         }
         Ok(Settled {
             dev_tokens,
-            udp_port_range,
+            media_ports,
+            announced_ip,
             config: self,
             secret,
             dev_secret,

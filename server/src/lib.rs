@@ -84,7 +84,7 @@ pub async fn run_with_ready(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: tokio::sync::oneshot::Sender<Result<(), String>>,
 ) -> anyhow::Result<()> {
-    let (rooms, tls) = match prepare(&settled).await {
+    let (rooms, tls, media) = match prepare(&settled).await {
         Ok(prepared) => {
             let _ = ready.send(Ok(()));
             prepared
@@ -98,6 +98,7 @@ pub async fn run_with_ready(
     let app = protocols::openvidu::router(protocols::openvidu::RestState::new(
         rooms.clone(),
         settled.clone(),
+        media,
         stop_rx.clone(),
     ));
 
@@ -141,10 +142,14 @@ pub async fn run_with_ready(
     served
 }
 
-/// Opens the store and loads the rooms; prepares TLS.
+/// Opens the store and loads the rooms; prepares TLS; binds the media sockets.
 async fn prepare(
     settled: &Settled,
-) -> anyhow::Result<(rooms::Rooms, Option<axum_server::tls_rustls::RustlsConfig>)> {
+) -> anyhow::Result<(
+    rooms::Rooms,
+    Option<axum_server::tls_rustls::RustlsConfig>,
+    media::Media,
+)> {
     if let Some(dir) = settled
         .database_url
         .strip_prefix("sqlite://")
@@ -159,7 +164,24 @@ async fn prepare(
         .with_context(|| format!("cannot open database {}", redact(&settled.database_url)))?;
     let rooms = rooms::Rooms::load(store, settled.config.lifetimes()).await?;
     let tls = tls::acceptor(settled).await?;
-    Ok((rooms, tls))
+    let (min, max) = settled.media_ports;
+    let media = media::Media::start(media::MediaConfig {
+        bind_ip: settled.config.bind,
+        announced_ip: settled.announced_ip,
+        ports: settled.media_ports,
+        ice_tcp: settled.config.ice_tcp,
+    })
+    .with_context(|| format!("cannot bind the media port (UDP {min}-{max})"))?;
+    tracing::info!(
+        "media: UDP {}{}",
+        media.udp_addr(),
+        if media.tcp_addr().is_some() {
+            " (and ICE-TCP on the same port)"
+        } else {
+            ""
+        }
+    );
+    Ok((rooms, tls, media))
 }
 
 /// A database URL with any password blanked, for messages.

@@ -3,7 +3,7 @@
 // with fake camera and microphone. Two PUBLISHERs and a SUBSCRIBER; each receives every
 // other publisher's video (frames decoded grow) and audio (packets received grow); mutes
 // reach the others; a dropped signaling socket does not stop media; unpublishing is seen; the
-// REST view lists publishers and subscribers.
+// REST view lists publishers and subscribers; every peer connection uses the one media port.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { scenario } = require('./scenario');
@@ -16,12 +16,12 @@ test('the same with forcedVideoCodec H264', async () => {
   await scenario({ customSessionId: 'media-h264', forcedVideoCodec: 'H264' }, 'video/H264');
 });
 
-test('media ports come from CAMERATA_UDP_PORT_RANGE', async () => {
-  await scenario({ customSessionId: 'media-ports' }, 'video/VP8', {
-    serverArgs: ['--udp-port-range', '41000-41040'],
+test('every peer connection shares the one UDP port of CAMERATA_UDP_PORT', async () => {
+  await scenario({ customSessionId: 'media-port' }, 'video/VP8', {
+    serverArgs: ['--udp-port', '41000'],
     check: (s) => {
-      assert.ok(s.ports.length > 0, 'a selected candidate pair');
-      for (const p of s.ports) assert.ok(p >= 41000 && p <= 41040, `port ${p} in range`);
+      assert.ok(s.ports.length >= 2, `several subscriptions, each with a selected pair: ${s.ports}`);
+      assert.deepEqual([...new Set(s.ports)], [41000]);
     },
   });
 });

@@ -109,12 +109,24 @@ impl Peer {
             .sdp
     }
 
-    async fn accept(&mut self, answer: &str) {
+    /// Takes the server's answer and the candidates it trickled after it.
+    async fn accept(&mut self, answer: &str, candidates: &[String]) {
         let answer = RTCSessionDescription::answer(answer.to_owned()).expect("an SDP answer");
         self.pc
             .set_remote_description(answer)
             .await
             .expect("remote answer");
+        for candidate in candidates {
+            self.pc
+                .add_ice_candidate(webrtc::peer_connection::RTCIceCandidateInit {
+                    candidate: candidate.clone(),
+                    sdp_mid: Some("0".to_owned()),
+                    sdp_mline_index: Some(0),
+                    ..Default::default()
+                })
+                .await
+                .expect("the server's candidate");
+        }
         loop {
             match self.state.recv().await.expect("state changes") {
                 RTCPeerConnectionState::Connected => return,
@@ -143,6 +155,39 @@ async fn rpc(ws: &mut Ws, id: u64, method: &str, params: Value) -> Value {
             let v: Value = serde_json::from_str(&t).expect("JSON");
             if v.get("id") == Some(&json!(id)) {
                 return v;
+            }
+        }
+    }
+}
+
+/// A media request: its reply, then the server's UDP candidate, which it trickles as an
+/// `iceCandidate` notification right after the reply (the answer carries none).
+async fn media_rpc(ws: &mut Ws, id: u64, method: &str, params: Value) -> (Value, Vec<String>) {
+    let reply = rpc(ws, id, method, params).await;
+    if reply.get("result").is_none() {
+        return (reply, Vec::new());
+    }
+    assert!(
+        !reply["result"]["sdpAnswer"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a=candidate"),
+        "the answer carries no candidates: {reply}"
+    );
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("a candidate within 15 s")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).expect("JSON");
+            if v["method"] == "iceCandidate" {
+                let candidate = v["params"]["candidate"].as_str().expect("candidate");
+                assert!(v["params"]["senderConnectionId"].is_string(), "{v}");
+                if candidate.to_ascii_lowercase().contains(" udp ") {
+                    return (reply, vec![candidate.to_owned()]);
+                }
             }
         }
     }
@@ -203,7 +248,7 @@ async fn forwards_rtp_from_a_publisher_to_a_subscriber_and_tears_down() {
     // The subscriber receives it.
     let mut sws = joined(&s, &sid, "SUBSCRIBER").await;
     let (mut subscriber, offer) = subscriber_offer().await;
-    let r = rpc(
+    let (r, candidates) = media_rpc(
         &mut sws,
         1,
         "receiveVideoFrom",
@@ -215,6 +260,7 @@ async fn forwards_rtp_from_a_publisher_to_a_subscriber_and_tears_down() {
             r["result"]["sdpAnswer"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{r}")),
+            &candidates,
         )
         .await;
     let remote = tokio::time::timeout(Duration::from_secs(15), subscriber.tracks.recv())
@@ -390,7 +436,7 @@ async fn a_lost_packet_is_retransmitted_after_a_nack() {
         &format!(" {client_port} typ"),
         &format!(" {} typ", relay.back),
     );
-    let r = rpc(
+    let (r, candidates) = media_rpc(
         &mut sws,
         1,
         "receiveVideoFrom",
@@ -401,16 +447,16 @@ async fn a_lost_packet_is_retransmitted_after_a_nack() {
         .as_str()
         .unwrap_or_else(|| panic!("{r}"))
         .to_owned();
-    let server_port = candidate_port(&answer);
+    let server_port = candidate_port(&format!("a={}", candidates[0]));
     relay
         .server
         .send(Some(([127, 0, 0, 1], server_port).into()))
         .expect("relay running");
-    let answer = answer.replace(
+    let candidates = vec![candidates[0].replace(
         &format!(" {server_port} typ"),
         &format!(" {} typ", relay.front),
-    );
-    subscriber.accept(&answer).await;
+    )];
+    subscriber.accept(&answer, &candidates).await;
     let dropped = relay.dropped;
     let remote = tokio::time::timeout(Duration::from_secs(15), subscriber.tracks.recv())
         .await
@@ -453,6 +499,30 @@ async fn start_publishing(
     String,
     tokio::task::JoinHandle<()>,
 ) {
+    let (mut publisher, track, offer) = publisher_offer().await;
+    let (r, candidates) = media_rpc(
+        ws,
+        id,
+        "publishVideo",
+        json!({"sdpOffer": offer, "hasAudio": false, "hasVideo": true, "doLoopback": false}),
+    )
+    .await;
+    let stream_id = r["result"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    publisher
+        .accept(
+            r["result"]["sdpAnswer"].as_str().expect("answer"),
+            &candidates,
+        )
+        .await;
+    let feeding = feed(Arc::clone(&track));
+    (publisher, track, stream_id, feeding)
+}
+
+/// A publisher peer with one VP8 track of `PUBLISHER_SSRC`, and its offer.
+async fn publisher_offer() -> (Peer, Arc<TrackLocalStaticRTP>, String) {
     let mut publisher = Peer::new().await;
     let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         "pub".to_owned(),
@@ -474,22 +544,12 @@ async fn start_publishing(
         .await
         .expect("track added");
     let offer = publisher.offer().await;
-    let r = rpc(
-        ws,
-        id,
-        "publishVideo",
-        json!({"sdpOffer": offer, "hasAudio": false, "hasVideo": true, "doLoopback": false}),
-    )
-    .await;
-    let stream_id = r["result"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{r}"))
-        .to_owned();
-    publisher
-        .accept(r["result"]["sdpAnswer"].as_str().expect("answer"))
-        .await;
-    let sender = Arc::clone(&track);
-    let feeding = tokio::spawn(async move {
+    (publisher, track, offer)
+}
+
+/// Sends a VP8-like packet every 10 ms on `sender` until it fails or is aborted.
+fn feed(sender: Arc<TrackLocalStaticRTP>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         let mut seq: u16 = 0;
         let mut ticker = tokio::time::interval(Duration::from_millis(10));
         loop {
@@ -511,8 +571,7 @@ async fn start_publishing(
                 return;
             }
         }
-    });
-    (publisher, track, stream_id, feeding)
+    })
 }
 
 /// A subscriber peer with one recvonly video transceiver, and its offer.
@@ -549,7 +608,7 @@ async fn publish_subscribe_cycles_leave_no_tasks_behind() {
     for cycle in 0..3u64 {
         let (publisher, _, stream_id, feeding) = start_publishing(&mut pws, 10 + cycle * 2).await;
         let (mut subscriber, offer) = subscriber_offer().await;
-        let r = rpc(
+        let (r, candidates) = media_rpc(
             &mut sws,
             10 + cycle,
             "receiveVideoFrom",
@@ -561,6 +620,7 @@ async fn publish_subscribe_cycles_leave_no_tasks_behind() {
                 r["result"]["sdpAnswer"]
                     .as_str()
                     .unwrap_or_else(|| panic!("{r}")),
+                &candidates,
             )
             .await;
         let remote = subscriber.tracks.recv().await.expect("a remote track");
@@ -600,4 +660,138 @@ async fn publish_subscribe_cycles_leave_no_tasks_behind() {
         baseline.get_or_insert(now);
     }
     s.stop().await;
+}
+
+/// Waits for `n` RTP packets on a remote track.
+async fn packets(remote: &Arc<dyn TrackRemote>, n: usize) {
+    let mut got = 0;
+    while got < n {
+        match tokio::time::timeout(Duration::from_secs(15), remote.poll())
+            .await
+            .expect("packets keep coming")
+        {
+            Some(TrackRemoteEvent::OnRtpPacket(_)) => got += 1,
+            Some(_) => {}
+            None => panic!("the track ended"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_media_loop_shares_one_port_ignores_strangers_and_frees_what_is_closed() {
+    use camerata_server::media::{Media, MediaConfig, VideoChoice};
+    let media = Media::start(MediaConfig {
+        bind_ip: [127, 0, 0, 1].into(),
+        announced_ip: [127, 0, 0, 1].into(),
+        ports: (0, 0),
+        ice_tcp: false,
+    })
+    .expect("media sockets");
+    let port = media.udp_addr().port();
+
+    let (mut publisher, track, offer) = publisher_offer().await;
+    let (pub_endpoint, out, answer) = media
+        .publish(offer, VideoChoice::Vp8)
+        .await
+        .expect("publish");
+    assert!(
+        !answer.sdp.contains("a=candidate"),
+        "candidates are trickled"
+    );
+    assert_eq!(answer.candidates.len(), 1, "one UDP candidate");
+    assert!(
+        answer.candidates[0]
+            .candidate
+            .contains(&format!(" {port} typ host"))
+    );
+    let candidates: Vec<String> = answer
+        .candidates
+        .iter()
+        .map(|c| c.candidate.clone())
+        .collect();
+    publisher.accept(&answer.sdp, &candidates).await;
+    let feeding = feed(track);
+
+    let mut subscribers = Vec::new();
+    for _ in 0..2 {
+        let (mut subscriber, offer) = subscriber_offer().await;
+        let (endpoint, answer) = media
+            .subscribe(&out, offer, VideoChoice::Vp8)
+            .await
+            .expect("subscribe");
+        let candidates: Vec<String> = answer
+            .candidates
+            .iter()
+            .map(|c| c.candidate.clone())
+            .collect();
+        assert!(
+            candidates[0].contains(&format!(" {port} typ host")),
+            "the same port"
+        );
+        subscriber.accept(&answer.sdp, &candidates).await;
+        let remote = tokio::time::timeout(Duration::from_secs(15), subscriber.tracks.recv())
+            .await
+            .expect("a track within 15 s")
+            .expect("a remote track");
+        packets(&remote, 5).await;
+        subscribers.push((subscriber, endpoint, remote));
+    }
+
+    // Datagrams from an address no ICE check claimed are dropped and counted; media goes on.
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("socket");
+    let before = media.stats().await.expect("stats");
+    assert_eq!((before.peers, before.streams), (3, 1));
+    for junk in [
+        &b"\x80\x60\x00\x01junk-rtp"[..],
+        b"",
+        &[0u8; 20],
+        &[0xffu8; 1200],
+    ] {
+        stranger
+            .send_to(junk, media.udp_addr())
+            .await
+            .expect("sent");
+    }
+    // A STUN check naming an ICE user that does not exist claims nothing either.
+    let mut check = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
+    check.extend_from_slice(&[9; 12]);
+    check.extend_from_slice(&[0x00, 0x06, 0x00, 0x07]);
+    check.extend_from_slice(b"nobody:x\0");
+    stranger
+        .send_to(&check, media.udp_addr())
+        .await
+        .expect("sent");
+    for (_, _, remote) in &subscribers {
+        packets(remote, 5).await;
+    }
+    let after = media.stats().await.expect("stats");
+    assert!(
+        after.unclaimed_datagrams >= before.unclaimed_datagrams + 4,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(after.addresses, before.addresses, "no address claimed");
+
+    // Closing one subscriber frees its peer connection; the other keeps receiving.
+    let (first, endpoint, _) = subscribers.remove(0);
+    endpoint.close();
+    assert_eq!(media.stats().await.expect("stats").peers, 2);
+    packets(&subscribers[0].2, 5).await;
+    let _ = first.pc.close().await;
+
+    // Dropping the stream's last handle ends its fan-out, publisher and subscribers.
+    drop(out);
+    drop(pub_endpoint);
+    let end = media.stats().await.expect("stats");
+    assert_eq!(
+        (end.peers, end.streams, end.addresses),
+        (0, 0, 0),
+        "nothing left: {end:?}"
+    );
+    feeding.abort();
+    let _ = publisher.pc.close().await;
+    for (s, _, _) in subscribers {
+        let _ = s.pc.close().await;
+    }
 }

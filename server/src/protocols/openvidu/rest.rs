@@ -47,19 +47,10 @@ impl RestState {
     pub fn new(
         rooms: Rooms,
         settled: Settled,
+        media: crate::media::Media,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let credentials = format!("OPENVIDUAPP:{}", settled.secret).into_bytes();
-        let media = crate::media::Media::new(crate::media::MediaConfig {
-            bind_ip: settled.config.bind,
-            public_ip: settled
-                .public_host
-                .parse()
-                .ok()
-                .filter(|ip| *ip != settled.config.bind),
-            port_range: settled.udp_port_range,
-            ice_tcp: settled.config.ice_tcp,
-        });
         Self {
             inner: Arc::new(StateInner {
                 rooms,

@@ -5,7 +5,7 @@
 //! the SFU layer serves them.
 
 use super::rest::RestState;
-use crate::media::VideoChoice;
+use crate::media::{Answer, VideoChoice};
 use crate::room::{
     ActiveInfo, EndReason, MediaError as RoomMediaError, Participant, ParticipantId, Role,
     StreamInfo, VideoCodec,
@@ -75,6 +75,7 @@ pub async fn upgrade(
                 notices: None,
                 bucket: RATE_BURST,
                 refilled: Instant::now(),
+                after: Vec::new(),
             }
             .run(socket)
         })
@@ -92,6 +93,8 @@ struct Connection {
     notices: Option<mpsc::Receiver<Arc<Notice>>>,
     bucket: f64,
     refilled: Instant,
+    /// Frames to send right after the current reply (the server's trickled candidates).
+    after: Vec<String>,
 }
 
 /// A JSON-RPC error: code and message, as the browser reads them.
@@ -272,6 +275,16 @@ impl Connection {
                         if let Some(reply) = self.handle(text.as_str()).await
                             && socket.send(Message::Text(reply.into())).await.is_err()
                         {
+                            break;
+                        }
+                        let mut failed = false;
+                        for frame in std::mem::take(&mut self.after) {
+                            if socket.send(Message::Text(frame.into())).await.is_err() {
+                                failed = true;
+                                break;
+                            }
+                        }
+                        if failed {
                             break;
                         }
                     }
@@ -893,8 +906,9 @@ impl Connection {
             .await
             .map_err(|_| RpcError(202, "session closed".into()))?
             .map_err(media_error)?;
+        self.trickle(binding.participant.as_str(), &id, &answer);
         Ok(obj(
-            json!({ "sdpAnswer": answer, "id": id, "createdAt": created_at }),
+            json!({ "sdpAnswer": answer.sdp, "id": id, "createdAt": created_at }),
         ))
     }
 
@@ -930,8 +944,9 @@ impl Connection {
             .room
             .replace_publisher(binding.participant.as_str(), endpoint)
             .await;
+        self.trickle(binding.participant.as_str(), &info.id, &answer);
         Ok(obj(
-            json!({ "sdpAnswer": answer, "id": info.id, "createdAt": info.created_at }),
+            json!({ "sdpAnswer": answer.sdp, "id": info.id, "createdAt": info.created_at }),
         ))
     }
 
@@ -959,11 +974,34 @@ impl Connection {
             .subscribe(&out, offer, video_choice(&binding.room).await)
             .await
             .map_err(|e| RpcError(302, e.to_string()))?;
+        self.trickle(
+            publisher.as_str(),
+            &format!("{}_{sender}", binding.participant.as_str()),
+            &answer,
+        );
         binding
             .room
             .attach_subscriber(binding.participant.as_str(), publisher, endpoint)
             .await;
-        Ok(obj(json!({ "sdpAnswer": answer })))
+        Ok(obj(json!({ "sdpAnswer": answer.sdp })))
+    }
+
+    /// Queues the server's candidates of a new peer connection as `iceCandidate`
+    /// notifications, sent right after the reply carrying its answer. The browser routes them
+    /// by `senderConnectionId`: the publisher whose stream the peer connection carries.
+    fn trickle(&mut self, sender_connection: &str, endpoint: &str, answer: &Answer) {
+        for c in &answer.candidates {
+            self.after.push(notification(
+                "iceCandidate",
+                json!({
+                    "senderConnectionId": sender_connection,
+                    "endpointName": endpoint,
+                    "sdpMLineIndex": c.sdp_mline_index,
+                    "sdpMid": c.sdp_mid,
+                    "candidate": c.candidate,
+                }),
+            ));
+        }
     }
 
     async fn force_disconnect(&mut self, binding: &Binding, params: &Value) -> Reply {

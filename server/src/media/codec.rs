@@ -1,0 +1,152 @@
+//! What peers negotiate: Opus and the room's one video codec, and the interceptor chain
+//! (webrtc-rs's defaults: NACK both ways, RTCP reports, transport-wide congestion feedback to
+//! publishers; then keyframe requests handed to the application).
+
+use super::{MediaError, VideoChoice};
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
+
+fn feedback(typ: &str, parameter: &str) -> rtc::rtp_transceiver::rtp_sender::RTCPFeedback {
+    rtc::rtp_transceiver::rtp_sender::RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    }
+}
+
+/// The codec of `kind` that peers of a room negotiate.
+pub(super) fn codec(kind: RtpCodecKind, video: VideoChoice) -> RTCRtpCodec {
+    let video_feedback = || {
+        vec![
+            feedback("goog-remb", ""),
+            feedback("transport-cc", ""),
+            feedback("ccm", "fir"),
+            feedback("nack", ""),
+            feedback("nack", "pli"),
+        ]
+    };
+    let (mime, fmtp) = match (kind, video) {
+        (RtpCodecKind::Audio, _) => {
+            return RTCRtpCodec {
+                mime_type: "audio/opus".to_owned(),
+                clock_rate: 48000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![feedback("transport-cc", "")],
+            };
+        }
+        (_, VideoChoice::Vp8) => ("video/VP8", ""),
+        (_, VideoChoice::Vp9) => ("video/VP9", "profile-id=0"),
+        (_, VideoChoice::H264) => (
+            "video/H264",
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+        ),
+    };
+    RTCRtpCodec {
+        mime_type: mime.to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: fmtp.to_owned(),
+        rtcp_feedback: video_feedback(),
+    }
+}
+
+/// A media engine that knows Opus and the room's one video codec, nothing else: every offer
+/// is answered with exactly those.
+pub(super) fn engine(video: VideoChoice) -> Result<MediaEngine, MediaError> {
+    use rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters;
+    let mut engine = MediaEngine::default();
+    for (kind, payload_type) in [(RtpCodecKind::Audio, 111), (RtpCodecKind::Video, 96)] {
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: codec(kind, video),
+                    payload_type,
+                },
+                kind,
+            )
+            .map_err(stack)?;
+    }
+    Ok(engine)
+}
+
+/// An interceptor that lets keyframe requests (PLI, FIR) through to the application. Inbound
+/// RTCP otherwise ends at the last interceptor; placed last, this one sees RTCP after every
+/// interceptor that acts on it and marks only keyframe requests for delivery.
+#[derive(Default)]
+pub struct KeyframeRequests {
+    read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+}
+
+/// Whether an RTCP packet asks for a keyframe.
+pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
+    use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()>
+    for KeyframeRequests
+{
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        if let rtc::interceptor::Packet::Rtcp(packets) = &msg.message.packet {
+            let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| is_keyframe_request(p.as_ref()))
+                .cloned()
+                .collect();
+            if wanted.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = rtc::interceptor::Packet::Rtcp(wanted);
+            msg.message
+                .add(rtc::interceptor::Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl rtc::interceptor::Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+}
+
+/// The interceptors of every peer connection: webrtc-rs's defaults (NACK, reports,
+/// congestion feedback), then keyframe requests to the application.
+pub fn interceptors(engine: &mut MediaEngine) -> Result<Registry, MediaError> {
+    Ok(register_default_interceptors(Registry::new(), engine)
+        .map_err(stack)?
+        .with(
+            rtc::interceptor::Slot::from(14_000),
+            KeyframeRequests::default(),
+        ))
+}
+
+fn stack(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Stack(e.to_string())
+}

@@ -1,0 +1,789 @@
+//! The media loop: one task owning every peer connection (`rtc` sans-IO cores), the shared
+//! UDP socket and the ICE-TCP connections. It reacts to four things: a command, datagrams, a
+//! TCP frame, and the earliest timer any peer connection asked for.
+//!
+//! Per forwarded packet it does: one `recv_from`, a hash lookup of the source address, the
+//! publisher's `handle_read`, then for each subscriber an in-place header rewrite of a clone
+//! that shares the payload, `write_rtp` and one `send_to` per datagram the peer connection
+//! emits. Timers are kept per peer connection and refreshed for all of them every
+//! `REFRESH`, so a deadline a write moved earlier is never late by more than that.
+
+use super::codec::{engine as media_engine, interceptors, is_keyframe_request};
+use super::forward::{Continuity, stun_local_ufrag};
+use super::net::{self, TcpEvent};
+use super::{Answer, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, VideoChoice};
+use bytes::{Bytes, BytesMut};
+use rtc::media_stream::{MediaStreamTrack, MediaStreamTrackId};
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::RTCMessage;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// The longest a peer connection's timer may be served late after a write moved it earlier.
+const REFRESH: Duration = Duration::from_millis(100);
+
+/// Timers due within this much of now are served in the same wake-up.
+const SLACK: Duration = Duration::from_millis(2);
+
+/// Remote addresses one peer connection may claim (ICE checks from several interfaces).
+const MAX_ADDRESSES: usize = 8;
+
+/// Datagrams read per wake-up before other work gets a turn.
+const BATCH: usize = 64;
+
+/// Audio is output 0 of a stream, video output 1.
+const AUDIO: usize = 0;
+const VIDEO: usize = 1;
+
+/// What the rest of the server asks of the loop.
+pub(crate) enum Command {
+    /// A publisher's offer for `stream` (a new stream, or a new peer connection feeding it).
+    Publish {
+        stream: u64,
+        offer: String,
+        video: VideoChoice,
+        reply: oneshot::Sender<Result<(u64, Answer), MediaError>>,
+    },
+    /// A subscriber's offer for `stream`.
+    Subscribe {
+        stream: u64,
+        offer: String,
+        video: VideoChoice,
+        reply: oneshot::Sender<Result<(u64, Answer), MediaError>>,
+    },
+    /// A candidate the browser trickled for a peer connection.
+    Candidate(
+        u64,
+        RTCIceCandidateInit,
+        oneshot::Sender<Result<(), MediaError>>,
+    ),
+    /// Close a peer connection (idempotent).
+    ClosePeer(u64),
+    /// Forget a stream's fan-out (idempotent).
+    DropStream(u64),
+    /// Report the loop's counts.
+    Stats(oneshot::Sender<MediaStats>),
+}
+
+/// One peer connection and what the loop knows about it.
+struct Peer {
+    pc: RTCPeerConnection,
+    ufrag: Vec<u8>,
+    stream: u64,
+    /// Remote addresses claimed by this peer connection (`true`: TCP).
+    addresses: Vec<(SocketAddr, bool)>,
+    deadline: Option<Instant>,
+    /// A publisher's incoming tracks: id, output index, receiver.
+    sources: Vec<(MediaStreamTrackId, usize, RTCRtpReceiverId)>,
+    /// A subscriber's outgoing tracks: id and output index.
+    sinks: Vec<(MediaStreamTrackId, usize)>,
+}
+
+/// One subscriber of one kind of a stream.
+struct Output {
+    peer: u64,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    payload_type: u8,
+}
+
+/// One kind (audio or video) of a published stream.
+#[derive(Default)]
+struct Fanout {
+    outputs: Vec<Output>,
+    continuity: Continuity,
+    /// The publisher's receiver for this kind and the SSRC it receives.
+    source: Option<(RTCRtpReceiverId, u32)>,
+    last_keyframe_request: Option<Instant>,
+    keyframe_wanted: bool,
+}
+
+#[derive(Default)]
+struct Stream {
+    publisher: Option<u64>,
+    fanouts: [Fanout; 2],
+}
+
+/// The sending half: the UDP socket and the ICE-TCP connections.
+struct Net {
+    udp: std::net::UdpSocket,
+    tcp: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+}
+
+impl Net {
+    /// Sends everything `pc` has to send.
+    fn flush(&self, pc: &mut RTCPeerConnection) {
+        while let Some(out) = pc.poll_write() {
+            match out.transport.transport_protocol {
+                TransportProtocol::UDP => {
+                    // A full socket buffer loses the datagram, as the network would.
+                    let _ = self.udp.send_to(&out.message, out.transport.peer_addr);
+                }
+                _ => {
+                    if let Some(conn) = self.tcp.get(&out.transport.peer_addr) {
+                        let _ = conn.try_send(out.message.freeze());
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Engine {
+    net: Net,
+    local_udp: SocketAddr,
+    local_tcp: Option<SocketAddr>,
+    peers: HashMap<u64, Peer>,
+    by_address: HashMap<(SocketAddr, bool), u64>,
+    by_ufrag: HashMap<Vec<u8>, u64>,
+    streams: HashMap<u64, Stream>,
+    next_peer: u64,
+    next_wake: Instant,
+    next_refresh: Instant,
+    unclaimed: u64,
+}
+
+/// Starts the loop on the bound sockets; `local` is the announced UDP address (ICE-TCP, when
+/// on, is announced on the same address).
+pub(super) fn spawn(
+    udp: std::net::UdpSocket,
+    tcp: Option<std::net::TcpListener>,
+    local: SocketAddr,
+    commands: mpsc::UnboundedReceiver<Command>,
+) -> std::io::Result<()> {
+    let send = udp.try_clone()?;
+    let recv = tokio::net::UdpSocket::from_std(udp)?;
+    let (tcp_tx, tcp_rx) = mpsc::channel(1024);
+    let local_tcp = match tcp {
+        Some(listener) => {
+            tokio::spawn(net::accept(
+                tokio::net::TcpListener::from_std(listener)?,
+                tcp_tx,
+            ));
+            Some(local)
+        }
+        None => None,
+    };
+    let now = Instant::now();
+    let engine = Engine {
+        net: Net {
+            udp: send,
+            tcp: HashMap::new(),
+        },
+        local_udp: local,
+        local_tcp,
+        peers: HashMap::new(),
+        by_address: HashMap::new(),
+        by_ufrag: HashMap::new(),
+        streams: HashMap::new(),
+        next_peer: 1,
+        next_wake: now + REFRESH,
+        next_refresh: now + REFRESH,
+        unclaimed: 0,
+    };
+    tokio::spawn(engine.run(recv, tcp_rx, commands));
+    Ok(())
+}
+
+/// The output index of a kind.
+fn output_of(kind: RtpCodecKind) -> usize {
+    if kind == RtpCodecKind::Audio {
+        AUDIO
+    } else {
+        VIDEO
+    }
+}
+
+fn sdp_error(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Sdp(e.to_string())
+}
+
+fn stack(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Stack(e.to_string())
+}
+
+/// Random characters allowed in ICE credentials.
+fn ice_chars(n: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
+        .collect()
+}
+
+impl Engine {
+    async fn run(
+        mut self,
+        udp: tokio::net::UdpSocket,
+        mut tcp: mpsc::Receiver<TcpEvent>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
+        let mut buf = vec![0u8; 65_536];
+        let timer = tokio::time::sleep_until(self.next_wake.into());
+        tokio::pin!(timer);
+        loop {
+            let wake = tokio::time::Instant::from_std(self.next_wake);
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => break,
+                },
+                got = udp.recv_from(&mut buf) => {
+                    let now = Instant::now();
+                    if let Ok((n, from)) = got {
+                        self.datagram(from, false, &buf[..n], now);
+                    }
+                    for _ in 1..BATCH {
+                        match udp.try_recv_from(&mut buf) {
+                            Ok((n, from)) => self.datagram(from, false, &buf[..n], now),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(event) = tcp.recv() => self.tcp(event),
+                () = &mut timer => self.timers(Instant::now()),
+            }
+        }
+        for (_, mut peer) in self.peers.drain() {
+            let _ = peer.pc.close();
+            self.net.flush(&mut peer.pc);
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Publish {
+                stream,
+                offer,
+                video,
+                reply,
+            } => {
+                let made = self.create(stream, offer, video, true, now);
+                if let Ok((id, _)) = &made {
+                    let s = self.streams.entry(stream).or_default();
+                    s.publisher = Some(*id);
+                    for fanout in &mut s.fanouts {
+                        // The new source's packets continue the old numbering.
+                        fanout.source = None;
+                        fanout.continuity.rebase = true;
+                    }
+                }
+                self.settle(made, reply, now);
+            }
+            Command::Subscribe {
+                stream,
+                offer,
+                video,
+                reply,
+            } => {
+                let made = if self.streams.contains_key(&stream) {
+                    self.create(stream, offer, video, false, now)
+                } else {
+                    Err(MediaError::Gone("the stream is no longer published"))
+                };
+                self.settle(made, reply, now);
+            }
+            Command::Candidate(id, init, reply) => {
+                let result = match self.peers.get_mut(&id) {
+                    Some(peer) => peer.pc.add_remote_candidate(init).map_err(sdp_error),
+                    None => Err(MediaError::Gone("the endpoint is closed")),
+                };
+                let _ = reply.send(result);
+                self.service(id, now);
+            }
+            Command::ClosePeer(id) => self.close(id),
+            Command::DropStream(key) => {
+                if let Some(stream) = self.streams.remove(&key) {
+                    if let Some(publisher) = stream.publisher {
+                        self.close(publisher);
+                    }
+                    for output in stream.fanouts.iter().flat_map(|f| &f.outputs) {
+                        self.close(output.peer);
+                    }
+                }
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(MediaStats {
+                    peers: self.peers.len(),
+                    streams: self.streams.len(),
+                    addresses: self.by_address.len(),
+                    tcp_connections: self.net.tcp.len(),
+                    unclaimed_datagrams: self.unclaimed,
+                });
+            }
+        }
+    }
+
+    /// Hands a new peer connection to whoever asked; closes it if they are gone.
+    fn settle(
+        &mut self,
+        made: Result<(u64, Answer), MediaError>,
+        reply: oneshot::Sender<Result<(u64, Answer), MediaError>>,
+        now: Instant,
+    ) {
+        let id = made.as_ref().ok().map(|(id, _)| *id);
+        if reply.send(made).is_err() {
+            if let Some(id) = id {
+                self.close(id);
+            }
+        } else if let Some(id) = id {
+            self.service(id, now);
+            if let Some(stream) = self.peers.get(&id).map(|p| p.stream) {
+                self.request_keyframe(stream, now);
+            }
+        }
+    }
+
+    /// Makes a peer connection answering `offer`: a publisher's receives, a subscriber's
+    /// sends one track per media section of the offer.
+    fn create(
+        &mut self,
+        stream: u64,
+        offer: String,
+        video: VideoChoice,
+        publisher: bool,
+        now: Instant,
+    ) -> Result<(u64, Answer), MediaError> {
+        let mut engine = media_engine(video)?;
+        let registry = interceptors(&mut engine)?;
+        let ufrag = ice_chars(16);
+        let settings = SettingEngineBuilder::new()
+            .with_lite(true)
+            .with_ice_credentials(ufrag.clone(), ice_chars(32))
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .build();
+        let mut pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(engine)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(settings)
+            .build(now)
+            .map_err(stack)?;
+        let kinds: Vec<RtpCodecKind> = offer
+            .lines()
+            .filter_map(|l| {
+                if l.starts_with("m=audio") {
+                    Some(RtpCodecKind::Audio)
+                } else if l.starts_with("m=video") {
+                    Some(RtpCodecKind::Video)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mid = offer
+            .lines()
+            .find_map(|l| l.strip_prefix("a=mid:"))
+            .unwrap_or("0")
+            .trim()
+            .to_owned();
+        let description = RTCSessionDescription::offer(offer).map_err(sdp_error)?;
+        pc.set_remote_description(now, description)
+            .map_err(sdp_error)?;
+        let mut sinks = Vec::new();
+        if !publisher {
+            for kind in kinds {
+                let ssrc: u32 = rand::random();
+                let label = format!("camerata-{ssrc}");
+                let track = MediaStreamTrack::new(
+                    label.clone(),
+                    format!("{label}-{kind}"),
+                    label,
+                    kind,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(ssrc),
+                            ..Default::default()
+                        },
+                        codec: super::codec::codec(kind, video),
+                        ..Default::default()
+                    }],
+                );
+                let track_id = track.track_id().clone();
+                let sender = pc.add_track(track).map_err(stack)?;
+                sinks.push((track_id, output_of(kind), sender, ssrc));
+            }
+        }
+        let mut candidates = Vec::new();
+        let mut locals = vec![(self.local_udp, "udp")];
+        if let Some(tcp) = self.local_tcp {
+            locals.push((tcp, "tcp"));
+        }
+        for (addr, network) in locals {
+            let host = CandidateHostConfig {
+                base_config: CandidateConfig {
+                    network: network.to_owned(),
+                    address: addr.ip().to_string(),
+                    port: addr.port(),
+                    component: 1,
+                    ..Default::default()
+                },
+                tcp_type: if network == "tcp" {
+                    rtc::ice::tcp_type::TcpType::Passive
+                } else {
+                    rtc::ice::tcp_type::TcpType::Unspecified
+                },
+            }
+            .new_candidate_host()
+            .map_err(stack)?;
+            let init = RTCIceCandidate::from(&host).to_json().map_err(stack)?;
+            pc.add_local_candidate(init.clone()).map_err(stack)?;
+            let candidate = if init.candidate.starts_with("candidate:") {
+                init.candidate
+            } else {
+                format!("candidate:{}", init.candidate)
+            };
+            candidates.push(LocalCandidate {
+                candidate,
+                sdp_mid: mid.clone(),
+                sdp_mline_index: 0,
+            });
+        }
+        let answer = pc.create_answer(None).map_err(sdp_error)?;
+        pc.set_local_description(now, answer).map_err(sdp_error)?;
+        let sdp = pc
+            .local_description()
+            .ok_or_else(|| MediaError::Sdp("no local description".into()))?
+            .sdp;
+        // The candidates travel as trickle notifications, as OpenVidu's do.
+        let sdp: String = sdp
+            .split_inclusive('\n')
+            .filter(|l| !l.starts_with("a=candidate:") && !l.starts_with("a=end-of-candidates"))
+            .collect();
+
+        let id = self.next_peer;
+        self.next_peer += 1;
+        let mut outputs = Vec::new();
+        for (track_id, index, sender, ssrc) in &sinks {
+            let payload_type = pc
+                .rtp_sender(*sender)
+                .and_then(|mut s| {
+                    s.get_parameters()
+                        .rtp_parameters
+                        .codecs
+                        .first()
+                        .map(|c| c.payload_type)
+                })
+                .ok_or_else(|| MediaError::Sdp(format!("no codec negotiated for {track_id}")))?;
+            outputs.push((
+                *index,
+                Output {
+                    peer: id,
+                    sender: *sender,
+                    ssrc: *ssrc,
+                    payload_type,
+                },
+            ));
+        }
+        if let Some(s) = self.streams.get_mut(&stream) {
+            for (index, output) in outputs {
+                s.fanouts[index].outputs.push(output);
+            }
+        }
+        self.by_ufrag.insert(ufrag.clone().into_bytes(), id);
+        self.peers.insert(
+            id,
+            Peer {
+                pc,
+                ufrag: ufrag.into_bytes(),
+                stream,
+                addresses: Vec::new(),
+                deadline: None,
+                sources: Vec::new(),
+                sinks: sinks.into_iter().map(|(t, i, _, _)| (t, i)).collect(),
+            },
+        );
+        Ok((id, Answer { sdp, candidates }))
+    }
+
+    /// Closes a peer connection and forgets it everywhere (idempotent).
+    fn close(&mut self, id: u64) {
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        let _ = peer.pc.close();
+        self.net.flush(&mut peer.pc);
+        for address in &peer.addresses {
+            self.by_address.remove(address);
+        }
+        self.by_ufrag.remove(&peer.ufrag);
+        if let Some(stream) = self.streams.get_mut(&peer.stream) {
+            if stream.publisher == Some(id) {
+                stream.publisher = None;
+                for fanout in &mut stream.fanouts {
+                    fanout.source = None;
+                }
+            }
+            for fanout in &mut stream.fanouts {
+                fanout.outputs.retain(|o| o.peer != id);
+            }
+        }
+    }
+
+    /// One datagram from `from` (`tcp`: a frame of an ICE-TCP connection).
+    fn datagram(&mut self, from: SocketAddr, tcp: bool, data: &[u8], now: Instant) {
+        let id = match self.by_address.get(&(from, tcp)) {
+            Some(id) => *id,
+            None => {
+                // Only a STUN check naming one of our ICE usernames claims a new address.
+                let claimed = stun_local_ufrag(data)
+                    .and_then(|ufrag| self.by_ufrag.get(ufrag).copied())
+                    .and_then(|id| self.peers.get_mut(&id).map(|p| (id, p)))
+                    .filter(|(_, p)| p.addresses.len() < MAX_ADDRESSES);
+                let Some((id, peer)) = claimed else {
+                    self.unclaimed += 1;
+                    return;
+                };
+                peer.addresses.push((from, tcp));
+                self.by_address.insert((from, tcp), id);
+                id
+            }
+        };
+        let local = match (tcp, self.local_tcp) {
+            (true, Some(local)) => local,
+            _ => self.local_udp,
+        };
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let _ = peer.pc.handle_read(TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: if tcp {
+                    TransportProtocol::TCP
+                } else {
+                    TransportProtocol::UDP
+                },
+            },
+            message: BytesMut::from(data),
+        });
+        self.service(id, now);
+    }
+
+    fn tcp(&mut self, event: TcpEvent) {
+        match event {
+            TcpEvent::Opened(addr, out) => {
+                self.net.tcp.insert(addr, out);
+            }
+            TcpEvent::Frame(addr, frame) => self.datagram(addr, true, &frame, Instant::now()),
+            TcpEvent::Closed(addr) => {
+                self.net.tcp.remove(&addr);
+                if let Some(id) = self.by_address.remove(&(addr, true))
+                    && let Some(peer) = self.peers.get_mut(&id)
+                {
+                    peer.addresses.retain(|a| *a != (addr, true));
+                }
+            }
+        }
+    }
+
+    /// Takes everything a peer connection has for us: events, media, datagrams, its timer.
+    fn service(&mut self, id: u64, now: Instant) {
+        while let Some(event) = self.peers.get_mut(&id).and_then(|p| p.pc.poll_event()) {
+            if let RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) = event {
+                self.track_opened(id, init.track_id, init.receiver_id, now);
+            }
+        }
+        while let Some(message) = self.peers.get_mut(&id).and_then(|p| p.pc.poll_read()) {
+            match message.message {
+                RTCMessage::RtpPacket(track, packet) => self.forward(id, &track, packet, now),
+                RTCMessage::RtcpPacket(track, packets)
+                    if packets.iter().any(|p| is_keyframe_request(p.as_ref())) =>
+                {
+                    let stream = self.peers.get(&id).and_then(|p| {
+                        p.sinks
+                            .iter()
+                            .any(|(t, i)| *t == track && *i == VIDEO)
+                            .then_some(p.stream)
+                    });
+                    if let Some(stream) = stream {
+                        self.request_keyframe(stream, now);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(&id) {
+            self.net.flush(&mut peer.pc);
+            peer.deadline = peer.pc.poll_timeout();
+            if let Some(d) = peer.deadline
+                && d < self.next_wake
+            {
+                self.next_wake = d;
+            }
+        }
+    }
+
+    /// A publisher's track started: it becomes the source of its kind.
+    fn track_opened(
+        &mut self,
+        id: u64,
+        track: MediaStreamTrackId,
+        receiver: RTCRtpReceiverId,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(r) = peer.pc.rtp_receiver(receiver) else {
+            return;
+        };
+        let index = output_of(r.track().kind());
+        let ssrc = r.track().ssrcs().next().unwrap_or(0);
+        peer.sources.push((track, index, receiver));
+        let stream = peer.stream;
+        if let Some(s) = self.streams.get_mut(&stream)
+            && s.publisher == Some(id)
+        {
+            s.fanouts[index].source = Some((receiver, ssrc));
+            if index == VIDEO {
+                self.request_keyframe(stream, now);
+            }
+        }
+    }
+
+    /// Sends a publisher's packet to every subscriber of its kind.
+    fn forward(&mut self, id: u64, track: &str, mut packet: rtc::rtp::Packet, now: Instant) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let Some(index) = peer
+            .sources
+            .iter()
+            .find(|(t, _, _)| t == track)
+            .map(|(_, i, _)| *i)
+        else {
+            return;
+        };
+        let Some(stream) = self.streams.get_mut(&peer.stream) else {
+            return;
+        };
+        if stream.publisher != Some(id) {
+            return;
+        }
+        let fanout = &mut stream.fanouts[index];
+        fanout.continuity.apply(&mut packet.header);
+        // Header extensions are negotiated per peer connection (their ids differ between
+        // publisher and subscriber), so they are not forwarded; each subscriber's sender adds
+        // its own. Without them, the clones below share the payload and allocate nothing.
+        packet.header.extension = false;
+        packet.header.extensions.clear();
+        packet.header.extensions_padding = 0;
+        for output in &fanout.outputs {
+            let Some(sub) = self.peers.get_mut(&output.peer) else {
+                continue;
+            };
+            let mut copy = packet.clone();
+            copy.header.ssrc = output.ssrc;
+            copy.header.payload_type = output.payload_type;
+            if let Some(mut sender) = sub.pc.rtp_sender(output.sender) {
+                let _ = sender.write_rtp(now, copy);
+            }
+            self.net.flush(&mut sub.pc);
+        }
+    }
+
+    /// Asks a stream's publisher for a keyframe, at most once per `KEYFRAME_MIN_GAP`; a
+    /// request inside the gap is kept for its end.
+    fn request_keyframe(&mut self, stream: u64, now: Instant) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let fanout = &mut s.fanouts[VIDEO];
+        let (Some(publisher), Some((receiver, ssrc))) = (s.publisher, fanout.source) else {
+            return;
+        };
+        if let Some(last) = fanout.last_keyframe_request
+            && now < last + KEYFRAME_MIN_GAP
+        {
+            fanout.keyframe_wanted = true;
+            self.next_wake = self.next_wake.min(last + KEYFRAME_MIN_GAP);
+            return;
+        }
+        fanout.last_keyframe_request = Some(now);
+        fanout.keyframe_wanted = false;
+        let Some(peer) = self.peers.get_mut(&publisher) else {
+            return;
+        };
+        if let Some(mut r) = peer.pc.rtp_receiver(receiver) {
+            let _ = r.write_rtcp(
+                now,
+                vec![Box::new(PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                })],
+            );
+        }
+        self.net.flush(&mut peer.pc);
+    }
+
+    /// Serves every timer that is due, then finds the next wake-up.
+    fn timers(&mut self, now: Instant) {
+        let refresh = now >= self.next_refresh;
+        let due: Vec<u64> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| refresh || p.deadline.is_some_and(|d| d <= now + SLACK))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(peer) = self.peers.get_mut(&id)
+                && peer.deadline.is_some_and(|d| d <= now + SLACK)
+            {
+                let _ = peer.pc.handle_timeout(now);
+            }
+            self.service(id, now);
+        }
+        let wanted: Vec<u64> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.fanouts[VIDEO].keyframe_wanted)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in wanted {
+            self.request_keyframe(key, now);
+        }
+        if refresh {
+            self.next_refresh = now + REFRESH;
+        }
+        let keyframes = self.streams.values().filter_map(|s| {
+            let f = &s.fanouts[VIDEO];
+            f.keyframe_wanted
+                .then(|| f.last_keyframe_request.map(|t| t + KEYFRAME_MIN_GAP))
+                .flatten()
+        });
+        self.next_wake = self
+            .peers
+            .values()
+            .filter_map(|p| p.deadline)
+            .chain(keyframes)
+            .fold(self.next_refresh, Instant::min)
+            .max(now);
+    }
+}
