@@ -27,6 +27,7 @@ mod net;
 
 pub use codec::{KeyframeRequests, interceptors, is_keyframe_request};
 use engine::Command;
+pub use forward::cap_video_bitrate;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

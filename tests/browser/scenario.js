@@ -31,8 +31,10 @@ async function scenario(sessionProperties, codec, options = {}) {
   const { browser, cleanup } = await launch(options.browserArgs || []);
   try {
     const sid = (await rest(camerata, 'POST', '/openvidu/api/sessions', sessionProperties)).json.id;
-    const tokenFor = async (role) =>
-      (await rest(camerata, 'POST', `/openvidu/api/sessions/${sid}/connection`, { role })).json.token;
+    const tokenFor = async (role, extra = {}) =>
+      (await rest(camerata, 'POST', `/openvidu/api/sessions/${sid}/connection`, { role, ...extra })).json.token;
+    // Bob may send the server at most 150 kbps of video (kurentoOptions).
+    const limits = { bob: { kurentoOptions: { videoMaxRecvBandwidth: 150 } } };
     const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
     const url = `http://127.0.0.1:${site.address().port}/`;
     const pages = {};
@@ -41,7 +43,7 @@ async function scenario(sessionProperties, codec, options = {}) {
       const page = await context.newPage();
       await page.goto(url);
       await page.evaluate(() => { window.autoSubscribe = true; });
-      ids[name] = await page.evaluate(([t, n]) => window.ovJoin(t, n), [await tokenFor(role), name]);
+      ids[name] = await page.evaluate(([t, n]) => window.ovJoin(t, n), [await tokenFor(role, limits[name]), name]);
       pages[name] = page;
     }
     await pages.ann.evaluate(() => window.ovPublish());
@@ -50,6 +52,11 @@ async function scenario(sessionProperties, codec, options = {}) {
     await growing(pages.ann, 'ann', [ids.bob]);
     await growing(pages.bob, 'bob', [ids.ann]);
     const received = await growing(pages.cat, 'cat', [ids.ann, ids.bob]);
+    // The answer to bob's offer caps his video at his limit; ann has the server default (1000).
+    const target = async (page) => page.evaluate(() => window.ovSendTarget());
+    const bobTarget = await target(pages.bob);
+    assert.ok(bobTarget > 0 && bobTarget <= 150000, `bob's encoder targets ${bobTarget} bps`);
+    assert.ok((await target(pages.ann)) <= 1000000, 'ann within the server default');
     assert.equal(received[ids.ann].codec, codec, 'the room forwards its one video codec');
     if (options.check) {
       // The selected candidate pairs of the subscriber's two peer connections.

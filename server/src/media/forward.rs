@@ -68,9 +68,35 @@ pub(super) fn stun_local_ufrag(datagram: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// `sdp` with every video section capped at `kbps` (`b=AS`, and `b=TIAS` in bits per
+/// second), placed after the section's `c=` line as RFC 4566 orders them. A browser takes the
+/// cap of the description it receives as the most it sends.
+pub fn cap_video_bitrate(sdp: &str, kbps: u32) -> String {
+    let mut out = String::with_capacity(sdp.len() + 64);
+    let mut in_video = false;
+    for line in sdp.split_inclusive('\n') {
+        let bare = line.trim_end();
+        if bare.starts_with("m=") {
+            in_video = bare.starts_with("m=video");
+        }
+        if in_video && (bare.starts_with("b=AS:") || bare.starts_with("b=TIAS:")) {
+            continue;
+        }
+        out.push_str(line);
+        if in_video && bare.starts_with("c=") {
+            let eol = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
+            out.push_str(&format!(
+                "b=AS:{kbps}{eol}b=TIAS:{}{eol}",
+                u64::from(kbps) * 1000
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Continuity, stun_local_ufrag};
+    use super::{Continuity, cap_video_bitrate, stun_local_ufrag};
 
     fn header(seq: u16, ts: u32) -> rtc::rtp::Header {
         rtc::rtp::Header {
@@ -151,5 +177,17 @@ mod tests {
         let mut lying = binding_request(&[(0x0006, b"a:b")]);
         lying[23] = 200; // attribute length past the end
         assert_eq!(stun_local_ufrag(&lying), None);
+    }
+
+    #[test]
+    fn video_sections_get_a_bitrate_cap_and_audio_does_not() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\nb=AS:5000\r\na=mid:1\r\n";
+        let capped = cap_video_bitrate(sdp, 300);
+        assert_eq!(
+            capped,
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\nb=AS:300\r\nb=TIAS:300000\r\na=mid:1\r\n"
+        );
     }
 }

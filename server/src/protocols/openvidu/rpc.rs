@@ -205,6 +205,20 @@ async fn video_choice(room: &RoomHandle) -> VideoChoice {
     }
 }
 
+/// The most video kbps the server takes from this participant's publisher: its
+/// `kurentoOptions.videoMaxRecvBandwidth`, else OPENVIDU_STREAMS_VIDEO_MAX_RECV_BANDWIDTH;
+/// `None` when that is 0 (unlimited).
+async fn publish_cap(binding: &Binding, default_kbps: u32) -> Option<u32> {
+    let own = binding.room.snapshot(false).await.ok().and_then(|r| {
+        r.participant(binding.participant.as_str())
+            .and_then(|p| p.limits.as_ref().and_then(|l| l.video_max_recv_kbps))
+    });
+    let kbps = own.map_or(default_kbps, |k| {
+        u32::try_from(k.max(0)).unwrap_or(u32::MAX)
+    });
+    (kbps > 0).then_some(kbps)
+}
+
 /// The participant's role now (the REST API may have changed it since the join).
 async fn current_role(binding: &Binding) -> Role {
     binding
@@ -894,12 +908,13 @@ impl Connection {
                 .to_owned(),
         };
         let created_at = stream.created_at;
-        let (endpoint, out, answer) = self
+        let (endpoint, out, mut answer) = self
             .state
             .media()
             .publish(offer, video_choice(&binding.room).await)
             .await
             .map_err(|e| RpcError(302, e.to_string()))?;
+        self.cap(binding, &mut answer).await;
         binding
             .room
             .publish(binding.participant.as_str(), stream, endpoint, out)
@@ -934,12 +949,13 @@ impl Connection {
                 .await;
         };
         let offer = str_param(params, "sdpString")?.to_owned();
-        let (endpoint, answer) = self
+        let (endpoint, mut answer) = self
             .state
             .media()
             .republish(&out, offer, video_choice(&binding.room).await)
             .await
             .map_err(|e| RpcError(302, e.to_string()))?;
+        self.cap(binding, &mut answer).await;
         binding
             .room
             .replace_publisher(binding.participant.as_str(), endpoint)
@@ -984,6 +1000,14 @@ impl Connection {
             .attach_subscriber(binding.participant.as_str(), publisher, endpoint)
             .await;
         Ok(obj(json!({ "sdpAnswer": answer.sdp })))
+    }
+
+    /// Caps the video a publisher sends at its receive limit (see `publish_cap`).
+    async fn cap(&self, binding: &Binding, answer: &mut Answer) {
+        let default = self.state.settled().config.video_max_recv_bandwidth;
+        if let Some(kbps) = publish_cap(binding, default).await {
+            answer.sdp = crate::media::cap_video_bitrate(&answer.sdp, kbps);
+        }
     }
 
     /// Queues the server's candidates of a new peer connection as `iceCandidate`
