@@ -126,7 +126,8 @@ pub struct Config {
     )]
     pub recording_path: String,
 
-    /// Call-detail records (not available yet in this release: must stay false).
+    /// Call-detail records: every event, one JSON line each, in a file under
+    /// OPENVIDU_CDR_PATH.
     #[arg(long, env = "OPENVIDU_CDR", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub cdr: bool,
 
@@ -134,9 +135,25 @@ pub struct Config {
     #[arg(long, env = "OPENVIDU_CDR_PATH", default_value = "/opt/openvidu/cdr")]
     pub cdr_path: String,
 
-    /// Webhook (not available yet in this release: must stay false).
+    /// Webhook: POST each event to OPENVIDU_WEBHOOK_ENDPOINT.
     #[arg(long, env = "OPENVIDU_WEBHOOK", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub webhook: bool,
+
+    /// The URL (http or https) webhook events are posted to; required with OPENVIDU_WEBHOOK.
+    #[arg(long, env = "OPENVIDU_WEBHOOK_ENDPOINT")]
+    pub webhook_endpoint: Option<String>,
+
+    /// Extra webhook request headers: a JSON array of "Name: value" strings.
+    #[arg(long, env = "OPENVIDU_WEBHOOK_HEADERS", default_value = "[]")]
+    pub webhook_headers: String,
+
+    /// The events the webhook sends: a JSON array of event names (absent: all of them).
+    #[arg(long, env = "OPENVIDU_WEBHOOK_EVENTS")]
+    pub webhook_events: Option<String>,
+
+    /// How long a webhook event that keeps failing is retried before it is dropped, seconds.
+    #[arg(long, env = "CAMERATA_WEBHOOK_RETRY_FOR", default_value_t = 86_400)]
+    pub webhook_retry_for: u64,
 
     /// Most video kbps received from each publisher (0 = unconstrained).
     #[arg(
@@ -252,11 +269,46 @@ pub struct Settled {
     pub forced_video_codec: crate::room::VideoCodec,
     /// Whether the development token endpoint is served.
     pub dev_tokens: bool,
+    /// The webhook, when on.
+    pub webhook: Option<Webhook>,
     /// The ports the media socket may take, inclusive (`(0, 0)`: any free port).
     pub media_ports: (u16, u16),
     /// The address announced in media candidates: the public IP, the resolved public
     /// domain, or the bind address.
     pub announced_ip: std::net::IpAddr,
+}
+
+/// The events a CE server sends, and the default of OPENVIDU_WEBHOOK_EVENTS (PRO-only names
+/// are accepted too, and never fire here).
+pub const WEBHOOK_EVENTS: [&str; 15] = [
+    "sessionCreated",
+    "sessionDestroyed",
+    "participantJoined",
+    "participantLeft",
+    "webrtcConnectionCreated",
+    "webrtcConnectionDestroyed",
+    "recordingStatusChanged",
+    "filterEventDispatched",
+    "signalSent",
+    "mediaNodeStatusChanged",
+    "autoscaling",
+    "nodeCrashed",
+    "nodeRecovered",
+    "broadcastStarted",
+    "broadcastStopped",
+];
+
+/// Where and how webhook events are sent.
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    /// The receiver's URL.
+    pub endpoint: String,
+    /// Extra request headers, name and value.
+    pub headers: Vec<(String, String)>,
+    /// The event names sent.
+    pub events: Vec<String>,
+    /// How long a failing event is retried.
+    pub retry_for: std::time::Duration,
 }
 
 impl Settled {
@@ -320,17 +372,92 @@ impl Config {
         Self::try_parse_from(args)
     }
 
+    fn webhook_settings(&self) -> Result<Webhook, ConfigError> {
+        let invalid = |name: &'static str, message: String| ConfigError::Invalid { name, message };
+        let endpoint = self
+            .webhook_endpoint
+            .clone()
+            .filter(|e| !e.trim().is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    "OPENVIDU_WEBHOOK_ENDPOINT",
+                    "required when OPENVIDU_WEBHOOK is true".into(),
+                )
+            })?;
+        match endpoint.parse::<hyper::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+            _ => {
+                return Err(invalid(
+                    "OPENVIDU_WEBHOOK_ENDPOINT",
+                    format!("'{endpoint}' is not an http or https URL"),
+                ));
+            }
+        }
+        let lines: Vec<String> = serde_json::from_str(&self.webhook_headers).map_err(|e| {
+            invalid(
+                "OPENVIDU_WEBHOOK_HEADERS",
+                format!("not a JSON array of strings: {e}"),
+            )
+        })?;
+        let mut headers = Vec::new();
+        for line in lines {
+            let (name, value) = line
+                .split_once(": ")
+                .or_else(|| line.split_once(':'))
+                .ok_or_else(|| {
+                    invalid(
+                        "OPENVIDU_WEBHOOK_HEADERS",
+                        format!("'{line}' is not \"Name: value\""),
+                    )
+                })?;
+            let ok = hyper::header::HeaderName::from_bytes(name.trim().as_bytes()).is_ok()
+                && hyper::header::HeaderValue::from_str(value.trim()).is_ok();
+            if !ok {
+                return Err(invalid(
+                    "OPENVIDU_WEBHOOK_HEADERS",
+                    format!("'{line}' is not a valid HTTP header"),
+                ));
+            }
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+        let events = match &self.webhook_events {
+            None => WEBHOOK_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+            Some(text) => {
+                let names: Vec<String> = serde_json::from_str(text).map_err(|e| {
+                    invalid(
+                        "OPENVIDU_WEBHOOK_EVENTS",
+                        format!("not a JSON array of event names: {e}"),
+                    )
+                })?;
+                if let Some(unknown) = names.iter().find(|n| !WEBHOOK_EVENTS.contains(&n.as_str()))
+                {
+                    return Err(invalid(
+                        "OPENVIDU_WEBHOOK_EVENTS",
+                        format!("unknown event '{unknown}'"),
+                    ));
+                }
+                names
+            }
+        };
+        Ok(Webhook {
+            endpoint,
+            headers,
+            events,
+            retry_for: std::time::Duration::from_secs(self.webhook_retry_for),
+        })
+    }
+
     /// Checks the configuration for a listener bound at `local`.
     pub fn settle(self, local: SocketAddr) -> Result<Settled, ConfigError> {
         if self.recording {
             return Err(ConfigError::Unsupported("OPENVIDU_RECORDING"));
         }
-        if self.webhook {
-            return Err(ConfigError::Unsupported("OPENVIDU_WEBHOOK"));
-        }
-        if self.cdr {
-            return Err(ConfigError::Unsupported("OPENVIDU_CDR"));
-        }
+        let webhook = if self.webhook {
+            Some(self.webhook_settings()?)
+        } else {
+            None
+        };
         let loopback = self.bind.is_loopback();
         let (secret, dev_secret) = match &self.secret {
             Some(s) if !secret_ok(s) => return Err(ConfigError::BadSecret),
@@ -434,6 +561,7 @@ impl Config {
         }
         Ok(Settled {
             dev_tokens,
+            webhook,
             media_ports,
             announced_ip,
             config: self,

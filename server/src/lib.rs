@@ -110,6 +110,21 @@ pub async fn run_with_ready(
         let _ = rx.wait_for(|s| *s).await;
     };
     let sweeper = tokio::spawn(rooms.clone().sweep_forever(stopped(stop_rx.clone())));
+    let mut consumers = Vec::new();
+    if let Some(hook) = settled.webhook.clone() {
+        consumers.push(tokio::spawn(protocols::openvidu::webhook::send_webhooks(
+            rooms.store().clone(),
+            hook,
+            stop_rx.clone(),
+        )));
+    }
+    if settled.config.cdr {
+        consumers.push(tokio::spawn(protocols::openvidu::webhook::write_cdr(
+            rooms.store().clone(),
+            std::path::PathBuf::from(&settled.config.cdr_path),
+            stop_rx.clone(),
+        )));
+    }
 
     let served = match tls {
         None => {
@@ -138,6 +153,9 @@ pub async fn run_with_ready(
         }
     };
     let _ = sweeper.await;
+    for consumer in consumers {
+        let _ = consumer.await;
+    }
     rooms.shutdown().await;
     served
 }
@@ -162,7 +180,8 @@ async fn prepare(
     let store = store::Store::open(&settled.database_url)
         .await
         .with_context(|| format!("cannot open database {}", redact(&settled.database_url)))?;
-    let rooms = rooms::Rooms::load(store, settled.config.lifetimes()).await?;
+    let observer = protocols::openvidu::webhook::OpenViduEvents::for_settings(settled);
+    let rooms = rooms::Rooms::load(store, settled.config.lifetimes(), observer).await?;
     let tls = tls::acceptor(settled).await?;
     let (min, max) = settled.media_ports;
     let media = media::Media::start(media::MediaConfig {

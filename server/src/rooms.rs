@@ -2,6 +2,11 @@
 //! them. The operations here keep the live state and the store in step; every protocol
 //! adapter goes through them.
 //!
+//! Events: a room task hands each change to the store's journal together with the events
+//! an [`Observer`] (the protocol adapter that renders them) makes of it, in the order the
+//! room applied its commands, so the outbox holds a room's events in that order and in the
+//! same transaction as the change.
+//!
 //! Lock rule: the registry lock is held only to look up, insert or remove a handle, never
 //! across an `.await`. Room state is never behind a lock: only its task touches it.
 
@@ -13,7 +18,7 @@ use crate::grant::GrantKey;
 use crate::room::{
     EndReason, JoinError, Participant, Role, Room, RoomError, RoomEvent, RoomId, RoomOptions,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Write};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +29,29 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Turns what happens to rooms into outbox events. Implemented by the protocol adapter that
+/// renders them; called by room tasks, so it must be quick and must not block.
+pub trait Observer: Send + Sync {
+    /// Events for a room that was just created.
+    fn created(&self, room: &Room) -> Vec<crate::store::Event>;
+    /// Events for a command that took the room from `before` to `after` at `now`, producing
+    /// `events`.
+    fn changed(
+        &self,
+        before: &Room,
+        after: &Room,
+        events: &[RoomEvent],
+        now: i64,
+    ) -> Vec<crate::store::Event>;
+    /// Events for a participant that was in `room` when the server stopped.
+    fn vanished(
+        &self,
+        room: &Room,
+        participant: &Participant,
+        now: i64,
+    ) -> Vec<crate::store::Event>;
 }
 
 /// How long grants live and when idle rooms are dropped.
@@ -89,27 +117,62 @@ pub struct Rooms {
 struct Inner {
     registry: Mutex<HashMap<RoomId, RoomHandle>>,
     store: Store,
+    observer: Option<Arc<dyn Observer>>,
     grant_key: GrantKey,
     lifetimes: Lifetimes,
 }
 
 impl Rooms {
-    /// Loads every stored room and starts its task. Call from inside a tokio runtime.
-    pub async fn load(store: Store, lifetimes: Lifetimes) -> Result<Self, StoreError> {
+    /// Loads every stored room and starts its task; participants that were in a room when
+    /// the server stopped are forgotten, with the events `observer` makes of that. Call from
+    /// inside a tokio runtime.
+    pub async fn load(
+        store: Store,
+        lifetimes: Lifetimes,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<Self, StoreError> {
         let grant_key = store.grant_key().await?;
-        let rooms = store.load_rooms().await?;
+        let (rooms, gone) = store.load_rooms().await?;
+        let now = now_ms();
+        let mut writes = Vec::new();
+        for (room_id, participant) in &gone {
+            if let (Some(observer), Some(room)) =
+                (&observer, rooms.iter().find(|r| r.id() == room_id))
+            {
+                writes.extend(
+                    observer
+                        .vanished(room, participant, now)
+                        .into_iter()
+                        .map(Write::Event),
+                );
+            }
+            writes.push(Write::DeleteParticipant {
+                room: room_id.as_str().to_owned(),
+                id: participant.id.as_str().to_owned(),
+            });
+        }
+        store.write(writes).await?;
         let registry = rooms
             .into_iter()
-            .map(|room| (room.id().clone(), RoomHandle::spawn(room)))
+            .map(|room| {
+                let handle = RoomHandle::spawn(room, store.clone(), observer.clone());
+                (handle.id().clone(), handle)
+            })
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
                 store,
+                observer,
                 grant_key,
                 lifetimes,
             }),
         })
+    }
+
+    /// The store the rooms are kept in.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     /// The key that signs and checks join grants.
@@ -154,11 +217,19 @@ impl Rooms {
         if self.get(id.as_str()).is_some() {
             return Err(RoomsError::RoomExists(id));
         }
-        match self.inner.store.insert_room(&room).await {
+        let mut writes = vec![Write::insert_room(&room)];
+        if let Some(observer) = &self.inner.observer {
+            writes.extend(observer.created(&room).into_iter().map(Write::Event));
+        }
+        match self.inner.store.write(writes).await {
             Err(StoreError::Conflict) => return Err(RoomsError::RoomExists(id)),
             other => other?,
         }
-        let handle = RoomHandle::spawn(room.clone());
+        let handle = RoomHandle::spawn(
+            room.clone(),
+            self.inner.store.clone(),
+            self.inner.observer.clone(),
+        );
         let mut registry = self.registry();
         if registry.contains_key(&id) {
             // Only a room that was closing when the store accepted this one can be here:
@@ -199,11 +270,8 @@ impl Rooms {
         role: Option<Role>,
         record: Option<bool>,
     ) -> Result<Participant, RoomsError> {
-        let participant = room.update(id, role, record).await??;
-        self.inner
-            .store
-            .update_participant(room.id(), &participant)
-            .await?;
+        let (participant, stored) = room.update(id, role, record).await??;
+        stored.wait().await?;
         Ok(participant)
     }
 
@@ -222,14 +290,11 @@ impl Rooms {
             return Err(AdmitError::WrongRoom);
         }
         let room = self.get(room_id).ok_or(AdmitError::RoomNotFound)?;
-        let (participant, others) = room
+        let (participant, others, stored) = room
             .join(grant.sub.as_str(), now, info, sink)
             .await
             .map_err(|_| AdmitError::RoomNotFound)??;
-        self.inner
-            .store
-            .update_participant(room.id(), &participant)
-            .await?;
+        stored.wait().await?;
         Ok((room, participant, others))
     }
 
@@ -240,9 +305,9 @@ impl Rooms {
         id: &str,
         reason: EndReason,
     ) -> Result<Vec<RoomEvent>, RoomsError> {
-        let events = room.remove(id, reason).await??;
-        self.inner.store.delete_participant(room.id(), id).await?;
-        self.after(room, &events).await?;
+        let (events, stored) = room.remove(id, reason).await??;
+        self.after(room, &events);
+        stored.wait().await?;
         Ok(events)
     }
 
@@ -252,23 +317,20 @@ impl Rooms {
         room: &RoomHandle,
         reason: EndReason,
     ) -> Result<Vec<RoomEvent>, RoomsError> {
-        let events = room.close(reason).await?;
-        self.after(room, &events).await?;
+        let (events, stored) = room.close(reason, false).await?;
+        self.after(room, &events);
+        stored.wait().await?;
         Ok(events)
     }
 
-    /// Forgets a room that closed.
-    async fn after(&self, room: &RoomHandle, events: &[RoomEvent]) -> Result<(), RoomsError> {
+    /// Forgets a room that closed (the room task stored that).
+    fn after(&self, room: &RoomHandle, events: &[RoomEvent]) {
         if events.iter().any(|e| matches!(e, RoomEvent::RoomClosed(_))) {
-            {
-                let mut registry = self.registry();
-                if registry.get(room.id()).is_some_and(|h| h.same_task(room)) {
-                    registry.remove(room.id());
-                }
+            let mut registry = self.registry();
+            if registry.get(room.id()).is_some_and(|h| h.same_task(room)) {
+                registry.remove(room.id());
             }
-            self.inner.store.delete_room(room.id()).await?;
         }
-        Ok(())
     }
 
     /// One sweep: drops expired grants, and rooms nobody joined that are older than the
@@ -288,8 +350,14 @@ impl Rooms {
                     .await?;
             }
             if outcome.garbage {
-                self.close(&room, EndReason::SessionClosedByServer).await?;
-                dropped += 1;
+                // Silently: a session nobody joined ends with no event.
+                if let Ok((events, stored)) =
+                    room.close(EndReason::SessionClosedByServer, true).await
+                {
+                    self.after(&room, &events);
+                    stored.wait().await?;
+                    dropped += 1;
+                }
             }
         }
         Ok(dropped)

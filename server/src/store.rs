@@ -1,8 +1,13 @@
-//! Durable state: rooms and their participants in SQLite (default) or PostgreSQL.
+//! Durable state: rooms, their participants and the outbox of events, in SQLite (default) or
+//! PostgreSQL.
 //!
-//! Only this module names sqlx. At run time the store is written, never read: the live state
-//! is in the room tasks, and the store is read back once at start-up. Each method is one
-//! transaction, so a crash leaves either the whole change or none of it.
+//! Only this module names sqlx. At run time the store is written, never read, except the
+//! outbox by its consumers: the live state is in the room tasks, and the store is read back
+//! once at start-up. Every change goes through one writer, the journal, in the order it was
+//! enqueued: a job (a list of [`Write`]s, say a participant leaving and the events that tell
+//! of it) is one transaction, so a crash leaves either the whole change or none of it, and
+//! the events of a room reach the outbox in the order the room task produced them. Jobs that
+//! queue up meanwhile are committed together (group commit).
 
 use crate::grant::{GrantKey, KEY_LEN};
 use crate::room::{Participant, ParticipantState, Room, RoomId, RoomOptions};
@@ -50,7 +55,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    inserts: mpsc::Sender<InsertJob>,
+    journal: mpsc::UnboundedSender<Job>,
+    /// The highest outbox sequence number committed so far.
+    committed: tokio::sync::watch::Receiver<i64>,
     /// Tells the SQLite checkpointer to finish (SQLite only).
     stop_checkpoints: Option<std::sync::Arc<tokio::sync::watch::Sender<bool>>>,
 }
@@ -58,19 +65,127 @@ pub struct Store {
 /// How often the SQLite checkpointer moves the write-ahead log into the database file.
 pub const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Participant inserts waiting for the group-commit writer. Senders: `insert_participant`
-/// callers (API handlers). Receiver: the writer task. When full, callers wait.
-pub const INSERT_QUEUE_CAPACITY: usize = 4096;
+/// The most jobs the journal commits in one transaction.
+pub const MAX_BATCH: usize = 256;
 
-/// The most participant rows the writer puts in one statement.
-pub const MAX_INSERT_BATCH: usize = 256;
+/// One change to durable state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Records a room; `Conflict` when its id is taken.
+    InsertRoom {
+        /// The room id.
+        id: String,
+        /// Creation time, ms.
+        created_at: i64,
+        /// The options, as JSON.
+        options: String,
+    },
+    /// Forgets a room and its participants.
+    DeleteRoom {
+        /// The room id.
+        id: String,
+    },
+    /// Records a participant; `RoomMissing` when its room is gone.
+    InsertParticipant {
+        /// The room id.
+        room: String,
+        /// The participant id.
+        id: String,
+        /// Creation time, ms.
+        created_at: i64,
+        /// The participant, as JSON.
+        body: String,
+    },
+    /// Rewrites a participant (nothing when it is gone).
+    UpdateParticipant {
+        /// The room id.
+        room: String,
+        /// The participant id.
+        id: String,
+        /// The participant, as JSON.
+        body: String,
+    },
+    /// Forgets a participant.
+    DeleteParticipant {
+        /// The room id.
+        room: String,
+        /// The participant id.
+        id: String,
+    },
+    /// Appends an event to the outbox.
+    Event(Event),
+}
+
+/// An event for the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Unique id, sent to receivers so they can drop duplicates.
+    pub id: String,
+    /// The session it belongs to (deliveries are ordered per session).
+    pub session: String,
+    /// The event's name.
+    pub name: String,
+    /// The event, as JSON.
+    pub body: String,
+    /// When it happened, ms.
+    pub created_at: i64,
+    /// Whether the webhook is to deliver it.
+    pub hook: bool,
+    /// Whether the CDR file is to get it.
+    pub cdr: bool,
+}
+
+/// An event read back from the outbox, with its place in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Position in the outbox: later events have higher numbers.
+    pub seq: i64,
+    /// The event.
+    pub event: Event,
+}
+
+/// Who takes events out of the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consumer {
+    /// The webhook sender.
+    Hook,
+    /// The CDR file writer.
+    Cdr,
+}
+
+impl Consumer {
+    fn column(self) -> &'static str {
+        match self {
+            Consumer::Hook => "hook_pending",
+            Consumer::Cdr => "cdr_pending",
+        }
+    }
+}
+
+/// A job the journal accepted; [`Durable::wait`] tells when it is committed.
+#[derive(Debug)]
+#[must_use = "a write is only known durable once waited for"]
+pub struct Durable(oneshot::Receiver<Result<(), StoreError>>);
+
+impl Durable {
+    /// A job with nothing to write: already durable.
+    pub fn ready() -> Self {
+        let (done, result) = oneshot::channel();
+        let _ = done.send(Ok(()));
+        Durable(result)
+    }
+
+    /// Waits until the job is committed, or why it was not.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        self.0
+            .await
+            .unwrap_or(Err(StoreError::Database(sqlx::Error::PoolClosed)))
+    }
+}
 
 #[derive(Debug)]
-struct InsertJob {
-    room: String,
-    id: String,
-    created_at: i64,
-    body: String,
+struct Job {
+    writes: Vec<Write>,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -122,8 +237,13 @@ impl Store {
             Backend::Postgres => options.max_connections(8).connect(url).await?,
         };
         MIGRATOR.run(&pool).await?;
-        let (inserts, queue) = mpsc::channel(INSERT_QUEUE_CAPACITY);
-        tokio::spawn(insert_writer(pool.clone(), queue));
+        let last: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM outbox")
+            .fetch_one(&pool)
+            .await?
+            .try_get("last")?;
+        let (journal, queue) = mpsc::unbounded_channel();
+        let (committed_tx, committed) = tokio::sync::watch::channel(last);
+        tokio::spawn(journal_writer(pool.clone(), queue, last, committed_tx));
         let stop_checkpoints = match backend {
             Backend::Sqlite => {
                 let conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await?;
@@ -136,7 +256,8 @@ impl Store {
         Ok(Self {
             pool,
             backend,
-            inserts,
+            journal,
+            committed,
             stop_checkpoints,
         })
     }
@@ -175,55 +296,47 @@ impl Store {
         Ok(GrantKey::from_bytes(&bytes))
     }
 
-    /// Records a new room. `Conflict` when the id is taken.
-    pub async fn insert_room(&self, room: &Room) -> Result<(), StoreError> {
-        let options = serde_json::to_string(room.options()).expect("options serialise");
-        sqlx::query("INSERT INTO rooms (id, created_at, options) VALUES ($1, $2, $3)")
-            .bind(room.id().as_str())
-            .bind(room.created_at())
-            .bind(options)
-            .execute(&self.pool)
-            .await
-            .map_err(map_write_error)?;
-        Ok(())
+    /// Hands `writes` to the journal, to be committed as one transaction after everything
+    /// enqueued before; never waits.
+    pub fn enqueue(&self, writes: Vec<Write>) -> Durable {
+        if writes.is_empty() {
+            return Durable::ready();
+        }
+        let (done, result) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = self.journal.send(Job { writes, done }) {
+            let _ = job
+                .done
+                .send(Err(StoreError::Database(sqlx::Error::PoolClosed)));
+        }
+        Durable(result)
     }
 
-    /// Forgets a room and all its participants; false when it was not stored.
-    pub async fn delete_room(&self, id: &RoomId) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Explicit, so the result does not depend on foreign-key enforcement being on.
-        sqlx::query("DELETE FROM participants WHERE room_id = $1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let done = sqlx::query("DELETE FROM rooms WHERE id = $1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+    /// `enqueue`, then waits until the writes are committed.
+    pub async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        self.enqueue(writes).wait().await
+    }
+
+    /// Records a new room. `Conflict` when the id is taken.
+    pub async fn insert_room(&self, room: &Room) -> Result<(), StoreError> {
+        self.write(vec![Write::insert_room(room)]).await
+    }
+
+    /// Forgets a room and all its participants.
+    pub async fn delete_room(&self, id: &RoomId) -> Result<(), StoreError> {
+        self.write(vec![Write::DeleteRoom {
+            id: id.as_str().to_owned(),
+        }])
+        .await
     }
 
     /// Records a participant of a stored room. `RoomMissing` when the room is gone.
-    ///
-    /// Concurrent calls are committed together by one writer (group commit): under load one
-    /// statement carries many rows, and each caller still learns its own row's fate.
     pub async fn insert_participant(
         &self,
         room: &RoomId,
         participant: &Participant,
     ) -> Result<(), StoreError> {
-        let (done, result) = oneshot::channel();
-        let job = InsertJob {
-            room: room.as_str().to_owned(),
-            id: participant.id.as_str().to_owned(),
-            created_at: participant.created_at,
-            body: serde_json::to_string(participant).expect("participant serialises"),
-            done,
-        };
-        let closed = || StoreError::Database(sqlx::Error::PoolClosed);
-        self.inserts.send(job).await.map_err(|_| closed())?;
-        result.await.map_err(|_| closed())?
+        self.write(vec![Write::insert_participant(room, participant)])
+            .await
     }
 
     /// Rewrites a stored participant.
@@ -232,30 +345,92 @@ impl Store {
         room: &RoomId,
         participant: &Participant,
     ) -> Result<(), StoreError> {
-        let body = serde_json::to_string(participant).expect("participant serialises");
-        sqlx::query("UPDATE participants SET body = $1 WHERE room_id = $2 AND id = $3")
-            .bind(body)
-            .bind(room.as_str())
-            .bind(participant.id.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.write(vec![Write::update_participant(room, participant)])
+            .await
     }
 
     /// Forgets one participant.
     pub async fn delete_participant(&self, room: &RoomId, id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM participants WHERE room_id = $1 AND id = $2")
-            .bind(room.as_str())
-            .bind(id)
-            .execute(&self.pool)
+        self.write(vec![Write::DeleteParticipant {
+            room: room.as_str().to_owned(),
+            id: id.to_owned(),
+        }])
+        .await
+    }
+
+    /// Up to `limit` events `consumer` has not taken yet, after `seq`, oldest first.
+    pub async fn pending_events(
+        &self,
+        consumer: Consumer,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT seq, id, session, name, body, created_at, hook_pending, cdr_pending \
+             FROM outbox WHERE {} = 1 AND seq > $1 ORDER BY seq LIMIT $2",
+            consumer.column()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
             .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    seq: row.try_get("seq")?,
+                    event: Event {
+                        id: row.try_get("id")?,
+                        session: row.try_get("session")?,
+                        name: row.try_get("name")?,
+                        body: row.try_get("body")?,
+                        created_at: row.try_get("created_at")?,
+                        hook: row.try_get::<i64, _>("hook_pending")? == 1,
+                        cdr: row.try_get::<i64, _>("cdr_pending")? == 1,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Marks events as taken by `consumer`; rows no consumer still wants are deleted.
+    pub async fn consumed(&self, consumer: Consumer, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let list = seqs
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "UPDATE outbox SET {} = 0 WHERE seq IN ({list})",
+            consumer.column()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *tx)
+            .await?;
+        let sql = format!(
+            "DELETE FROM outbox WHERE seq IN ({list}) AND hook_pending = 0 AND cdr_pending = 0"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Every stored room with its pending participants, as they were last written.
-    /// Participants that were active when the server stopped are not returned: their media
-    /// and signaling connections died with the process, and their grant was used.
-    pub async fn load_rooms(&self) -> Result<Vec<Room>, StoreError> {
+    /// The highest outbox sequence number committed so far; changes as events are written.
+    pub fn committed_events(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.committed.clone()
+    }
+
+    /// Every stored room with its pending participants, as they were last written, and the
+    /// participants that were active when the server stopped, with their room id. Those are
+    /// not in the rooms: their media and signaling connections died with the process, and
+    /// their grant was used. The caller forgets them (see `Write::DeleteParticipant`).
+    pub async fn load_rooms(&self) -> Result<(Vec<Room>, Vec<(RoomId, Participant)>), StoreError> {
         let rows = sqlx::query("SELECT id, created_at, options FROM rooms ORDER BY created_at")
             .fetch_all(&self.pool)
             .await?;
@@ -276,7 +451,7 @@ impl Store {
             let room_id: String = row.try_get("room_id")?;
             let participant: Participant = decode(&row, "body")?;
             if participant.state != ParticipantState::Pending {
-                gone.push((room_id, participant.id));
+                gone.push((RoomId::new(room_id), participant));
                 continue;
             }
             if let Some(&i) = index.get(&room_id) {
@@ -285,11 +460,7 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             }
         }
-        for (room, id) in gone {
-            self.delete_participant(&RoomId::new(room), id.as_str())
-                .await?;
-        }
-        Ok(rooms)
+        Ok((rooms, gone))
     }
 }
 
@@ -314,62 +485,167 @@ async fn checkpointer(mut conn: sqlx::AnyConnection, mut stop: tokio::sync::watc
     let _ = conn.close().await;
 }
 
-/// The group-commit writer: takes whatever inserts are queued, writes them in one
-/// statement, and falls back to one statement per row when that fails (a room that closed
-/// meanwhile, a duplicate id), so each caller gets its own answer.
-async fn insert_writer(pool: AnyPool, mut queue: mpsc::Receiver<InsertJob>) {
-    let mut batch = Vec::with_capacity(MAX_INSERT_BATCH);
-    while queue.recv_many(&mut batch, MAX_INSERT_BATCH).await > 0 {
-        if batch.len() > 1 && insert_many(&pool, &batch).await {
-            for job in batch.drain(..) {
-                let _ = job.done.send(Ok(()));
+impl Write {
+    /// Records `room`.
+    pub fn insert_room(room: &Room) -> Self {
+        Write::InsertRoom {
+            id: room.id().as_str().to_owned(),
+            created_at: room.created_at(),
+            options: serde_json::to_string(room.options()).expect("options serialise"),
+        }
+    }
+
+    /// Records `participant` of `room`.
+    pub fn insert_participant(room: &RoomId, participant: &Participant) -> Self {
+        Write::InsertParticipant {
+            room: room.as_str().to_owned(),
+            id: participant.id.as_str().to_owned(),
+            created_at: participant.created_at,
+            body: serde_json::to_string(participant).expect("participant serialises"),
+        }
+    }
+
+    /// Rewrites `participant` of `room`.
+    pub fn update_participant(room: &RoomId, participant: &Participant) -> Self {
+        Write::UpdateParticipant {
+            room: room.as_str().to_owned(),
+            id: participant.id.as_str().to_owned(),
+            body: serde_json::to_string(participant).expect("participant serialises"),
+        }
+    }
+}
+
+/// The journal: takes whatever jobs are queued and commits them in one transaction, in
+/// queue order; when that fails (a room that closed meanwhile, a duplicate id), commits them
+/// one transaction each, so each caller gets its own answer. Tells `committed` the last
+/// outbox number written.
+async fn journal_writer(
+    pool: AnyPool,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    mut last_seq: i64,
+    committed: tokio::sync::watch::Sender<i64>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let start = last_seq;
+        if batch.len() > 1 {
+            match apply(&pool, batch.iter().flat_map(|j| &j.writes), &mut last_seq).await {
+                Ok(()) => {
+                    for job in batch.drain(..) {
+                        let _ = job.done.send(Ok(()));
+                    }
+                    if last_seq != start {
+                        let _ = committed.send(last_seq);
+                    }
+                    continue;
+                }
+                Err(_) => last_seq = start,
             }
-            continue;
         }
         for job in batch.drain(..) {
-            let result = insert_one(&pool, &job).await;
+            let before = last_seq;
+            let result = apply(&pool, job.writes.iter(), &mut last_seq).await;
+            if result.is_err() {
+                last_seq = before;
+            }
             let _ = job.done.send(result);
         }
-    }
-}
-
-/// Inserts every row in one statement; false when any row fails (nothing is written then).
-async fn insert_many(pool: &AnyPool, batch: &[InsertJob]) -> bool {
-    let mut sql = String::from("INSERT INTO participants (room_id, id, created_at, body) VALUES ");
-    for i in 0..batch.len() {
-        let n = i * 4;
-        if i > 0 {
-            sql.push_str(", ");
+        if last_seq != start {
+            let _ = committed.send(last_seq);
         }
-        sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
     }
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for job in batch {
-        query = query
-            .bind(job.room.as_str())
-            .bind(job.id.as_str())
-            .bind(job.created_at)
-            .bind(job.body.as_str());
-    }
-    matches!(query.execute(pool).await, Ok(done) if done.rows_affected() == batch.len() as u64)
 }
 
-async fn insert_one(pool: &AnyPool, job: &InsertJob) -> Result<(), StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO participants (room_id, id, created_at, body) \
-         SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM rooms WHERE id = $1)",
-    )
-    .bind(job.room.as_str())
-    .bind(job.id.as_str())
-    .bind(job.created_at)
-    .bind(job.body.as_str())
-    .execute(pool)
-    .await
-    .map_err(map_write_error)?;
-    match done.rows_affected() {
-        0 => Err(StoreError::RoomMissing),
-        _ => Ok(()),
+/// Applies `writes` in one transaction; events take the numbers after `last_seq`.
+async fn apply<'a>(
+    pool: &AnyPool,
+    writes: impl Iterator<Item = &'a Write>,
+    last_seq: &mut i64,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    for write in writes {
+        match write {
+            Write::InsertRoom {
+                id,
+                created_at,
+                options,
+            } => {
+                sqlx::query("INSERT INTO rooms (id, created_at, options) VALUES ($1, $2, $3)")
+                    .bind(id.as_str())
+                    .bind(*created_at)
+                    .bind(options.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_write_error)?;
+            }
+            Write::DeleteRoom { id } => {
+                // Explicit, so the result does not depend on foreign-key enforcement.
+                sqlx::query("DELETE FROM participants WHERE room_id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM rooms WHERE id = $1")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Write::InsertParticipant {
+                room,
+                id,
+                created_at,
+                body,
+            } => {
+                let done = sqlx::query(
+                    "INSERT INTO participants (room_id, id, created_at, body) \
+                     SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM rooms WHERE id = $1)",
+                )
+                .bind(room.as_str())
+                .bind(id.as_str())
+                .bind(*created_at)
+                .bind(body.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_write_error)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::RoomMissing);
+                }
+            }
+            Write::UpdateParticipant { room, id, body } => {
+                sqlx::query("UPDATE participants SET body = $1 WHERE room_id = $2 AND id = $3")
+                    .bind(body.as_str())
+                    .bind(room.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Write::DeleteParticipant { room, id } => {
+                sqlx::query("DELETE FROM participants WHERE room_id = $1 AND id = $2")
+                    .bind(room.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Write::Event(e) => {
+                *last_seq += 1;
+                sqlx::query(
+                    "INSERT INTO outbox (seq, id, session, name, body, created_at, \
+                     hook_pending, cdr_pending) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(*last_seq)
+                .bind(e.id.as_str())
+                .bind(e.session.as_str())
+                .bind(e.name.as_str())
+                .bind(e.body.as_str())
+                .bind(e.created_at)
+                .bind(i64::from(e.hook))
+                .bind(i64::from(e.cdr))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
     }
+    tx.commit().await?;
+    Ok(())
 }
 
 fn decode<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T, StoreError> {

@@ -1,6 +1,6 @@
 //! The OpenVidu 2.x adapter: the REST API (`/openvidu/api`, and the legacy paths) with its
 //! JSON shapes, identifiers, token URLs and error table; the JSON-RPC signaling at
-//! `/openvidu`; the client half the Node SDK uses; the demo page.
+//! `/openvidu`; the client half the Node SDK uses; the demo page; webhook events and CDR.
 
 mod body;
 pub mod client;
@@ -9,6 +9,7 @@ mod error;
 mod ice;
 mod rest;
 mod rpc;
+pub mod webhook;
 mod wire;
 
 pub use error::RestError;

@@ -1,11 +1,13 @@
 //! `RoomHandle` and `RoomTask`: the one task that owns a room, and the cheap handle that
 //! sends it commands with a one-shot reply.
 
+use super::Observer;
 use crate::media::{Endpoint, StreamOut};
 use crate::room::{
     ActiveInfo, EndReason, JoinError, MediaError, Participant, ParticipantId, Role, Room,
     RoomError, RoomEvent, RoomId, SignalError, StreamInfo,
 };
+use crate::store::{Durable, Store, Write};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -79,6 +81,10 @@ pub struct SweepOutcome {
     pub garbage: bool,
 }
 
+/// A join that took effect: the participant, the others in the room, and the job that
+/// stores it.
+pub type Joined = (Participant, Vec<Participant>, Durable);
+
 enum Command {
     Snapshot(bool, oneshot::Sender<Room>),
     Grant(
@@ -89,25 +95,25 @@ enum Command {
         String,
         Option<Role>,
         Option<bool>,
-        oneshot::Sender<Result<Participant, RoomError>>,
+        oneshot::Sender<Result<(Participant, Durable), RoomError>>,
     ),
     Join(
         String,
         i64,
         ActiveInfo,
         Option<Sink>,
-        oneshot::Sender<Result<(Participant, Vec<Participant>), JoinError>>,
+        oneshot::Sender<Result<Joined, JoinError>>,
     ),
     Attach(String, Sink, oneshot::Sender<bool>),
     Remove(
         String,
         EndReason,
-        oneshot::Sender<Result<Vec<RoomEvent>, RoomError>>,
+        oneshot::Sender<Result<(Vec<RoomEvent>, Durable), RoomError>>,
     ),
-    Close(EndReason, oneshot::Sender<Vec<RoomEvent>>),
+    Close(EndReason, bool, oneshot::Sender<(Vec<RoomEvent>, Durable)>),
     Signal(
         SignalRequest,
-        oneshot::Sender<Result<RoomEvent, SignalError>>,
+        oneshot::Sender<Result<(RoomEvent, Durable), SignalError>>,
     ),
     Sweep(i64, i64, oneshot::Sender<SweepOutcome>),
     Publish(
@@ -115,17 +121,21 @@ enum Command {
         StreamInfo,
         Endpoint,
         StreamOut,
-        oneshot::Sender<Result<(), MediaError>>,
+        oneshot::Sender<Result<Durable, MediaError>>,
     ),
-    Unpublish(String, EndReason, oneshot::Sender<Result<(), MediaError>>),
+    Unpublish(
+        String,
+        EndReason,
+        oneshot::Sender<Result<Durable, MediaError>>,
+    ),
     PrepareSubscribe(
         String,
         String,
         i64,
-        oneshot::Sender<Result<(ParticipantId, StreamOut), MediaError>>,
+        oneshot::Sender<Result<(ParticipantId, StreamOut, Durable), MediaError>>,
     ),
     AttachSubscriber(String, ParticipantId, Endpoint),
-    Unsubscribe(String, String, oneshot::Sender<Result<(), MediaError>>),
+    Unsubscribe(String, String, oneshot::Sender<Result<Durable, MediaError>>),
     ChangeStream(
         String,
         String,
@@ -159,9 +169,18 @@ pub struct RoomHandle {
     tx: mpsc::Sender<Command>,
 }
 
+/// Waits for events that only tell of a change (nothing else was stored with them): a
+/// failure to store them is logged, since the change itself already took effect.
+async fn settle(room: &RoomId, durable: Durable) {
+    if let Err(e) = durable.wait().await {
+        tracing::warn!(room = %room, error = %e, "events could not be stored");
+    }
+}
+
 impl RoomHandle {
-    /// Starts the task that owns `room` and returns its handle.
-    pub fn spawn(room: Room) -> Self {
+    /// Starts the task that owns `room` and returns its handle. Its changes and their events
+    /// go to `store`; `observer` turns changes into events.
+    pub fn spawn(room: Room, store: Store, observer: Option<Arc<dyn Observer>>) -> Self {
         let (tx, rx) = mpsc::channel(ROOM_COMMAND_CAPACITY);
         let handle = Self {
             id: Arc::new(room.id().clone()),
@@ -171,6 +190,8 @@ impl RoomHandle {
         tokio::spawn(
             RoomTask {
                 room,
+                store,
+                observer,
                 rx,
                 sinks: HashMap::new(),
                 publishers: HashMap::new(),
@@ -218,26 +239,27 @@ impl RoomHandle {
         self.ask(|r| Command::Grant(p, r)).await
     }
 
-    /// Changes a participant's role or recording flag.
+    /// Changes a participant's role or recording flag; the new participant is stored when
+    /// the returned job is.
     pub async fn update(
         &self,
         id: &str,
         role: Option<Role>,
         record: Option<bool>,
-    ) -> Result<Result<Participant, RoomError>, RoomGone> {
+    ) -> Result<Result<(Participant, Durable), RoomError>, RoomGone> {
         self.ask(|r| Command::Update(id.to_owned(), role, record, r))
             .await
     }
 
     /// Uses a pending grant; notices for the participant go to `sink`. Returns the
-    /// participant and the others in the room.
+    /// participant, the others in the room, and the job that stores the join and its events.
     pub async fn join(
         &self,
         id: &str,
         now: i64,
         info: ActiveInfo,
         sink: Option<Sink>,
-    ) -> Result<Result<(Participant, Vec<Participant>), JoinError>, RoomGone> {
+    ) -> Result<Result<Joined, JoinError>, RoomGone> {
         self.ask(|r| Command::Join(id.to_owned(), now, info, sink, r))
             .await
     }
@@ -248,27 +270,38 @@ impl RoomHandle {
         self.ask(|r| Command::Attach(id.to_owned(), sink, r)).await
     }
 
-    /// Removes a participant.
+    /// Removes a participant; returns what happened and the job that stores it.
     pub async fn remove(
         &self,
         id: &str,
         reason: EndReason,
-    ) -> Result<Result<Vec<RoomEvent>, RoomError>, RoomGone> {
+    ) -> Result<Result<(Vec<RoomEvent>, Durable), RoomError>, RoomGone> {
         self.ask(|r| Command::Remove(id.to_owned(), reason, r))
             .await
     }
 
-    /// Closes the room; its task ends after replying.
-    pub async fn close(&self, reason: EndReason) -> Result<Vec<RoomEvent>, RoomGone> {
-        self.ask(|r| Command::Close(reason, r)).await
+    /// Closes the room; its task ends after replying. `silent`: no events (a room nobody
+    /// joined, dropped by the sweep).
+    pub async fn close(
+        &self,
+        reason: EndReason,
+        silent: bool,
+    ) -> Result<(Vec<RoomEvent>, Durable), RoomGone> {
+        self.ask(|r| Command::Close(reason, silent, r)).await
     }
 
-    /// Sends a signal.
+    /// Sends a signal; returns once its event is stored.
     pub async fn signal(
         &self,
         request: SignalRequest,
     ) -> Result<Result<RoomEvent, SignalError>, RoomGone> {
-        self.ask(|r| Command::Signal(request, r)).await
+        match self.ask(|r| Command::Signal(request, r)).await? {
+            Ok((event, durable)) => {
+                settle(&self.id, durable).await;
+                Ok(Ok(event))
+            }
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     /// Starts `id` publishing `stream` through `endpoint`; the room keeps the endpoint.
@@ -279,8 +312,16 @@ impl RoomHandle {
         endpoint: Endpoint,
         out: StreamOut,
     ) -> Result<Result<(), MediaError>, RoomGone> {
-        self.ask(|r| Command::Publish(id.to_owned(), stream, endpoint, out, r))
-            .await
+        let result = self
+            .ask(|r| Command::Publish(id.to_owned(), stream, endpoint, out, r))
+            .await?;
+        Ok(self.settled(result).await)
+    }
+
+    async fn settled(&self, result: Result<Durable, MediaError>) -> Result<(), MediaError> {
+        let durable = result?;
+        settle(&self.id, durable).await;
+        Ok(())
     }
 
     /// Ends `id`'s stream, its endpoint and every subscription to it.
@@ -289,8 +330,10 @@ impl RoomHandle {
         id: &str,
         reason: EndReason,
     ) -> Result<Result<(), MediaError>, RoomGone> {
-        self.ask(|r| Command::Unpublish(id.to_owned(), reason, r))
-            .await
+        let result = self
+            .ask(|r| Command::Unpublish(id.to_owned(), reason, r))
+            .await?;
+        Ok(self.settled(result).await)
     }
 
     /// Records that `id` receives `stream`; returns its publisher and fan-out.
@@ -300,8 +343,16 @@ impl RoomHandle {
         stream: &str,
         now: i64,
     ) -> Result<Result<(ParticipantId, StreamOut), MediaError>, RoomGone> {
-        self.ask(|r| Command::PrepareSubscribe(id.to_owned(), stream.to_owned(), now, r))
-            .await
+        match self
+            .ask(|r| Command::PrepareSubscribe(id.to_owned(), stream.to_owned(), now, r))
+            .await?
+        {
+            Ok((publisher, out, durable)) => {
+                settle(&self.id, durable).await;
+                Ok(Ok((publisher, out)))
+            }
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     /// Hands the room the endpoint `id` receives `publisher` on.
@@ -318,8 +369,10 @@ impl RoomHandle {
         id: &str,
         publisher: &str,
     ) -> Result<Result<(), MediaError>, RoomGone> {
-        self.ask(|r| Command::Unsubscribe(id.to_owned(), publisher.to_owned(), r))
-            .await
+        let result = self
+            .ask(|r| Command::Unsubscribe(id.to_owned(), publisher.to_owned(), r))
+            .await?;
+        Ok(self.settled(result).await)
     }
 
     /// Records and announces a change of `id`'s stream.
@@ -367,6 +420,8 @@ impl RoomHandle {
 /// The task that owns one room's state.
 struct RoomTask {
     room: Room,
+    store: Store,
+    observer: Option<Arc<dyn Observer>>,
     rx: mpsc::Receiver<Command>,
     sinks: HashMap<ParticipantId, Sink>,
     publishers: HashMap<ParticipantId, (Endpoint, StreamOut)>,
@@ -374,6 +429,31 @@ struct RoomTask {
 }
 
 impl RoomTask {
+    /// The room as it is now, when someone will want to compare it with what a command
+    /// makes of it.
+    fn before(&self) -> Option<Room> {
+        self.observer.as_ref().map(|_| self.room.clone())
+    }
+
+    /// Hands the journal `writes` and the events of going from `before` to the room now.
+    fn journal(
+        &self,
+        before: Option<&Room>,
+        events: &[RoomEvent],
+        mut writes: Vec<Write>,
+        now: i64,
+    ) -> Durable {
+        if let (Some(observer), Some(before)) = (&self.observer, before) {
+            writes.extend(
+                observer
+                    .changed(before, &self.room, events, now)
+                    .into_iter()
+                    .map(Write::Event),
+            );
+        }
+        self.store.enqueue(writes)
+    }
+
     fn active_ids(&self) -> Vec<ParticipantId> {
         self.room
             .active_participants()
@@ -534,6 +614,10 @@ impl RoomTask {
                 Command::Update(id, role, record, r) => {
                     let before = self.room.participant(&id).map(|p| (p.role, p.record));
                     let result = self.room.update(&id, role, record).cloned();
+                    let stored = result.as_ref().ok().map(|p| {
+                        self.store
+                            .enqueue(vec![Write::update_participant(self.room.id(), p)])
+                    });
                     if let (Some((old_role, old_record)), Ok(p)) = (before, &result) {
                         let mut changes = Vec::new();
                         if p.role != old_role {
@@ -546,13 +630,20 @@ impl RoomTask {
                             self.send(&p.id, &Arc::new(notice));
                         }
                     }
-                    let _ = r.send(result);
+                    let _ = r.send(result.map(|p| (p, stored.expect("stored when updated"))));
                 }
                 Command::Join(id, now, info, sink, r) => {
                     let before = self.active_ids();
+                    let room_before = self.before();
                     match self.room.join(&id, now, info) {
                         Ok((p, events)) => {
                             let joined = p.clone();
+                            let stored = self.journal(
+                                room_before.as_ref(),
+                                &events,
+                                vec![Write::update_participant(self.room.id(), &joined)],
+                                now,
+                            );
                             let others = self
                                 .room
                                 .active_participants()
@@ -563,7 +654,7 @@ impl RoomTask {
                                 self.sinks.insert(joined.id.clone(), sink);
                             }
                             self.deliver(&before, &events);
-                            let _ = r.send(Ok((joined, others)));
+                            let _ = r.send(Ok((joined, others, stored)));
                         }
                         Err(e) => {
                             let _ = r.send(Err(e));
@@ -579,32 +670,68 @@ impl RoomTask {
                 }
                 Command::Remove(id, reason, r) => {
                     let before = self.active_ids();
-                    let result = self.room.remove(&id, reason);
-                    if let Ok(events) = &result {
+                    let room_before = self.before();
+                    let result = self.room.remove(&id, reason).map(|events| {
+                        let mut writes = vec![Write::DeleteParticipant {
+                            room: self.room.id().as_str().to_owned(),
+                            id: id.clone(),
+                        }];
+                        if self.room.closed().is_some() {
+                            writes.push(Write::DeleteRoom {
+                                id: self.room.id().as_str().to_owned(),
+                            });
+                        }
+                        let stored =
+                            self.journal(room_before.as_ref(), &events, writes, super::now_ms());
+                        (events, stored)
+                    });
+                    if let Ok((events, _)) = &result {
                         self.deliver(&before, events);
                     }
                     let _ = r.send(result);
                 }
-                Command::Close(reason, r) => {
+                Command::Close(reason, silent, r) => {
                     let before = self.active_ids();
+                    let room_before = if silent { None } else { self.before() };
                     let events = self.room.close(reason);
+                    let writes = vec![Write::DeleteRoom {
+                        id: self.room.id().as_str().to_owned(),
+                    }];
+                    let stored =
+                        self.journal(room_before.as_ref(), &events, writes, super::now_ms());
                     self.deliver(&before, &events);
-                    let _ = r.send(events);
+                    let _ = r.send((events, stored));
                 }
                 Command::Signal(q, r) => {
                     let result = self.room.signal(q.from, &q.to, q.kind, q.data);
-                    if let Ok(event) = &result {
+                    let result = result.map(|event| {
+                        let stored = self.journal(
+                            Some(&self.room),
+                            std::slice::from_ref(&event),
+                            Vec::new(),
+                            super::now_ms(),
+                        );
+                        (event, stored)
+                    });
+                    if let Ok((event, _)) = &result {
                         self.deliver(&[], std::slice::from_ref(event));
                     }
                     let _ = r.send(result);
                 }
                 Command::Publish(id, stream, endpoint, out, r) => {
+                    let room_before = self.before();
                     match self.room.publish(&id, stream) {
                         Ok(events) => {
+                            let stored = self.journal(
+                                room_before.as_ref(),
+                                &events,
+                                Vec::new(),
+                                super::now_ms(),
+                            );
                             self.publishers
                                 .insert(ParticipantId::new(id), (endpoint, out));
                             self.deliver(&[], &events);
-                            let _ = r.send(Ok(()));
+                            let _ = r.send(Ok(stored));
                         }
                         Err(e) => {
                             endpoint.close();
@@ -613,22 +740,40 @@ impl RoomTask {
                     }
                 }
                 Command::Unpublish(id, reason, r) => {
-                    let result = self.room.unpublish(&id, reason);
-                    if let Ok(events) = &result {
+                    let room_before = self.before();
+                    let result = self.room.unpublish(&id, reason).map(|events| {
+                        let stored = self.journal(
+                            room_before.as_ref(),
+                            &events,
+                            Vec::new(),
+                            super::now_ms(),
+                        );
+                        (events, stored)
+                    });
+                    if let Ok((events, _)) = &result {
                         self.deliver(&[], events);
                     }
-                    let _ = r.send(result.map(|_| ()));
+                    let _ = r.send(result.map(|(_, stored)| stored));
                 }
                 Command::PrepareSubscribe(id, stream, now, r) => {
+                    let room_before = self.before();
                     let result = self
                         .room
                         .subscribe(&id, &stream, now)
                         .and_then(|publisher| {
-                            self.publishers
-                                .get(&publisher)
-                                .map(|(_, out)| (publisher.clone(), out.clone()))
-                                .ok_or(MediaError::StreamNotFound(stream.clone()))
+                            match self.publishers.get(&publisher) {
+                                Some((_, out)) => Ok((publisher, out.clone())),
+                                None => {
+                                    // No fan-out (its media failed): the subscription is undone.
+                                    let _ = self.room.unsubscribe(&id, publisher.as_str());
+                                    Err(MediaError::StreamNotFound(stream.clone()))
+                                }
+                            }
                         });
+                    let result = result.map(|(publisher, out)| {
+                        let stored = self.journal(room_before.as_ref(), &[], Vec::new(), now);
+                        (publisher, out, stored)
+                    });
                     let _ = r.send(result);
                 }
                 Command::AttachSubscriber(id, publisher, endpoint) => {
@@ -639,7 +784,10 @@ impl RoomTask {
                     self.reconcile_media();
                 }
                 Command::Unsubscribe(id, publisher, r) => {
-                    let result = self.room.unsubscribe(&id, &publisher);
+                    let room_before = self.before();
+                    let result = self.room.unsubscribe(&id, &publisher).map(|()| {
+                        self.journal(room_before.as_ref(), &[], Vec::new(), super::now_ms())
+                    });
                     self.reconcile_media();
                     let _ = r.send(result);
                 }

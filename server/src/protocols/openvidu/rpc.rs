@@ -116,21 +116,6 @@ fn str_param<'a>(params: &'a Value, key: &str) -> Result<&'a str, RpcError> {
         .ok_or_else(|| RpcError(-32602, format!("parameter '{key}' must be a string")))
 }
 
-fn reason_name(r: EndReason) -> &'static str {
-    match r {
-        EndReason::Disconnect => "disconnect",
-        EndReason::ForceDisconnectByUser => "forceDisconnectByUser",
-        EndReason::ForceDisconnectByServer => "forceDisconnectByServer",
-        EndReason::LastParticipantLeft => "lastParticipantLeft",
-        EndReason::SessionClosedByServer => "sessionClosedByServer",
-        EndReason::NetworkDisconnect => "networkDisconnect",
-        EndReason::ServerStopped => "openviduServerStopped",
-        EndReason::Unpublish => "unpublish",
-        EndReason::ForceUnpublishByUser => "forceUnpublishByUser",
-        EndReason::ForceUnpublishByServer => "forceUnpublishByServer",
-    }
-}
-
 /// What other browsers see as a connection's data: client data, server data, or both
 /// joined with `%/%`.
 fn metadata(p: &Participant) -> String {
@@ -378,7 +363,7 @@ impl Connection {
             Notice::Joined(p) => notification("participantJoined", remote_json(p)),
             Notice::Left(id, reason) => notification(
                 "participantLeft",
-                json!({ "connectionId": id.as_str(), "reason": reason_name(*reason) }),
+                json!({ "connectionId": id.as_str(), "reason": super::wire::reason_name(*reason) }),
             ),
             Notice::Evicted(id, reason) => {
                 let me = self
@@ -394,7 +379,7 @@ impl Connection {
                 }
                 notification(
                     "participantEvicted",
-                    json!({ "connectionId": id.as_str(), "reason": reason_name(*reason) }),
+                    json!({ "connectionId": id.as_str(), "reason": super::wire::reason_name(*reason) }),
                 )
             }
             Notice::Published(p) => notification(
@@ -403,7 +388,7 @@ impl Connection {
             ),
             Notice::Unpublished(id, reason) => notification(
                 "participantUnpublished",
-                json!({ "connectionId": id.as_str(), "reason": reason_name(*reason) }),
+                json!({ "connectionId": id.as_str(), "reason": super::wire::reason_name(*reason) }),
             ),
             Notice::StreamChanged {
                 participant,

@@ -2,8 +2,8 @@
 //! from core state with exactly the keys OpenVidu 2.32 writes.
 
 use crate::room::{
-    MediaLimits, MediaMode, OutputMode, Participant, ParticipantState, RecordingDefaults,
-    RecordingLayout, RecordingMode, Role, Room, VideoCodec,
+    EndReason, MediaLimits, MediaMode, OutputMode, Participant, ParticipantState,
+    RecordingDefaults, RecordingLayout, RecordingMode, Role, Room, VideoCodec,
 };
 use serde_json::{Map, Value, json};
 
@@ -283,6 +283,22 @@ pub fn token_json(session_id: &str, p: &Participant) -> Value {
         m.insert("kurentoOptions".into(), limits_json(l));
     }
     Value::Object(m)
+}
+
+/// The name OpenVidu gives an end reason, in notifications and events.
+pub fn reason_name(r: EndReason) -> &'static str {
+    match r {
+        EndReason::Disconnect => "disconnect",
+        EndReason::ForceDisconnectByUser => "forceDisconnectByUser",
+        EndReason::ForceDisconnectByServer => "forceDisconnectByServer",
+        EndReason::LastParticipantLeft => "lastParticipantLeft",
+        EndReason::SessionClosedByServer => "sessionClosedByServer",
+        EndReason::NetworkDisconnect => "networkDisconnect",
+        EndReason::ServerStopped => "openviduServerStopped",
+        EndReason::Unpublish => "unpublish",
+        EndReason::ForceUnpublishByUser => "forceUnpublishByUser",
+        EndReason::ForceUnpublishByServer => "forceUnpublishByServer",
+    }
 }
 
 #[cfg(test)]

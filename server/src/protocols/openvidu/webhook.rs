@@ -1,0 +1,741 @@
+//! OpenVidu's events: rendered from room changes into the outbox (the `Observer`), then
+//! taken out of it by the webhook sender and the CDR writer.
+//!
+//! Rendering follows the CE event catalogue: `sessionCreated`, `sessionDestroyed`,
+//! `participantJoined`, `participantLeft`, `webrtcConnectionCreated`,
+//! `webrtcConnectionDestroyed` and `signalSent`, with their keys, timestamps and durations.
+//! The body is stored without its `event` member; the sender appends it last, the CDR writer
+//! wraps the body in `{"<event>": ...}`.
+//!
+//! Delivery: events of one session are sent in outbox order, one at a time; sessions do not
+//! wait for each other (at most `MAX_IN_FLIGHT` requests at once). A failed attempt (no
+//! answer within 10 s, or a status that is not 2xx) is retried with a growing pause (0.5 s,
+//! doubling, at most 30 s) until `CAMERATA_WEBHOOK_RETRY_FOR` has passed, then dropped with a
+//! log line. An event leaves the outbox once delivered, so it survives restarts; one that
+//! was delivered just before a crash may be sent again, with the same `X-Camerata-Event-Id`
+//! header, so receivers can drop the duplicate.
+
+use crate::config::{Settled, Webhook};
+use crate::room::{
+    EndReason, Participant, ParticipantId, Room, RoomEvent, StreamInfo, Subscription,
+};
+use crate::rooms::Observer;
+use crate::store::{Consumer, Event, Store, StoredEvent};
+use bytes::Bytes;
+use http_body_util::Full;
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The header that carries an event's unique id.
+pub const EVENT_ID_HEADER: &str = "X-Camerata-Event-Id";
+
+/// Requests in flight at once (each for a different session).
+pub const MAX_IN_FLIGHT: usize = 16;
+
+/// Events held in memory by the sender; more wait in the outbox.
+pub const MAX_LOADED: usize = 10_000;
+
+/// How long one delivery attempt may take.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest pause between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Renders room changes as OpenVidu events, for the webhook (the names it sends) and the CDR.
+pub struct OpenViduEvents {
+    hook: HashSet<String>,
+    cdr: bool,
+}
+
+impl OpenViduEvents {
+    /// The renderer for `settled`; `None` when neither webhook nor CDR is on.
+    pub fn for_settings(settled: &Settled) -> Option<Arc<dyn Observer>> {
+        let hook: HashSet<String> = settled
+            .webhook
+            .iter()
+            .flat_map(|w| w.events.iter().cloned())
+            .collect();
+        let cdr = settled.config.cdr;
+        if hook.is_empty() && !cdr {
+            return None;
+        }
+        Some(Arc::new(Self { hook, cdr }))
+    }
+
+    fn event(&self, room: &Room, name: &str, at: i64, fields: Map<String, Value>) -> Option<Event> {
+        let hook = self.hook.contains(name);
+        if !hook && !self.cdr {
+            return None;
+        }
+        let mut body = Map::new();
+        body.insert("sessionId".into(), room.id().as_str().into());
+        body.insert("uniqueSessionId".into(), unique_session_id(room).into());
+        body.insert("timestamp".into(), at.into());
+        body.extend(fields);
+        Some(Event {
+            id: event_id(),
+            session: room.id().as_str().to_owned(),
+            name: name.to_owned(),
+            body: Value::Object(body).to_string(),
+            created_at: at,
+            hook,
+            cdr: self.cdr,
+        })
+    }
+}
+
+/// OpenVidu's id of one life of a session: its id and creation time.
+fn unique_session_id(room: &Room) -> String {
+    format!("{}_{}", room.id().as_str(), room.created_at())
+}
+
+/// A random id no other event has.
+fn event_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// `startTime`, `duration` (whole seconds) and `reason` of an end event.
+fn ended(fields: &mut Map<String, Value>, start: i64, now: i64, reason: &str) {
+    fields.insert("startTime".into(), start.into());
+    fields.insert("duration".into(), ((now - start).max(0) / 1000).into());
+    fields.insert("reason".into(), reason.into());
+}
+
+/// The members of `participantJoined` after the common ones.
+fn participant_fields(p: &Participant) -> Map<String, Value> {
+    let (ip, platform, client_data) = p
+        .active()
+        .map(|a| (a.ip.as_str(), a.platform.as_str(), a.client_data.as_str()))
+        .unwrap_or_default();
+    let mut m = Map::new();
+    m.insert("participantId".into(), p.id.as_str().into());
+    m.insert("connectionId".into(), p.id.as_str().into());
+    m.insert("location".into(), "unknown".into());
+    m.insert("ip".into(), ip.into());
+    m.insert("platform".into(), platform.into());
+    m.insert("clientData".into(), client_data.into());
+    m.insert("serverData".into(), p.data.as_str().into());
+    m
+}
+
+/// The members of a `webrtcConnection*` event after the common ones: `owner`'s connection
+/// sending `stream` (OUTBOUND), or receiving it from `from` (INBOUND).
+fn connection_fields(
+    owner: &ParticipantId,
+    stream: &StreamInfo,
+    from: Option<&ParticipantId>,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("streamId".into(), stream.id.as_str().into());
+    m.insert("participantId".into(), owner.as_str().into());
+    m.insert("connectionId".into(), owner.as_str().into());
+    match from {
+        None => {
+            m.insert("connection".into(), "OUTBOUND".into());
+        }
+        Some(publisher) => {
+            m.insert("connection".into(), "INBOUND".into());
+            m.insert("receivingFrom".into(), publisher.as_str().into());
+        }
+    }
+    if stream.has_video {
+        m.insert("videoSource".into(), stream.type_of_video.as_str().into());
+        m.insert("videoFramerate".into(), stream.frame_rate.into());
+        m.insert(
+            "videoDimensions".into(),
+            stream.video_dimensions.as_str().into(),
+        );
+    }
+    m.insert("audioEnabled".into(), stream.has_audio.into());
+    m.insert("videoEnabled".into(), stream.has_video.into());
+    m
+}
+
+/// Every subscription in `room`, keyed by subscriber and its creation.
+fn subscriptions(room: &Room) -> Vec<(&Participant, &Subscription)> {
+    room.active_participants()
+        .flat_map(|p| {
+            p.active()
+                .into_iter()
+                .flat_map(move |a| a.subscriptions.iter().map(move |s| (p, s)))
+        })
+        .collect()
+}
+
+fn same_subscription(a: (&Participant, &Subscription), b: (&Participant, &Subscription)) -> bool {
+    a.0.id == b.0.id && a.1.stream == b.1.stream && a.1.created_at == b.1.created_at
+}
+
+/// What one command did, rendered in the order OpenVidu reports it.
+struct Render<'a> {
+    events: &'a OpenViduEvents,
+    before: &'a Room,
+    after: &'a Room,
+    now: i64,
+    out: Vec<Event>,
+    /// Subscriptions of `before` already reported ended.
+    ended_subscriptions: Vec<(ParticipantId, String, i64)>,
+}
+
+impl Render<'_> {
+    fn push(&mut self, name: &str, at: i64, fields: Map<String, Value>) {
+        if let Some(e) = self.events.event(self.after, name, at, fields) {
+            self.out.push(e);
+        }
+    }
+
+    /// The end of a subscription that `before` had.
+    fn subscription_ended(&mut self, subscriber: &Participant, s: &Subscription, reason: &str) {
+        let key = (subscriber.id.clone(), s.stream.clone(), s.created_at);
+        if self.ended_subscriptions.contains(&key) {
+            return;
+        }
+        self.ended_subscriptions.push(key);
+        let Some(stream) = self
+            .before
+            .participant(s.publisher.as_str())
+            .and_then(|p| p.stream())
+        else {
+            return;
+        };
+        let mut fields = connection_fields(&subscriber.id, stream, Some(&s.publisher));
+        ended(&mut fields, s.created_at, self.now, reason);
+        self.push("webrtcConnectionDestroyed", self.now, fields);
+    }
+
+    /// The end of `publisher`'s stream: everyone's subscriptions to it, then the stream.
+    fn stream_ended(&mut self, publisher: &Participant, reason: &str) {
+        let Some(stream) = publisher.stream() else {
+            return;
+        };
+        for (sub, s) in subscriptions(self.before) {
+            if s.stream == stream.id {
+                self.subscription_ended(sub, s, reason);
+            }
+        }
+        let mut fields = connection_fields(&publisher.id, stream, None);
+        ended(&mut fields, stream.created_at, self.now, reason);
+        self.push("webrtcConnectionDestroyed", self.now, fields);
+    }
+
+    fn left(&mut self, id: &ParticipantId, reason: EndReason) {
+        let Some(p) = self.before.participant(id.as_str()) else {
+            return;
+        };
+        let reason = super::wire::reason_name(reason);
+        if let Some(a) = p.active() {
+            for s in &a.subscriptions {
+                self.subscription_ended(p, s, reason);
+            }
+        }
+        self.stream_ended(p, reason);
+        let mut fields = participant_fields(p);
+        let joined = p.active().map_or(self.now, |a| a.joined_at);
+        ended(&mut fields, joined, self.now, reason);
+        self.push("participantLeft", self.now, fields);
+    }
+
+    fn run(&mut self, events: &[RoomEvent]) {
+        for event in events {
+            match event {
+                RoomEvent::ParticipantJoined(id) => {
+                    if let Some(p) = self.after.participant(id.as_str()) {
+                        let at = p.active().map_or(self.now, |a| a.joined_at);
+                        let fields = participant_fields(p);
+                        self.push("participantJoined", at, fields);
+                    }
+                }
+                RoomEvent::ParticipantLeft(id, reason) => self.left(id, *reason),
+                RoomEvent::StreamPublished(id) => {
+                    if let Some((p, s)) = self
+                        .after
+                        .participant(id.as_str())
+                        .and_then(|p| p.stream().map(|s| (p, s)))
+                    {
+                        let fields = connection_fields(&p.id, s, None);
+                        self.push("webrtcConnectionCreated", s.created_at, fields);
+                    }
+                }
+                RoomEvent::StreamUnpublished(id, reason) => {
+                    if let Some(p) = self.before.participant(id.as_str()) {
+                        self.stream_ended(p, super::wire::reason_name(*reason));
+                    }
+                }
+                RoomEvent::SignalSent {
+                    from,
+                    to,
+                    kind,
+                    data,
+                } => {
+                    // A browser's type carries the `signal:` prefix; the event drops it. The
+                    // server API's type is reported as it was given.
+                    let kind = match (from, kind) {
+                        (Some(_), Some(k)) => Value::from(k.strip_prefix("signal:").unwrap_or(k)),
+                        (_, k) => k.clone().map_or(Value::Null, Value::from),
+                    };
+                    let mut fields = Map::new();
+                    fields.insert(
+                        "from".into(),
+                        from.as_ref().map_or(Value::Null, |f| f.as_str().into()),
+                    );
+                    fields.insert(
+                        "to".into(),
+                        to.iter().map(|t| Value::from(t.as_str())).collect(),
+                    );
+                    fields.insert("type".into(), kind);
+                    fields.insert("data".into(), data.clone().map_or(Value::Null, Value::from));
+                    self.push("signalSent", self.now, fields);
+                }
+                RoomEvent::RoomClosed(reason) => {
+                    let mut fields = Map::new();
+                    ended(
+                        &mut fields,
+                        self.after.created_at(),
+                        self.now,
+                        super::wire::reason_name(*reason),
+                    );
+                    self.push("sessionDestroyed", self.now, fields);
+                }
+                RoomEvent::ParticipantGranted(_)
+                | RoomEvent::GrantRevoked(_)
+                | RoomEvent::ParticipantEvicted(..)
+                | RoomEvent::StreamChanged { .. } => {}
+            }
+        }
+        // Subscriptions that ended with no event naming why: unsubscribed.
+        let after = subscriptions(self.after);
+        for (sub, s) in subscriptions(self.before) {
+            if !after.iter().any(|a| same_subscription(*a, (sub, s))) {
+                self.subscription_ended(sub, s, "unsubscribe");
+            }
+        }
+        // Subscriptions that started.
+        let before = subscriptions(self.before);
+        for (sub, s) in subscriptions(self.after) {
+            if before.iter().any(|b| same_subscription(*b, (sub, s))) {
+                continue;
+            }
+            if let Some(stream) = self
+                .after
+                .participant(s.publisher.as_str())
+                .and_then(|p| p.stream())
+            {
+                let fields = connection_fields(&sub.id, stream, Some(&s.publisher));
+                self.push("webrtcConnectionCreated", s.created_at, fields);
+            }
+        }
+    }
+}
+
+impl Observer for OpenViduEvents {
+    fn created(&self, room: &Room) -> Vec<Event> {
+        self.event(room, "sessionCreated", room.created_at(), Map::new())
+            .into_iter()
+            .collect()
+    }
+
+    fn changed(&self, before: &Room, after: &Room, events: &[RoomEvent], now: i64) -> Vec<Event> {
+        let mut render = Render {
+            events: self,
+            before,
+            after,
+            now,
+            out: Vec::new(),
+            ended_subscriptions: Vec::new(),
+        };
+        render.run(events);
+        render.out
+    }
+
+    fn vanished(&self, room: &Room, participant: &Participant, now: i64) -> Vec<Event> {
+        let mut fields = participant_fields(participant);
+        let joined = participant.active().map_or(now, |a| a.joined_at);
+        ended(
+            &mut fields,
+            joined,
+            now,
+            super::wire::reason_name(EndReason::ServerStopped),
+        );
+        self.event(room, "participantLeft", now, fields)
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The webhook request body: the stored body with `event` appended last.
+pub fn webhook_body(e: &Event) -> String {
+    let name = Value::from(e.name.as_str()).to_string();
+    match e.body.strip_suffix('}') {
+        Some(open) if open.trim_end().ends_with('{') => format!("{open}\"event\":{name}}}"),
+        Some(open) => format!("{open},\"event\":{name}}}"),
+        None => e.body.clone(),
+    }
+}
+
+/// The CDR line of an event: `{"<event>": body}`.
+pub fn cdr_line(e: &Event) -> String {
+    format!("{{{}:{}}}", Value::from(e.name.as_str()), e.body)
+}
+
+// ---------------------------------------------------------------------------------------
+// The webhook sender
+
+type Http = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// One session's events waiting to be sent.
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<StoredEvent>,
+    in_flight: bool,
+    attempts: u32,
+    retry_at: Option<Instant>,
+    failing_since: Option<Instant>,
+}
+
+/// The pause after `attempts` failed attempts.
+fn backoff(attempts: u32) -> Duration {
+    let ms = 500u64.saturating_mul(1u64 << attempts.saturating_sub(1).min(16));
+    Duration::from_millis(ms).min(MAX_BACKOFF)
+}
+
+/// Sends one event; true when the receiver answered 2xx in time.
+async fn post(http: &Http, hook: &Webhook, event: &Event) -> bool {
+    let mut request = hyper::Request::post(hook.endpoint.as_str());
+    let custom_type = hook
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v == "application/json");
+    if !custom_type {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    for (name, value) in &hook.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request = request.header(EVENT_ID_HEADER, event.id.as_str());
+    let Ok(request) = request.body(Full::new(Bytes::from(webhook_body(event)))) else {
+        return false;
+    };
+    match tokio::time::timeout(ATTEMPT_TIMEOUT, http.request(request)).await {
+        Ok(Ok(response)) => {
+            let ok = response.status().is_success();
+            // Read the answer so the connection can be reused.
+            let _ = tokio::time::timeout(
+                ATTEMPT_TIMEOUT,
+                http_body_util::BodyExt::collect(response.into_body()),
+            )
+            .await;
+            ok
+        }
+        _ => false,
+    }
+}
+
+/// Delivers webhook events from the outbox until `stopping` turns true.
+pub async fn send_webhooks(
+    store: Store,
+    hook: Webhook,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let https = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b.https_or_http().enable_http1().build(),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook: no TLS root certificates; events stay queued");
+            return;
+        }
+    };
+    let http: Http =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    let http = Arc::new(http);
+    let hook = Arc::new(hook);
+    let mut committed = store.committed_events();
+    let mut queues: HashMap<String, Queue> = HashMap::new();
+    let mut loaded = 0usize;
+    let mut loaded_up_to = 0i64;
+    let mut more = true;
+    let mut acks: Vec<i64> = Vec::new();
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut in_flight = 0usize;
+    loop {
+        // Load what the outbox holds beyond what is in memory.
+        while more && loaded < MAX_LOADED {
+            match store
+                .pending_events(Consumer::Hook, loaded_up_to, 1000)
+                .await
+            {
+                Ok(batch) => {
+                    more = batch.len() == 1000;
+                    for e in batch {
+                        loaded_up_to = e.seq;
+                        loaded += 1;
+                        queues
+                            .entry(e.event.session.clone())
+                            .or_default()
+                            .events
+                            .push_back(e);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook: cannot read the outbox");
+                    break;
+                }
+            }
+        }
+        // Start an attempt for every session whose head may go now.
+        let now = Instant::now();
+        for (session, q) in &mut queues {
+            if in_flight >= MAX_IN_FLIGHT {
+                break;
+            }
+            if q.in_flight || q.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            let Some(head) = q.events.front() else {
+                continue;
+            };
+            q.in_flight = true;
+            in_flight += 1;
+            let (http, hook, event, session) = (
+                http.clone(),
+                hook.clone(),
+                head.event.clone(),
+                session.clone(),
+            );
+            attempts.spawn(async move {
+                let ok = post(&http, &hook, &event).await;
+                (session, ok)
+            });
+        }
+        queues.retain(|_, q| !q.events.is_empty() || q.in_flight);
+        let next_retry = queues
+            .values()
+            .filter(|q| !q.in_flight)
+            .filter_map(|q| q.retry_at)
+            .min();
+        let wake = async {
+            match next_retry {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let flush = async {
+            if acks.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        tokio::select! {
+            changed = committed.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                more = true;
+            }
+            done = attempts.join_next(), if in_flight > 0 => {
+                in_flight -= 1;
+                let Some(Ok((session, ok))) = done else { continue };
+                let Some(q) = queues.get_mut(&session) else { continue };
+                q.in_flight = false;
+                let now = Instant::now();
+                if ok {
+                    if let Some(e) = q.events.pop_front() {
+                        acks.push(e.seq);
+                        loaded -= 1;
+                    }
+                    q.attempts = 0;
+                    q.retry_at = None;
+                    q.failing_since = None;
+                } else {
+                    q.attempts += 1;
+                    let since = *q.failing_since.get_or_insert(now);
+                    if now.duration_since(since) >= hook.retry_for {
+                        if let Some(e) = q.events.pop_front() {
+                            tracing::warn!(
+                                event = %e.event.name,
+                                id = %e.event.id,
+                                "webhook: dropping an event the receiver refused for too long"
+                            );
+                            acks.push(e.seq);
+                            loaded -= 1;
+                        }
+                        q.attempts = 0;
+                        q.failing_since = None;
+                        q.retry_at = None;
+                    } else {
+                        q.retry_at = Some(now + backoff(q.attempts));
+                    }
+                }
+                if acks.len() >= 256 {
+                    ack(&store, &mut acks).await;
+                }
+            }
+            () = flush => ack(&store, &mut acks).await,
+            () = wake => {}
+            () = stopped(&mut stopping) => break,
+        }
+    }
+    attempts.abort_all();
+    ack(&store, &mut acks).await;
+}
+
+/// Resolves once `stopping` turns true (or its sender is gone).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+/// Takes delivered events out of the outbox.
+async fn ack(store: &Store, acks: &mut Vec<i64>) {
+    if acks.is_empty() {
+        return;
+    }
+    if let Err(e) = store.consumed(Consumer::Hook, acks).await {
+        // They stay in the outbox and are sent again after a restart; receivers drop
+        // duplicates by their id.
+        tracing::warn!(error = %e, "webhook: cannot mark events delivered");
+    }
+    acks.clear();
+}
+
+// ---------------------------------------------------------------------------------------
+// The CDR writer
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's method).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The CDR file for events of the day of `now_ms` (UTC), for a server started at
+/// `started_ms`: `CDR.<yyyy-MM-dd>_<HH-mm-ss of the start>.log`, a new file each day.
+pub fn cdr_file_name(now_ms: i64, started_ms: i64) -> String {
+    let (y, m, d) = civil_from_days(now_ms.div_euclid(86_400_000));
+    let secs = started_ms.div_euclid(1000).rem_euclid(86_400);
+    format!(
+        "CDR.{y:04}-{m:02}-{d:02}_{:02}-{:02}-{:02}.log",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Appends every CDR event of the outbox to the CDR files in `dir` until `stopping` turns
+/// true. A line is written (and flushed to disk) before its event leaves the outbox.
+pub async fn write_cdr(
+    store: Store,
+    dir: std::path::PathBuf,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let started = crate::rooms::now_ms();
+    if let Err(e) = tokio::fs::create_dir_all(&dir).await {
+        tracing::error!(dir = %dir.display(), error = %e, "CDR: cannot create the folder");
+        return;
+    }
+    let mut committed = store.committed_events();
+    let mut after = 0i64;
+    loop {
+        loop {
+            let batch = match store.pending_events(Consumer::Cdr, after, 1000).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "CDR: cannot read the outbox");
+                    break;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let path = dir.join(cdr_file_name(crate::rooms::now_ms(), started));
+            let mut text = String::new();
+            for e in &batch {
+                text.push_str(&cdr_line(&e.event));
+                text.push('\n');
+            }
+            let written = async {
+                let mut file = tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .await?;
+                file.write_all(text.as_bytes()).await?;
+                file.sync_data().await
+            }
+            .await;
+            if let Err(e) = written {
+                tracing::warn!(file = %path.display(), error = %e, "CDR: cannot write");
+                break;
+            }
+            let seqs: Vec<i64> = batch.iter().map(|e| e.seq).collect();
+            after = seqs.last().copied().unwrap_or(after);
+            if let Err(e) = store.consumed(Consumer::Cdr, &seqs).await {
+                tracing::warn!(error = %e, "CDR: cannot mark events written");
+            }
+        }
+        tokio::select! {
+            changed = committed.changed() => if changed.is_err() { return },
+            () = stopped(&mut stopping) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdr_file_names_follow_the_day_and_the_start_time() {
+        // 2026-11-24 14:30:59 UTC, started at 2026-11-24 09:05:07 UTC.
+        let now = 1_795_530_659_000;
+        let started = 1_795_511_107_000;
+        assert_eq!(cdr_file_name(now, started), "CDR.2026-11-24_09-05-07.log");
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn bodies_get_their_event_member_last() {
+        let e = Event {
+            id: "1".into(),
+            session: "s".into(),
+            name: "sessionCreated".into(),
+            body: r#"{"sessionId":"s","timestamp":1}"#.into(),
+            created_at: 1,
+            hook: true,
+            cdr: true,
+        };
+        assert_eq!(
+            webhook_body(&e),
+            r#"{"sessionId":"s","timestamp":1,"event":"sessionCreated"}"#
+        );
+        assert_eq!(
+            cdr_line(&e),
+            r#"{"sessionCreated":{"sessionId":"s","timestamp":1}}"#
+        );
+        let empty = Event {
+            body: "{}".into(),
+            ..e
+        };
+        assert_eq!(webhook_body(&empty), r#"{"event":"sessionCreated"}"#);
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+}
