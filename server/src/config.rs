@@ -601,6 +601,67 @@ mod tests {
     }
 
     #[test]
+    fn webhook_settings_are_checked() {
+        let refused = |args: &[&str], name: &str| match cfg(args).settle(local()) {
+            Err(ConfigError::Invalid { name: n, message }) => {
+                assert_eq!(n, name, "{message}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("{args:?} should be refused, got {other:?}"),
+        };
+        refused(&["--webhook", "true"], "OPENVIDU_WEBHOOK_ENDPOINT");
+        refused(
+            &["--webhook", "true", "--webhook-endpoint", "ftp://x/"],
+            "OPENVIDU_WEBHOOK_ENDPOINT",
+        );
+        let base = [
+            "--webhook",
+            "true",
+            "--webhook-endpoint",
+            "http://127.0.0.1:9/h",
+        ];
+        let with = |extra: &[&'static str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            v
+        };
+        refused(
+            &with(&["--webhook-events", r#"["nope"]"#]),
+            "OPENVIDU_WEBHOOK_EVENTS",
+        );
+        refused(
+            &with(&["--webhook-events", "sessionCreated"]),
+            "OPENVIDU_WEBHOOK_EVENTS",
+        );
+        refused(
+            &with(&["--webhook-headers", r#"["no colon"]"#]),
+            "OPENVIDU_WEBHOOK_HEADERS",
+        );
+        refused(
+            &with(&["--webhook-headers", "{}"]),
+            "OPENVIDU_WEBHOOK_HEADERS",
+        );
+        let s = cfg(&with(&[
+            "--webhook-headers",
+            r#"["Authorization: Basic abc: def"]"#,
+        ]))
+        .settle(local())
+        .expect("settles");
+        let hook = s.webhook.expect("on");
+        assert_eq!(
+            hook.headers,
+            [("Authorization".to_owned(), "Basic abc: def".to_owned())],
+            "split on the first ': '"
+        );
+        assert_eq!(
+            hook.events.len(),
+            WEBHOOK_EVENTS.len(),
+            "all events by default"
+        );
+        assert!(cfg(&[]).settle(local()).expect("settles").webhook.is_none());
+    }
+
+    #[test]
     fn first_run_needs_nothing() {
         let s = cfg(&[]).settle(local()).expect("defaults settle");
         assert!(s.dev_secret);

@@ -9,3 +9,4 @@ mod rest;
 mod rpc;
 mod store;
 mod tls;
+mod webhook;

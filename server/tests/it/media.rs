@@ -138,10 +138,10 @@ impl Peer {
     }
 }
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn rpc(ws: &mut Ws, id: u64, method: &str, params: Value) -> Value {
+pub(crate) async fn rpc(ws: &mut Ws, id: u64, method: &str, params: Value) -> Value {
     let frame = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
     ws.send(Message::Text(frame.to_string().into()))
         .await
@@ -194,7 +194,7 @@ async fn media_rpc(ws: &mut Ws, id: u64, method: &str, params: Value) -> (Value,
     }
 }
 
-async fn joined(s: &Server, sid: &str, role: &str) -> Ws {
+pub(crate) async fn joined(s: &Server, sid: &str, role: &str) -> Ws {
     let token = s.token(sid, &json!({"role": role}).to_string()).await;
     let url = format!("ws://{}/openvidu?sessionId={sid}", s.addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(url)

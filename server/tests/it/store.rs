@@ -134,7 +134,9 @@ async fn restart_keeps_sessions_and_tokens(database_url: &str, dir: std::path::P
 
     // The token issued before the restart is still usable, exactly once.
     let store = Store::open(database_url).await.expect("store opens");
-    let rooms = Rooms::load(store, lifetimes(), None).await.expect("rooms load");
+    let rooms = Rooms::load(store, lifetimes(), None)
+        .await
+        .expect("rooms load");
     let token = c.json["token"].as_str().expect("token");
     let (_, joined, _) = rooms
         .admit(&sid, jwt(token), info(), None)
@@ -149,7 +151,9 @@ async fn restart_keeps_sessions_and_tokens(database_url: &str, dir: std::path::P
 
     // Used grants stay used across a restart too.
     let store = Store::open(database_url).await.expect("store opens");
-    let rooms = Rooms::load(store, lifetimes(), None).await.expect("rooms load");
+    let rooms = Rooms::load(store, lifetimes(), None)
+        .await
+        .expect("rooms load");
     assert!(matches!(
         rooms.admit(&sid, jwt(token), info(), None).await,
         Err(AdmitError::Join(_))
@@ -218,7 +222,9 @@ async fn tokens_are_refused_when_forged_expired_foreign_or_closed() {
     s.stop().await;
 
     let store = Store::open(&dir.sqlite_url()).await.expect("store opens");
-    let rooms = Rooms::load(store, lifetimes(), None).await.expect("rooms load");
+    let rooms = Rooms::load(store, lifetimes(), None)
+        .await
+        .expect("rooms load");
     // Forged: a payload re-signed by nobody we know.
     let mut parts: Vec<String> = jwt(&for_a).split('.').map(str::to_owned).collect();
     parts[2] = "AAAA".into();

@@ -153,6 +153,16 @@ pub fn router(state: RestState) -> Router {
             )
             .route(&format!("{p}/health"), get(health));
     }
+    let mut cdr_prefixes = vec!["/openvidu/cdr"];
+    if prefixes.len() > 1 {
+        cdr_prefixes.push("/cdr");
+    }
+    for c in cdr_prefixes {
+        protected = protected
+            .route(c, get(cdr_files))
+            .route(&format!("{c}/"), get(cdr_files))
+            .route(&format!("{c}/{{file}}"), get(cdr_file));
+    }
     let mut config_prefixes = vec!["/openvidu/api/config"];
     if prefixes.len() > 1 {
         config_prefixes.extend(["/api/config", "/config"]);
@@ -779,7 +789,7 @@ async fn recording_disabled() -> RestError {
 async fn config(State(s): State<RestState>) -> Json<Value> {
     let st = s.settled();
     let c = &st.config;
-    Json(json!({
+    let mut doc = json!({
         "VERSION": OPENVIDU_VERSION,
         "DOMAIN_OR_PUBLIC_IP": st.public_host,
         "HTTPS_PORT": st.public_port,
@@ -796,7 +806,24 @@ async fn config(State(s): State<RestState>) -> Json<Value> {
         "OPENVIDU_SESSIONS_GARBAGE_THRESHOLD": c.sessions_garbage_threshold,
         "OPENVIDU_RECORDING": c.recording,
         "OPENVIDU_WEBHOOK": c.webhook,
-    }))
+    });
+    if c.cdr {
+        doc["OPENVIDU_CDR_PATH"] = c.cdr_path.clone().into();
+    }
+    if let Some(hook) = &st.webhook {
+        doc["OPENVIDU_WEBHOOK_ENDPOINT"] = hook.endpoint.clone().into();
+        doc["OPENVIDU_WEBHOOK_HEADERS"] = hook
+            .headers
+            .iter()
+            .map(|(n, v)| Value::from(format!("{n}: {v}")))
+            .collect();
+        doc["OPENVIDU_WEBHOOK_EVENTS"] = hook
+            .events
+            .iter()
+            .map(|e| Value::from(e.as_str()))
+            .collect();
+    }
+    Json(doc)
 }
 
 fn text(body: String) -> Response {
@@ -821,6 +848,43 @@ async fn config_recording_path(State(s): State<RestState>) -> Response {
         path.push('/');
     }
     text(path)
+}
+
+/// The names of the CDR files, oldest first.
+async fn cdr_files(State(s): State<RestState>) -> Json<Value> {
+    let dir = std::path::PathBuf::from(&s.settled().config.cdr_path);
+    let mut names: Vec<String> = match tokio::fs::read_dir(&dir).await {
+        Ok(mut entries) => {
+            let mut names = Vec::new();
+            while let Ok(Some(e)) = entries.next_entry().await {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("CDR.") && name.ends_with(".log") {
+                    names.push(name);
+                }
+            }
+            names
+        }
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    Json(json!(names))
+}
+
+/// One CDR file, as text.
+async fn cdr_file(
+    State(s): State<RestState>,
+    Path(file): Path<String>,
+    uri: axum::http::Uri,
+) -> Result<Response, RestError> {
+    let listed = file.starts_with("CDR.")
+        && file.ends_with(".log")
+        && !file.contains(['/', '\\'])
+        && !file.contains("..");
+    let path = std::path::PathBuf::from(&s.settled().config.cdr_path).join(&file);
+    match tokio::fs::read_to_string(&path).await {
+        Ok(body) if listed => Ok(text(body)),
+        _ => Err(RestError::RouteNotFound(uri.path().to_owned())),
+    }
 }
 
 async fn config_cdr(State(s): State<RestState>) -> Response {
