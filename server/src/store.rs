@@ -529,7 +529,8 @@ async fn journal_writer(
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let start = last_seq;
         if batch.len() > 1 {
-            match apply(&pool, batch.iter().flat_map(|j| &j.writes), &mut last_seq).await {
+            let writes: Vec<&Write> = batch.iter().flat_map(|j| &j.writes).collect();
+            match apply(&pool, &writes, &mut last_seq).await {
                 Ok(()) => {
                     for job in batch.drain(..) {
                         let _ = job.done.send(Ok(()));
@@ -544,7 +545,8 @@ async fn journal_writer(
         }
         for job in batch.drain(..) {
             let before = last_seq;
-            let result = apply(&pool, job.writes.iter(), &mut last_seq).await;
+            let writes: Vec<&Write> = job.writes.iter().collect();
+            let result = apply(&pool, &writes, &mut last_seq).await;
             if result.is_err() {
                 last_seq = before;
             }
@@ -556,14 +558,24 @@ async fn journal_writer(
     }
 }
 
-/// Applies `writes` in one transaction; events take the numbers after `last_seq`.
-async fn apply<'a>(
-    pool: &AnyPool,
-    writes: impl Iterator<Item = &'a Write>,
-    last_seq: &mut i64,
-) -> Result<(), StoreError> {
+/// Applies `writes` in one transaction; events take the numbers after `last_seq`. A run of
+/// participant inserts is one multi-row statement.
+async fn apply(pool: &AnyPool, writes: &[&Write], last_seq: &mut i64) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    for write in writes {
+    let mut i = 0;
+    while i < writes.len() {
+        let run = writes[i..]
+            .iter()
+            .take(MAX_BATCH)
+            .take_while(|w| matches!(w, Write::InsertParticipant { .. }))
+            .count();
+        if run > 1 {
+            insert_participants(&mut tx, &writes[i..i + run]).await?;
+            i += run;
+            continue;
+        }
+        let write = writes[i];
+        i += 1;
         match write {
             Write::InsertRoom {
                 id,
@@ -645,6 +657,43 @@ async fn apply<'a>(
         }
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Inserts participant rows in one statement; a row whose room is gone fails it (the
+/// foreign key), and the journal then retries job by job.
+async fn insert_participants(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[&Write],
+) -> Result<(), StoreError> {
+    let mut sql = String::from("INSERT INTO participants (room_id, id, created_at, body) VALUES ");
+    for i in 0..rows.len() {
+        let n = i * 4;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for row in rows {
+        if let Write::InsertParticipant {
+            room,
+            id,
+            created_at,
+            body,
+        } = row
+        {
+            query = query
+                .bind(room.as_str())
+                .bind(id.as_str())
+                .bind(*created_at)
+                .bind(body.as_str());
+        }
+    }
+    let done = query.execute(&mut **tx).await.map_err(map_write_error)?;
+    if done.rows_affected() != rows.len() as u64 {
+        return Err(StoreError::RoomMissing);
+    }
     Ok(())
 }
 

@@ -3,7 +3,10 @@
 //! It starts the `camerata` binary as a separate process on 127.0.0.1 (SQLite in a temporary
 //! folder unless `--database-url` says otherwise), drives it with N concurrent keep-alive
 //! clients, prints throughput and latency percentiles per scenario, and stops the server by
-//! its PID. Scenarios: creating connections (tokens), and listing sessions.
+//! its PID. Scenarios: creating connections (tokens), and listing sessions; then, on a
+//! second server with the webhook on, sessions created and deleted as fast as answers come
+//! while a receiver in this process answers every event at once: how many events per
+//! second reach it, and how long after they happened.
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -39,6 +42,10 @@ struct Args {
     /// Offered load of the paced scenario, requests per second across all clients.
     #[arg(long, default_value_t = 5000.0)]
     rate: f64,
+    /// Events per second of the paced webhook run (sessions created and deleted: two events
+    /// each).
+    #[arg(long, default_value_t = 2000.0)]
+    event_rate: f64,
     /// A tiny run that checks the tool works (2 clients, a fraction of a second).
     #[arg(long)]
     smoke: bool,
@@ -66,7 +73,7 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn start_server(args: &Args) -> anyhow::Result<ServerProcess> {
+fn start_server(args: &Args, extra: &[String]) -> anyhow::Result<ServerProcess> {
     let bin = match &args.server_bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()?.with_file_name("camerata"),
@@ -89,6 +96,7 @@ fn start_server(args: &Args) -> anyhow::Result<ServerProcess> {
     if let Some(url) = &args.database_url {
         cmd.args(["--database-url", url]);
     }
+    cmd.args(extra);
     let child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
@@ -261,6 +269,7 @@ fn main() -> anyhow::Result<()> {
         args.sessions = 3;
         args.connections_per_session = 2;
         args.rate = 100.0;
+        args.event_rate = 100.0;
     }
     // The load runs on its own runtime threads; the server is another process.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -268,7 +277,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let server = start_server(&args)?;
+        let server = start_server(&args, &[])?;
         let duration = Duration::from_secs_f64(args.seconds);
         let ids = setup_sessions(server.port, args.sessions, args.connections_per_session).await?;
         let target: Arc<str> = format!("/openvidu/api/sessions/{}/connection", ids[0]).into();
@@ -333,6 +342,151 @@ fn main() -> anyhow::Result<()> {
             }
         }
         drop(server);
-        Ok(())
+        println!(
+            "webhook: {} clients creating and deleting sessions (two events each); a receiver on 127.0.0.1 answering at once",
+            args.clients
+        );
+        println!(
+            "| load | events | produced/s | delivered/s (until the last) | delay p50 ms | delay p99 ms | max ms |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        webhook_scenario(&args, duration, None).await?;
+        webhook_scenario(&args, duration, Some(args.event_rate)).await
     })
+}
+
+/// What the receiver saw: events, and each one's delay from its `timestamp`, in ms.
+#[derive(Default)]
+struct Seen {
+    events: usize,
+    delays_ms: Vec<i64>,
+    last: Option<Instant>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Sessions created and deleted by `--clients` clients for `duration` on a server whose
+/// webhook posts to a receiver here that answers at once.
+async fn webhook_scenario(
+    args: &Args,
+    duration: Duration,
+    event_rate: Option<f64>,
+) -> anyhow::Result<()> {
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook = format!("http://{}/hook", listener.local_addr()?);
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let record = record.clone();
+        async move {
+            let at = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["timestamp"].as_i64());
+            let mut s = record
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.events += 1;
+            if let Some(at) = at {
+                s.delays_ms.push(now_ms() - at);
+            }
+            s.last = Some(Instant::now());
+            ""
+        }
+    });
+    let receiver = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let server = start_server(
+        args,
+        &[
+            "--webhook".into(),
+            "true".into(),
+            "--webhook-endpoint".into(),
+            hook,
+        ],
+    )?;
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    // Each client paces its create-delete pairs (two events) on a fixed schedule.
+    let interval = event_rate.map(|r| Duration::from_secs_f64(2.0 * args.clients as f64 / r));
+    for k in 0..args.clients {
+        let mut c = Client::connect(server.port).await?;
+        let mut next = interval.map(|i| start + i.mul_f64(k as f64 / args.clients as f64));
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            while Instant::now() < deadline {
+                if let (Some(at), Some(i)) = (next, interval) {
+                    tokio::time::sleep_until(at.into()).await;
+                    next = Some(at + i);
+                }
+                let Ok((200, body)) = c.call("POST", "/openvidu/api/sessions", "{}").await else {
+                    break;
+                };
+                let id = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["id"].as_str().map(str::to_owned));
+                let Some(id) = id else { break };
+                let path = format!("/openvidu/api/sessions/{id}");
+                if !matches!(c.call("DELETE", &path, "").await, Ok((204, _))) {
+                    break;
+                }
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut pairs = 0;
+    for t in tasks {
+        pairs += t.await?;
+    }
+    let load_time = start.elapsed();
+    let expected = pairs * 2;
+    let drain_deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = seen.lock().map(|s| s.events).unwrap_or(0);
+        if got >= expected || Instant::now() > drain_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut s = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let delivered_in = s.last.map_or(load_time, |l| l.duration_since(start));
+    s.delays_ms.sort_unstable();
+    let pct = |p: f64| {
+        let d = &s.delays_ms;
+        if d.is_empty() {
+            0
+        } else {
+            d[((d.len() - 1) as f64 * p).round() as usize]
+        }
+    };
+    let load = match event_rate {
+        None => "as fast as answers come".to_owned(),
+        Some(r) => format!("paced at {r:.0} events/s"),
+    };
+    println!(
+        "| {load} | {} of {expected} | {:.0} | {:.0} | {} | {} | {} |",
+        s.events,
+        expected as f64 / load_time.as_secs_f64(),
+        s.events as f64 / delivered_in.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    let complete = s.events == expected && expected > 0;
+    drop(s);
+    drop(server);
+    receiver.abort();
+    if !complete {
+        bail!("webhook: {expected} events expected");
+    }
+    Ok(())
 }

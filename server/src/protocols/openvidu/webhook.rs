@@ -24,7 +24,7 @@ use crate::store::{Consumer, Event, Store, StoredEvent};
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -391,9 +391,7 @@ type Http = hyper_util::client::legacy::Client<
 #[derive(Default)]
 struct Queue {
     events: VecDeque<StoredEvent>,
-    in_flight: bool,
     attempts: u32,
-    retry_at: Option<Instant>,
     failing_since: Option<Instant>,
 }
 
@@ -456,6 +454,10 @@ pub async fn send_webhooks(
     let hook = Arc::new(hook);
     let mut committed = store.committed_events();
     let mut queues: HashMap<String, Queue> = HashMap::new();
+    // Sessions whose first event may be sent now, oldest event first, so no session waits
+    // behind newer ones; and sessions pausing after a failure, by when they may go again.
+    let mut ready: BTreeSet<(i64, String)> = BTreeSet::new();
+    let mut pausing: BTreeSet<(Instant, String)> = BTreeSet::new();
     let mut loaded = 0usize;
     let mut loaded_up_to = 0i64;
     let mut more = true;
@@ -474,11 +476,12 @@ pub async fn send_webhooks(
                     for e in batch {
                         loaded_up_to = e.seq;
                         loaded += 1;
-                        queues
-                            .entry(e.event.session.clone())
-                            .or_default()
-                            .events
-                            .push_back(e);
+                        let q = queues.entry(e.event.session.clone()).or_default();
+                        if q.events.is_empty() && q.failing_since.is_none() {
+                            // Idle until now (in flight or pausing sessions have events).
+                            ready.insert((e.seq, e.event.session.clone()));
+                        }
+                        q.events.push_back(e);
                     }
                 }
                 Err(e) => {
@@ -487,39 +490,35 @@ pub async fn send_webhooks(
                 }
             }
         }
-        // Start an attempt for every session whose head may go now.
+        // Sessions whose pause is over go back in line, by their oldest event.
         let now = Instant::now();
-        for (session, q) in &mut queues {
-            if in_flight >= MAX_IN_FLIGHT {
+        while let Some((at, session)) = pausing.first().cloned() {
+            if at > now {
                 break;
             }
-            if q.in_flight || q.retry_at.is_some_and(|t| t > now) {
-                continue;
+            pausing.pop_first();
+            if let Some(head) = queues.get(&session).and_then(|q| q.events.front()) {
+                ready.insert((head.seq, session));
             }
-            let Some(head) = q.events.front() else {
+        }
+        // Start attempts, oldest first.
+        while in_flight < MAX_IN_FLIGHT {
+            let Some((_, session)) = ready.pop_first() else {
+                break;
+            };
+            let Some(head) = queues.get(&session).and_then(|q| q.events.front()) else {
                 continue;
             };
-            q.in_flight = true;
             in_flight += 1;
-            let (http, hook, event, session) = (
-                http.clone(),
-                hook.clone(),
-                head.event.clone(),
-                session.clone(),
-            );
+            let (http, hook, event) = (http.clone(), hook.clone(), head.event.clone());
             attempts.spawn(async move {
                 let ok = post(&http, &hook, &event).await;
                 (session, ok)
             });
         }
-        queues.retain(|_, q| !q.events.is_empty() || q.in_flight);
-        let next_retry = queues
-            .values()
-            .filter(|q| !q.in_flight)
-            .filter_map(|q| q.retry_at)
-            .min();
+        let next_pause_end = pausing.first().map(|(at, _)| *at);
         let wake = async {
-            match next_retry {
+            match next_pause_end {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
                 None => std::future::pending().await,
             }
@@ -541,35 +540,42 @@ pub async fn send_webhooks(
                 in_flight -= 1;
                 let Some(Ok((session, ok))) = done else { continue };
                 let Some(q) = queues.get_mut(&session) else { continue };
-                q.in_flight = false;
                 let now = Instant::now();
+                let mut finished = ok;
                 if ok {
-                    if let Some(e) = q.events.pop_front() {
-                        acks.push(e.seq);
-                        loaded -= 1;
-                    }
                     q.attempts = 0;
-                    q.retry_at = None;
                     q.failing_since = None;
                 } else {
                     q.attempts += 1;
                     let since = *q.failing_since.get_or_insert(now);
                     if now.duration_since(since) >= hook.retry_for {
-                        if let Some(e) = q.events.pop_front() {
+                        if let Some(e) = q.events.front() {
                             tracing::warn!(
                                 event = %e.event.name,
                                 id = %e.event.id,
                                 "webhook: dropping an event the receiver refused for too long"
                             );
-                            acks.push(e.seq);
-                            loaded -= 1;
                         }
                         q.attempts = 0;
                         q.failing_since = None;
-                        q.retry_at = None;
-                    } else {
-                        q.retry_at = Some(now + backoff(q.attempts));
+                        finished = true;
                     }
+                }
+                if finished {
+                    if let Some(e) = q.events.pop_front() {
+                        acks.push(e.seq);
+                        loaded -= 1;
+                    }
+                    match q.events.front() {
+                        Some(next) => {
+                            ready.insert((next.seq, session));
+                        }
+                        None => {
+                            queues.remove(&session);
+                        }
+                    }
+                } else {
+                    pausing.insert((now + backoff(q.attempts), session));
                 }
                 if acks.len() >= 256 {
                     ack(&store, &mut acks).await;
