@@ -169,7 +169,7 @@ async fn restart_on_sqlite() {
 
 /// The URL of a PostgreSQL server to create test databases on (the test command starts
 /// one); without it the test fails in CI and is skipped elsewhere.
-fn postgres_admin_url() -> Option<String> {
+pub(crate) fn postgres_admin_url() -> Option<String> {
     match std::env::var("CAMERATA_TEST_PG_URL") {
         Ok(url) => Some(url),
         Err(_) if std::env::var_os("CI").is_some() => {
@@ -182,7 +182,7 @@ fn postgres_admin_url() -> Option<String> {
     }
 }
 
-async fn fresh_postgres_db(admin: &str) -> String {
+pub(crate) async fn fresh_postgres_db(admin: &str) -> String {
     use sqlx::Executor;
     let name = format!("camerata_test_{}", crate::support::rand_suffix());
     let pool = sqlx::postgres::PgPool::connect(admin)

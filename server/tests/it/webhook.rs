@@ -165,9 +165,13 @@ fn keys(v: &Value) -> Vec<&str> {
 }
 
 async fn start(dir: &TempDir, endpoint: &str, extra: &[&str]) -> Server {
+    start_on(&dir.sqlite_url(), dir, endpoint, extra).await
+}
+
+async fn start_on(database_url: &str, dir: &TempDir, endpoint: &str, extra: &[&str]) -> Server {
     let mut args = vec!["--webhook", "true", "--webhook-endpoint", endpoint];
     args.extend_from_slice(extra);
-    Server::start_with(&dir.sqlite_url(), dir.0.clone(), &args).await
+    Server::start_with(database_url, dir.0.clone(), &args).await
 }
 
 #[tokio::test]
@@ -386,12 +390,31 @@ fn assert_complete_and_ordered(events: &[(String, Value)], sessions: &[String], 
 
 #[tokio::test]
 async fn a_receiver_that_is_down_or_failing_gets_every_event_once_in_order() {
+    let dir = TempDir::new();
+    down_or_failing(&dir.sqlite_url(), &dir).await;
+}
+
+#[tokio::test]
+async fn the_same_on_postgres() {
+    let Some(admin) = crate::store::postgres_admin_url() else {
+        return;
+    };
+    let url = crate::store::fresh_postgres_db(&admin).await;
+    down_or_failing(&url, &TempDir::new()).await;
+}
+
+async fn down_or_failing(database_url: &str, dir: &TempDir) {
     // Nobody listens on the endpoint's port yet.
     let parked = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = parked.local_addr().expect("bound").port();
     drop(parked);
-    let dir = TempDir::new();
-    let s = start(&dir, &format!("http://127.0.0.1:{port}/hook"), &[]).await;
+    let s = start_on(
+        database_url,
+        dir,
+        &format!("http://127.0.0.1:{port}/hook"),
+        &[],
+    )
+    .await;
     let first = vec![busy_session(&s, 3).await, busy_session(&s, 3).await];
 
     // It comes up failing every request, then recovers.
