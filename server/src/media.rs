@@ -4,8 +4,8 @@
 //!
 //! Every peer connection lives in one task, the media loop (`engine`), which owns them all,
 //! the one UDP socket every peer shares and the ICE-TCP connections. A datagram is handed to
-//! the peer connection it belongs to (found by its source address, or by the ICE username of
-//! its first STUN request); RTP a publisher sends is rewritten in place (the subscriber's SSRC
+//! the peer connection it belongs to (a STUN check by the ICE username it carries, anything
+//! else by its source address, claimed by such a check or by a check the server sent); RTP a publisher sends is rewritten in place (the subscriber's SSRC
 //! and payload type, continuous sequence numbers) and written to each subscriber's peer
 //! connection, whose encrypted output goes straight to the socket. No task hop, channel, lock
 //! or log lies on that path; what it still allocates is inside `rtc` (see the crate note in

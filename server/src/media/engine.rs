@@ -130,9 +130,18 @@ struct Net {
 impl Net {
     /// Sends everything `pc` has to send.
     fn flush(&self, pc: &mut RTCPeerConnection) {
+        self.flush_checks(pc, |_| {});
+    }
+
+    /// Sends everything `pc` has to send, telling `checked` where a STUN check went (the
+    /// answer will come back from there).
+    fn flush_checks(&self, pc: &mut RTCPeerConnection, mut checked: impl FnMut(SocketAddr)) {
         while let Some(out) = pc.poll_write() {
             match out.transport.transport_protocol {
                 TransportProtocol::UDP => {
+                    if is_binding_request(&out.message) {
+                        checked(out.transport.peer_addr);
+                    }
                     // A full socket buffer loses the datagram, as the network would.
                     let _ = self.udp.send_to(&out.message, out.transport.peer_addr);
                 }
@@ -200,6 +209,14 @@ pub(super) fn spawn(
     };
     tokio::spawn(engine.run(recv, tcp_rx, commands));
     Ok(())
+}
+
+/// Whether a datagram is a STUN binding request.
+fn is_binding_request(datagram: &[u8]) -> bool {
+    datagram.len() >= 20
+        && datagram[0] == 0
+        && datagram[1] == 1
+        && datagram[4..8] == [0x21, 0x12, 0xa4, 0x42]
 }
 
 /// The output index of a kind.
@@ -371,7 +388,7 @@ impl Engine {
         let registry = interceptors(&mut engine)?;
         let ufrag = ice_chars(16);
         let settings = SettingEngineBuilder::new()
-            .with_lite(true)
+            .with_lite(false)
             .with_ice_credentials(ufrag.clone(), ice_chars(32))
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .build();
@@ -545,22 +562,24 @@ impl Engine {
 
     /// One datagram from `from` (`tcp`: a frame of an ICE-TCP connection).
     fn datagram(&mut self, from: SocketAddr, tcp: bool, data: &[u8], now: Instant) {
-        let id = match self.by_address.get(&(from, tcp)) {
-            Some(id) => *id,
-            None => {
-                // Only a STUN check naming one of our ICE usernames claims a new address.
-                let claimed = stun_local_ufrag(data)
-                    .and_then(|ufrag| self.by_ufrag.get(ufrag).copied())
-                    .and_then(|id| self.peers.get_mut(&id).map(|p| (id, p)))
-                    .filter(|(_, p)| p.addresses.len() < MAX_ADDRESSES);
-                let Some((id, peer)) = claimed else {
+        // A STUN check names its peer connection by ICE username: that decides, and the
+        // address is (re)claimed for it. Anything else goes where its address was claimed.
+        let named = stun_local_ufrag(data).and_then(|ufrag| self.by_ufrag.get(ufrag).copied());
+        let id = match named {
+            Some(id) => {
+                if self.by_address.get(&(from, tcp)) != Some(&id) && !self.claim(id, from, tcp) {
                     self.unclaimed += 1;
                     return;
-                };
-                peer.addresses.push((from, tcp));
-                self.by_address.insert((from, tcp), id);
+                }
                 id
             }
+            None => match self.by_address.get(&(from, tcp)) {
+                Some(id) => *id,
+                None => {
+                    self.unclaimed += 1;
+                    return;
+                }
+            },
         };
         let local = match (tcp, self.local_tcp) {
             (true, Some(local)) => local,
@@ -586,6 +605,27 @@ impl Engine {
         self.service(id, now);
     }
 
+    /// Routes `from` to peer connection `id` (taking it from another one if need be); false
+    /// when `id` already has as many addresses as it may.
+    fn claim(&mut self, id: u64, from: SocketAddr, tcp: bool) -> bool {
+        if self
+            .peers
+            .get(&id)
+            .is_none_or(|p| p.addresses.len() >= MAX_ADDRESSES)
+        {
+            return false;
+        }
+        if let Some(old) = self.by_address.insert((from, tcp), id)
+            && let Some(p) = self.peers.get_mut(&old)
+        {
+            p.addresses.retain(|a| *a != (from, tcp));
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.addresses.push((from, tcp));
+        }
+        true
+    }
+
     fn tcp(&mut self, event: TcpEvent) {
         match event {
             TcpEvent::Opened(addr, out) => {
@@ -606,8 +646,25 @@ impl Engine {
     /// Takes everything a peer connection has for us: events, media, datagrams, its timer.
     fn service(&mut self, id: u64, now: Instant) {
         while let Some(event) = self.peers.get_mut(&id).and_then(|p| p.pc.poll_event()) {
-            if let RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) = event {
-                self.track_opened(id, init.track_id, init.receiver_id, now);
+            match event {
+                RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                    self.track_opened(id, init.track_id, init.receiver_id, now);
+                }
+                // A subscriber can use a keyframe only once its media is flowing: ask again
+                // then (the request made when it subscribed may have been answered before).
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                    rtc::peer_connection::state::RTCPeerConnectionState::Connected,
+                ) => {
+                    if let Some(stream) = self
+                        .peers
+                        .get(&id)
+                        .filter(|p| !p.sinks.is_empty())
+                        .map(|p| p.stream)
+                    {
+                        self.request_keyframe(stream, now);
+                    }
+                }
+                _ => {}
             }
         }
         while let Some(message) = self.peers.get_mut(&id).and_then(|p| p.pc.poll_read()) {
@@ -629,13 +686,21 @@ impl Engine {
                 _ => {}
             }
         }
+        let mut checked = Vec::new();
         if let Some(peer) = self.peers.get_mut(&id) {
-            self.net.flush(&mut peer.pc);
+            self.net.flush_checks(&mut peer.pc, |to| checked.push(to));
             peer.deadline = peer.pc.poll_timeout();
             if let Some(d) = peer.deadline
                 && d < self.next_wake
             {
                 self.next_wake = d;
+            }
+        }
+        // The answer to a check we sent comes from where it went: route it here unless that
+        // address already belongs to someone.
+        for to in checked {
+            if !self.by_address.contains_key(&(to, false)) {
+                self.claim(id, to, false);
             }
         }
     }
