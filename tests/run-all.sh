@@ -9,8 +9,9 @@ export CARGO_TERM_COLOR=never NO_COLOR=1 CI="${CI:-}"
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# 1. System packages (Debian): Node.js, PostgreSQL, Chromium and the namespace and firewall
-#    tools, only when missing.
+# 1. System packages (Debian): Node.js, PostgreSQL, Chromium, ffmpeg and Janus (the media
+#    load tool's stream and reference server), the namespace and firewall tools; only when
+#    missing.
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
@@ -20,6 +21,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v janus >/dev/null 2>&1 || missing+=(janus)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -q
@@ -81,9 +84,20 @@ node --test --test-concurrency=1 tests/node/
 log "browser tests"
 bash tests/browser/run.sh
 
-# 8. A tiny smoke run of each benchmark (figures come from bench/run.sh, not from here).
+# 8. A tiny smoke run of each benchmark (figures come from the benchmark commands in the
+#    README, not from here).
 log "benchmark smoke"
 "$ROOT/target/$CARGO_BUILD_TARGET/debug/restbench" --smoke
 node tools/sdkbench/sdkbench.js --smoke
+# The media load tool against both servers, in a namespace with loopback and the veth pair
+# Janus needs (the tool starts and stops both servers by PID).
+unshare -n bash -c 'set -e
+  ip link set lo up
+  ip link add lt0 type veth peer name lt1
+  ip addr add 10.200.0.1/24 dev lt0
+  ip link set lt0 up
+  ip link set lt1 up
+  exec "$@"' loadtest "$ROOT/target/$CARGO_BUILD_TARGET/debug/loadtest" --smoke \
+  --camerata-bin "$CAMERATA_BIN" --work "$ROOT/target/loadtest-smoke"
 
 log "all tests passed"
