@@ -13,8 +13,9 @@
 //!
 //! Everything else reaches the loop as a [`Command`](engine::Command) through [`Media`]:
 //! publish, subscribe, a trickled candidate, closing. Keyframes: a PLI goes to the publisher
-//! on every new subscription and every PLI or FIR a subscriber sends is relayed, at most one
-//! per [`KEYFRAME_MIN_GAP`] (a request inside the gap is sent when it ends). NACK, receiver
+//! when a subscriber's peer connection comes up (the moment a keyframe becomes useful to it)
+//! and every PLI or FIR a subscriber sends is relayed, at most one per [`KEYFRAME_MIN_GAP`]
+//! (a request inside the gap is sent when it ends). NACK, receiver
 //! and sender reports and transport-wide congestion feedback are `rtc`'s default interceptors.
 //!
 //! Invariants: only the loop touches a peer connection; dropping the last [`Endpoint`] or
@@ -25,7 +26,7 @@ mod engine;
 mod forward;
 mod net;
 
-pub use codec::{KeyframeRequests, interceptors, is_keyframe_request};
+pub use codec::{KeyframeRequests, NACK_HISTORY, interceptors, is_keyframe_request};
 use engine::Command;
 pub use forward::cap_video_bitrate;
 use std::net::{IpAddr, SocketAddr};
@@ -35,7 +36,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// The shortest time between two keyframe requests sent to one publisher.
-pub const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(250);
+pub const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(100);
 
 /// A media operation that failed.
 #[derive(Debug, thiserror::Error)]

@@ -157,6 +157,9 @@ impl Net {
 
 struct Engine {
     net: Net,
+    /// The DTLS certificate every peer connection presents (made once: as Janus does, one
+    /// identity per server run instead of a key generation per peer connection).
+    certificate: rtc::peer_connection::certificate::RTCCertificate,
     local_udp: SocketAddr,
     local_tcp: Option<SocketAddr>,
     peers: HashMap<u64, Peer>,
@@ -191,7 +194,18 @@ pub(super) fn spawn(
         None => None,
     };
     let now = Instant::now();
+    let certificate = {
+        let provider = rtc::crypto::default_provider().map_err(std::io::Error::other)?;
+        rtc::peer_connection::certificate::RTCCertificate::generate(
+            provider.crypto(),
+            rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+            rtc::peer_connection::certificate::CertificateParams::new(vec!["camerata".to_owned()])
+                .map_err(std::io::Error::other)?,
+        )
+        .map_err(std::io::Error::other)?
+    };
     let engine = Engine {
+        certificate,
         net: Net {
             udp: send,
             tcp: HashMap::new(),
@@ -367,10 +381,8 @@ impl Engine {
                 self.close(id);
             }
         } else if let Some(id) = id {
+            // A subscriber's keyframe is asked for when its peer connection comes up.
             self.service(id, now);
-            if let Some(stream) = self.peers.get(&id).map(|p| p.stream) {
-                self.request_keyframe(stream, now);
-            }
         }
     }
 
@@ -393,7 +405,11 @@ impl Engine {
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .build();
         let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(
+                RTCConfigurationBuilder::new()
+                    .with_certificates(vec![self.certificate.clone()])
+                    .build(),
+            )
             .with_media_engine(engine)
             .with_interceptor_registry(registry)
             .with_setting_engine(settings)
