@@ -670,11 +670,12 @@ fn report(rows: &[Row], args: &Args) -> String {
          client and server on the same 2 cores), {} s windows.\n\n",
         args.seconds
     ));
-    let scenarios: Vec<String> = {
-        let mut s: Vec<String> = rows.iter().map(|r| r.scenario.clone()).collect();
-        s.dedup();
-        s
-    };
+    let mut scenarios: Vec<String> = Vec::new();
+    for r in rows {
+        if !scenarios.contains(&r.scenario) {
+            scenarios.push(r.scenario.clone());
+        }
+    }
     for scenario in scenarios {
         out.push_str(&format!("### {scenario}\n\n"));
         out.push_str(
