@@ -725,4 +725,26 @@ mod tests {
             .expect_err("bad ICE url");
         assert!(err.to_string().contains("OPENVIDU_WEBRTC_ICE_SERVERS"));
     }
+
+    #[test]
+    fn the_media_port_is_one_port_or_a_range() {
+        let ports = |args: &[&str]| cfg(args).settle(local()).map(|s| s.media_ports);
+        assert_eq!(ports(&[]).expect("settles"), (0, 0), "any free port");
+        assert_eq!(
+            ports(&["--udp-port", "40000"]).expect("settles"),
+            (40000, 40000)
+        );
+        assert_eq!(
+            ports(&["--udp-port-range", "40000-40010"]).expect("settles"),
+            (40000, 40010)
+        );
+        let err = ports(&["--udp-port", "40000", "--udp-port-range", "40000-40010"])
+            .expect_err("not both");
+        assert!(err.to_string().contains("CAMERATA_UDP_PORT"), "{err}");
+        let err = ports(&["--udp-port-range", "40010-40000"]).expect_err("backwards");
+        assert!(err.to_string().contains("CAMERATA_UDP_PORT_RANGE"), "{err}");
+        // The announced address is the bind address on loopback.
+        let s = cfg(&[]).settle(local()).expect("settles");
+        assert_eq!(s.announced_ip, std::net::IpAddr::from([127, 0, 0, 1]));
+    }
 }
