@@ -34,6 +34,7 @@ pub mod config;
 pub mod grant;
 pub mod media;
 pub mod protocols;
+pub mod recording;
 pub mod room;
 pub mod rooms;
 pub mod store;

@@ -5,6 +5,7 @@ mod support;
 
 mod legacy;
 mod media;
+mod recording;
 mod rest;
 mod rpc;
 mod store;
