@@ -13,10 +13,13 @@
 //!   enforces it).
 //! * [`rooms`]: one owner task per live room, reached through a cheap `RoomHandle`; the
 //!   registry; the operations that keep the live rooms and the [`store`] in step.
-//! * [`store`]: durable state with sqlx (SQLite by default, PostgreSQL by URL). The only
-//!   module that names sqlx.
+//! * [`store`]: durable state with sqlx (SQLite by default, PostgreSQL by URL), written by one
+//!   journal in order, with the outbox of events. The only module that names sqlx.
 //! * [`protocols`]: adapters at the edge. `openvidu` owns OpenVidu's JSON, ids, token URLs
 //!   and its one error table.
+//! * [`media`]: the SFU. One task owns every peer connection (webrtc-rs's sans-IO `rtc`
+//!   core), the one UDP port and the ICE-TCP connections; the only module naming webrtc-rs.
+//! * [`recording`]: recording building blocks (a stream from RTP to WebM).
 //! * [`grant`]: signed join grants (JWT) carried inside tokens.
 //! * [`config`]: one typed configuration from flags and `OPENVIDU_*` environment.
 //!
