@@ -315,17 +315,13 @@ async fn publish(
         Target::Janus(j) => {
             let mut h = j.attach().await?;
             let number: u64 = room.parse()?;
-            h.message(
-                serde_json::json!({"request": "joinandconfigure", "room": number,
-                    "ptype": "publisher", "audio": true, "video": true}),
-                Some(serde_json::json!({"type": "offer", "sdp": offer})),
-            )
-            .await?;
-            let ev = h.jsep_event().await?;
-            let answer = ev["jsep"]["sdp"]
-                .as_str()
-                .context("janus answer")?
-                .to_owned();
+            let (ev, answer) = h
+                .exchange(
+                    serde_json::json!({"request": "joinandconfigure", "room": number,
+                        "ptype": "publisher", "audio": true, "video": true}),
+                    Some(serde_json::json!({"type": "offer", "sdp": offer})),
+                )
+                .await?;
             let feed = ev["plugindata"]["data"]["id"]
                 .as_u64()
                 .context("feed id")?
@@ -386,17 +382,13 @@ async fn subscribe(
             seen.lock()
                 .map(|mut s| s.requested = Some(Instant::now()))
                 .ok();
-            h.message(
-                serde_json::json!({"request": "join", "room": number, "ptype": "subscriber",
-                    "streams": [{"feed": feed}]}),
-                None,
-            )
-            .await?;
-            let ev = h.jsep_event().await?;
-            let offer = ev["jsep"]["sdp"]
-                .as_str()
-                .context("janus offer")?
-                .to_owned();
+            let (_, offer) = h
+                .exchange(
+                    serde_json::json!({"request": "join", "room": number, "ptype": "subscriber",
+                        "streams": [{"feed": feed}]}),
+                    None,
+                )
+                .await?;
             let answer = peer.answer(&offer).await?;
             h.message(
                 serde_json::json!({"request": "start"}),

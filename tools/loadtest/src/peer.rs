@@ -149,6 +149,11 @@ impl Peer {
     pub async fn offer(&mut self) -> anyhow::Result<String> {
         let offer = self.pc.create_offer(None).await?;
         self.pc.set_local_description(offer).await?;
+        self.gathered_sdp().await
+    }
+
+    /// The local description once ICE gathering is complete.
+    async fn gathered_sdp(&mut self) -> anyhow::Result<String> {
         tokio::time::timeout(Duration::from_secs(10), self.gathered.recv()).await?;
         Ok(self
             .pc
@@ -173,13 +178,7 @@ impl Peer {
             .await?;
         let answer = self.pc.create_answer(None).await?;
         self.pc.set_local_description(answer).await?;
-        tokio::time::timeout(Duration::from_secs(10), self.gathered.recv()).await?;
-        Ok(self
-            .pc
-            .local_description()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no local description"))?
-            .sdp)
+        self.gathered_sdp().await
     }
 
     /// Adds candidates the server trickled.

@@ -329,6 +329,19 @@ impl JanusHandle {
         Ok(v)
     }
 
+    /// Sends a plugin message and waits for the event that carries Janus's JSEP; returns the
+    /// event and its SDP.
+    pub async fn exchange(
+        &mut self,
+        body: Value,
+        jsep: Option<Value>,
+    ) -> anyhow::Result<(Value, String)> {
+        self.message(body, jsep).await?;
+        let ev = self.jsep_event().await?;
+        let sdp = ev["jsep"]["sdp"].as_str().context("janus SDP")?.to_owned();
+        Ok((ev, sdp))
+    }
+
     /// Waits for the next plugin event carrying a JSEP.
     pub async fn jsep_event(&mut self) -> anyhow::Result<Value> {
         tokio::time::timeout(Duration::from_secs(30), async {
