@@ -162,6 +162,40 @@ pub fn interceptors(engine: &mut MediaEngine) -> Result<Registry, MediaError> {
         .with(Slot::from(14_000), KeyframeRequests::default()))
 }
 
+/// The leaner chain of one role of a server peer connection. A publisher's peer connection
+/// only receives media: NACK generation, transport-wide congestion feedback and receiver
+/// reports. A subscriber's only sends it: NACK retransmission and sender reports. Either
+/// way keyframe requests go to the application. Every interceptor left out is one stage less
+/// that each forwarded packet passes through, and its state per peer connection.
+pub(super) fn server_interceptors(
+    engine: &mut MediaEngine,
+    publisher: bool,
+) -> Result<Registry, MediaError> {
+    use rtc::interceptor::{
+        NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, SenderReportBuilder,
+        Slot,
+    };
+    use rtc::peer_connection::configuration::interceptor_registry as defaults;
+    for parameter in ["", "pli"] {
+        engine.register_feedback(feedback("nack", parameter), RtpCodecKind::Video);
+    }
+    defaults::configure_simulcast_extension_headers(engine).map_err(stack)?;
+    let registry = if publisher {
+        let registry = Registry::new()
+            .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
+        defaults::configure_twcc_receiver_only(registry, engine).map_err(stack)?
+    } else {
+        Registry::new()
+            .with(
+                Slot::NackResponder,
+                NackResponderBuilder::new().with_size(NACK_HISTORY).build(),
+            )
+            .with(Slot::SenderReport, SenderReportBuilder::new().build())
+    };
+    Ok(registry.with(Slot::from(14_000), KeyframeRequests::default()))
+}
+
 fn stack(e: impl std::fmt::Display) -> MediaError {
     MediaError::Stack(e.to_string())
 }

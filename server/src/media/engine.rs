@@ -8,7 +8,7 @@
 //! emits. Timers are kept per peer connection and refreshed for all of them every
 //! `REFRESH`, so a deadline a write moved earlier is never late by more than that.
 
-use super::codec::{engine as media_engine, interceptors, is_keyframe_request};
+use super::codec::{engine as media_engine, is_keyframe_request, server_interceptors};
 use super::forward::{Continuity, stun_local_ufrag};
 use super::net::{self, TcpEvent};
 use super::{Answer, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, VideoChoice};
@@ -397,7 +397,7 @@ impl Engine {
         now: Instant,
     ) -> Result<(u64, Answer), MediaError> {
         let mut engine = media_engine(video)?;
-        let registry = interceptors(&mut engine)?;
+        let registry = server_interceptors(&mut engine, publisher)?;
         let ufrag = ice_chars(16);
         let settings = SettingEngineBuilder::new()
             .with_lite(false)
