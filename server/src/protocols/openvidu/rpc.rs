@@ -24,6 +24,9 @@ use tokio::sync::mpsc;
 /// The largest frame accepted from a client (SDP offers are a few KiB).
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
+/// The read buffer each signaling socket starts with.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// Requests one socket may send per second on average, and in a burst; beyond, it is closed.
 pub const RATE_PER_SECOND: f64 = 50.0;
 /// See [`RATE_PER_SECOND`].
@@ -67,6 +70,9 @@ pub async fn upgrade(
 ) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        // tungstenite reserves 128 KiB per socket for reading by default; signaling frames are
+        // small, and the buffer grows for a large one.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             Connection {
                 state,
