@@ -114,7 +114,8 @@ pub struct Config {
     )]
     pub sessions_garbage_threshold: u64,
 
-    /// Recording module (not available yet in this release: must stay false).
+    /// Recording module: the recording API, INDIVIDUAL and COMPOSED recordings (composed
+    /// ones need ffmpeg).
     #[arg(long, env = "OPENVIDU_RECORDING", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub recording: bool,
 
@@ -125,6 +126,27 @@ pub struct Config {
         default_value = "/opt/openvidu/recordings"
     )]
     pub recording_path: String,
+
+    /// Serve recorded files without authentication.
+    #[arg(long, env = "OPENVIDU_RECORDING_PUBLIC_ACCESS", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub recording_public_access: bool,
+
+    /// Who hears recordingStarted/recordingStopped: none, moderator, publisher_moderator or all.
+    #[arg(
+        long,
+        env = "OPENVIDU_RECORDING_NOTIFICATION",
+        default_value = "publisher_moderator"
+    )]
+    pub recording_notification: String,
+
+    /// Seconds a recording goes on alone after its session's last participant left. Camerata
+    /// stops it when the session closes; the value is accepted and reported.
+    #[arg(
+        long,
+        env = "OPENVIDU_RECORDING_AUTOSTOP_TIMEOUT",
+        default_value_t = 120
+    )]
+    pub recording_autostop_timeout: u64,
 
     /// Call-detail records: every event, one JSON line each, in a file under
     /// OPENVIDU_CDR_PATH.
@@ -217,9 +239,6 @@ pub enum ConfigError {
     /// No public host can be derived.
     #[error("listening on {0}: set DOMAIN_OR_PUBLIC_IP (or --domain) to the host clients use")]
     NoPublicHost(IpAddr),
-    /// A module that this release does not have was switched on.
-    #[error("{0}=true is not supported by this release of Camerata yet; leave it false")]
-    Unsupported(&'static str),
     /// A value is not valid.
     #[error("{name}: {message}")]
     Invalid {
@@ -450,8 +469,16 @@ impl Config {
 
     /// Checks the configuration for a listener bound at `local`.
     pub fn settle(self, local: SocketAddr) -> Result<Settled, ConfigError> {
-        if self.recording {
-            return Err(ConfigError::Unsupported("OPENVIDU_RECORDING"));
+        if !["none", "moderator", "publisher_moderator", "all"]
+            .contains(&self.recording_notification.as_str())
+        {
+            return Err(ConfigError::Invalid {
+                name: "OPENVIDU_RECORDING_NOTIFICATION",
+                message: format!(
+                    "'{}' is not one of none, moderator, publisher_moderator, all",
+                    self.recording_notification
+                ),
+            });
         }
         let webhook = if self.webhook {
             Some(self.webhook_settings()?)
@@ -709,10 +736,11 @@ mod tests {
             cfg(&["--secret", "has space"]).settle(local()),
             Err(ConfigError::BadSecret)
         ));
-        assert!(matches!(
-            cfg(&["--recording", "true"]).settle(local()),
-            Err(ConfigError::Unsupported("OPENVIDU_RECORDING"))
-        ));
+        assert!(cfg(&["--recording", "true"]).settle(local()).is_ok());
+        let err = cfg(&["--recording-notification", "everyone"])
+            .settle(local())
+            .expect_err("unknown audience");
+        assert!(err.to_string().contains("OPENVIDU_RECORDING_NOTIFICATION"));
         let err = cfg(&["--forced-video-codec", "AV1"])
             .settle(local())
             .expect_err("unknown codec");

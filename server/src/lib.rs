@@ -47,6 +47,7 @@ use anyhow::Context;
 pub use config::{Config, Settled};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Everything `run` needs besides the configuration: the bound listener.
 pub struct Listeners {
@@ -88,7 +89,7 @@ pub async fn run_with_ready(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: tokio::sync::oneshot::Sender<Result<(), String>>,
 ) -> anyhow::Result<()> {
-    let (rooms, tls, media) = match prepare(&settled).await {
+    let (rooms, tls, media, recording) = match prepare(&settled).await {
         Ok(prepared) => {
             let _ = ready.send(Ok(()));
             prepared
@@ -103,8 +104,17 @@ pub async fn run_with_ready(
         rooms.clone(),
         settled.clone(),
         media,
+        recording.as_ref().map(|(r, _)| r.clone()),
         stop_rx.clone(),
     ));
+    let recorder = recording.as_ref().map(|(r, _)| r.clone());
+    let follower = recording.map(|(recorder, changes)| {
+        tokio::spawn(protocols::openvidu::recordings::follow(
+            changes,
+            rooms.clone(),
+            recorder,
+        ))
+    });
 
     tokio::spawn(async move {
         shutdown.await;
@@ -157,20 +167,35 @@ pub async fn run_with_ready(
         }
     };
     let _ = sweeper.await;
+    // Recordings in progress end with the server, their files finished.
+    if let Some(recorder) = &recorder {
+        recorder.stop_all("openviduServerStopped").await;
+    }
     for consumer in consumers {
         let _ = consumer.await;
     }
     rooms.shutdown().await;
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     served
 }
 
-/// Opens the store and loads the rooms; prepares TLS; binds the media sockets.
+/// The recorder and the room changes it follows.
+type Recording = (
+    recording::Recorder,
+    tokio::sync::mpsc::UnboundedReceiver<protocols::openvidu::recordings::Change>,
+);
+
+/// Opens the store and loads the rooms; prepares TLS; binds the media sockets; with
+/// recording on, settles what the last run left unfinished.
 async fn prepare(
     settled: &Settled,
 ) -> anyhow::Result<(
     rooms::Rooms,
     Option<axum_server::tls_rustls::RustlsConfig>,
     media::Media,
+    Option<Recording>,
 )> {
     if let Some(dir) = settled
         .database_url
@@ -184,7 +209,26 @@ async fn prepare(
     let store = store::Store::open(&settled.database_url)
         .await
         .with_context(|| format!("cannot open database {}", redact(&settled.database_url)))?;
-    let observer = protocols::openvidu::webhook::OpenViduEvents::for_settings(settled);
+    use protocols::openvidu::recordings::{Announcer, Both, RoomFeed};
+    let events = protocols::openvidu::webhook::OpenViduEvents::renderer(settled);
+    let mut observer = events.clone().map(|e| e as Arc<dyn rooms::Observer>);
+    let mut feed = None;
+    if settled.config.recording {
+        let (f, changes) = RoomFeed::new();
+        let f: Arc<dyn rooms::Observer> = Arc::new(f);
+        observer = Some(match observer {
+            Some(o) => Arc::new(Both(o, f)),
+            None => f,
+        });
+        feed = Some(changes);
+    }
+    let announcer = feed.as_ref().map(|_| {
+        Arc::new(Announcer::new(
+            events,
+            store.clone(),
+            &settled.config.recording_notification,
+        ))
+    });
     let rooms = rooms::Rooms::load(store, settled.config.lifetimes(), observer).await?;
     let tls = tls::acceptor(settled).await?;
     let (min, max) = settled.media_ports;
@@ -204,7 +248,30 @@ async fn prepare(
             ""
         }
     );
-    Ok((rooms, tls, media))
+    let recording = match (feed, announcer) {
+        (Some(changes), Some(announcer)) => {
+            announcer.set_rooms(rooms.clone());
+            let settings = recording::RecorderSettings {
+                path: std::path::PathBuf::from(&settled.config.recording_path),
+                url: format!("{}openvidu/recordings/", settled.public_url()),
+            };
+            let recorder = recording::Recorder::new(settings, media.clone(), Some(announcer))
+                .with_context(|| {
+                    format!(
+                        "cannot use the recording folder {}",
+                        settled.config.recording_path
+                    )
+                })?;
+            let r = recorder.clone();
+            let recovered = tokio::task::spawn_blocking(move || r.recover()).await?;
+            if !recovered.is_empty() {
+                tracing::info!("settled {} recordings the last run left", recovered.len());
+            }
+            Some((recorder, changes))
+        }
+        _ => None,
+    };
+    Ok((rooms, tls, media, recording))
 }
 
 /// A database URL with any password blanked, for messages.

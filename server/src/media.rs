@@ -133,6 +133,40 @@ pub struct Endpoint(Arc<Handle>);
 #[derive(Clone, Debug)]
 pub struct StreamOut(Arc<Handle>);
 
+/// A copy of one published stream's packets for a recorder; dropping it stops the copy. It
+/// does not keep the stream alive: when the stream ends, `packets` ends.
+#[derive(Debug)]
+pub struct Tap {
+    guard: TapGuard,
+    packets: mpsc::Receiver<TapPacket>,
+}
+
+/// Keeps a [`Tap`]'s copy going; dropping it stops the copy (and ends its packets).
+#[derive(Debug)]
+pub struct TapGuard(#[allow(dead_code)] Handle);
+
+impl Tap {
+    /// The guard and the stream's packets, as forwarded (continuous numbering across
+    /// publisher reconnects), apart: the packets can go to a writer thread.
+    pub fn split(self) -> (TapGuard, mpsc::Receiver<TapPacket>) {
+        (self.guard, self.packets)
+    }
+}
+
+/// One packet copied to a recorder.
+#[derive(Debug)]
+pub struct TapPacket {
+    /// Video (else audio).
+    pub video: bool,
+    /// The RTP packet (its payload shared with the forwarded copies).
+    pub packet: rtc::rtp::Packet,
+    /// When it arrived.
+    pub at: std::time::Instant,
+}
+
+/// Packets queued to one recorder before it loses some: about 4 s of a 1 Mbps stream.
+pub const TAP_CAPACITY: usize = 1024;
+
 /// An id in the media loop, and what to tell it when the last clone goes.
 #[derive(Debug)]
 struct Handle {
@@ -262,6 +296,32 @@ impl Media {
             })
             .await??;
         Ok((Endpoint::new(peer, &self.commands), answer))
+    }
+
+    /// Starts copying `stream`'s packets to a recorder; asks its publisher for a keyframe.
+    pub async fn record(&self, stream: &StreamOut) -> Result<Tap, MediaError> {
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let (tx, packets) = mpsc::channel(TAP_CAPACITY);
+        let found = self
+            .ask(|reply| Command::Tap {
+                stream: stream.0.id,
+                id,
+                packets: tx,
+                reply,
+            })
+            .await?;
+        let handle = Handle {
+            id,
+            commands: self.commands.clone(),
+            on_drop: Command::DropTap,
+        };
+        if !found {
+            return Err(MediaError::Gone("the stream is no longer published"));
+        }
+        Ok(Tap {
+            guard: TapGuard(handle),
+            packets,
+        })
     }
 
     /// Answers a subscriber's offer for `stream`.

@@ -12,7 +12,7 @@
 
 mod handle;
 
-pub use handle::{Notice, RoomGone, RoomHandle, SINK_CAPACITY, SignalRequest, Sink};
+pub use handle::{Notice, Published, RoomGone, RoomHandle, SINK_CAPACITY, SignalRequest, Sink};
 
 use crate::grant::GrantKey;
 use crate::room::{

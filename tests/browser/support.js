@@ -50,4 +50,38 @@ async function waitFor(page, predicate, arg, what) {
   }
 }
 
-module.exports = { staticServer, launch, waitFor };
+/** An HTTP receiver that records every JSON body it is sent. */
+async function receiver() {
+  const bodies = [];
+  let waiting = [];
+  const server = http.createServer((req, res) => {
+    let text = '';
+    req.on('data', (c) => { text += c; });
+    req.on('end', () => {
+      bodies.push({ headers: req.headers, body: JSON.parse(text) });
+      res.end();
+      waiting = waiting.filter((w) => !w());
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/hook`,
+    bodies,
+    /** Resolves once `n` events arrived. */
+    count(n) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${n} events expected, got ${JSON.stringify(bodies.map((b) => b.body.event))}`)), 20000);
+        const check = () => {
+          if (bodies.length < n) return false;
+          clearTimeout(timer);
+          resolve(bodies.map((b) => b.body));
+          return true;
+        };
+        if (!check()) waiting.push(check);
+      });
+    },
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+module.exports = { staticServer, launch, waitFor, receiver };

@@ -4,43 +4,8 @@
 // the expected sequence, with the keys of the OpenVidu CE catalogue.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const httpServer = require('node:http');
-const { launch, staticServer, waitFor } = require('./support');
+const { launch, receiver, staticServer, waitFor } = require('./support');
 const { startServer, http: rest } = require('../node/support/server');
-
-/** An HTTP receiver that records every JSON body it is sent. */
-async function receiver() {
-  const bodies = [];
-  let waiting = [];
-  const server = httpServer.createServer((req, res) => {
-    let text = '';
-    req.on('data', (c) => { text += c; });
-    req.on('end', () => {
-      bodies.push({ headers: req.headers, body: JSON.parse(text) });
-      res.end();
-      waiting = waiting.filter((w) => !w());
-    });
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}/hook`,
-    bodies,
-    /** Resolves once `n` events arrived. */
-    count(n) {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${n} events expected, got ${JSON.stringify(bodies.map((b) => b.body.event))}`)), 20000);
-        const check = () => {
-          if (bodies.length < n) return false;
-          clearTimeout(timer);
-          resolve(bodies.map((b) => b.body));
-          return true;
-        };
-        if (!check()) waiting.push(check);
-      });
-    },
-    close: () => new Promise((resolve) => server.close(resolve)),
-  };
-}
 
 const sortedKeys = (o) => Object.keys(o).sort();
 

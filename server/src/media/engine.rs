@@ -80,6 +80,15 @@ pub(crate) enum Command {
     DropStream(u64),
     /// Report the loop's counts.
     Stats(oneshot::Sender<MediaStats>),
+    /// Copy `stream`'s packets to a recorder; replies false when the stream is gone.
+    Tap {
+        stream: u64,
+        id: u64,
+        packets: mpsc::Sender<super::TapPacket>,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Stop copying packets to a recorder (idempotent).
+    DropTap(u64),
 }
 
 /// One peer connection and what the loop knows about it.
@@ -119,6 +128,9 @@ struct Fanout {
 struct Stream {
     publisher: Option<u64>,
     fanouts: [Fanout; 2],
+    /// Recorders copying the stream: their id and queue. A recorder that falls behind loses
+    /// packets (its writer resumes video at the next keyframe); forwarding never waits.
+    taps: Vec<(u64, mpsc::Sender<super::TapPacket>)>,
 }
 
 /// The sending half: the UDP socket and the ICE-TCP connections.
@@ -354,6 +366,30 @@ impl Engine {
                     for output in stream.fanouts.iter().flat_map(|f| &f.outputs) {
                         self.close(output.peer);
                     }
+                }
+            }
+            Command::Tap {
+                stream,
+                id,
+                packets,
+                reply,
+            } => {
+                let found = match self.streams.get_mut(&stream) {
+                    Some(s) => {
+                        s.taps.push((id, packets));
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(found);
+                if found {
+                    // A recording starts at a keyframe.
+                    self.request_keyframe(stream, now);
+                }
+            }
+            Command::DropTap(id) => {
+                for s in self.streams.values_mut() {
+                    s.taps.retain(|(tap, _)| *tap != id);
                 }
             }
             Command::Stats(reply) => {
@@ -776,6 +812,13 @@ impl Engine {
         packet.header.extension = false;
         packet.header.extensions.clear();
         packet.header.extensions_padding = 0;
+        for (_, tap) in &stream.taps {
+            let _ = tap.try_send(super::TapPacket {
+                video: index == VIDEO,
+                packet: packet.clone(),
+                at: now,
+            });
+        }
         for output in &fanout.outputs {
             let Some(sub) = self.peers.get_mut(&output.peer) else {
                 continue;

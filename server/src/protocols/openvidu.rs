@@ -7,6 +7,7 @@ pub mod client;
 mod demo;
 mod error;
 mod ice;
+pub mod recordings;
 mod rest;
 mod rpc;
 pub mod webhook;

@@ -22,8 +22,9 @@ const TRACK_ENTRY: u32 = 0xAE;
 const SIMPLE_BLOCK: u32 = 0xA3;
 const VIDEO_TRACK: u64 = 1;
 const AUDIO_TRACK: u64 = 2;
-/// Longest a cluster runs without a keyframe (audio alone, or a keyframe that is late).
-const CLUSTER_SPAN_MS: u64 = 5_000;
+/// Longest a cluster runs before it is written out, keyframe or not (browsers send keyframes
+/// only when asked): at most this much is lost when the process is killed.
+const CLUSTER_SPAN_MS: u64 = 1_000;
 
 /// What the writer knows about the stream before it starts.
 #[derive(Clone, Copy, Debug)]

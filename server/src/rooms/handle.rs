@@ -42,6 +42,22 @@ pub enum Notice {
     RoleChanged(Role),
     /// Whether the receiver's streams are recorded was changed through the server API.
     RecordChanged(bool),
+    /// A recording of the room started.
+    RecordingStarted {
+        /// The recording id.
+        id: String,
+        /// Its name.
+        name: String,
+    },
+    /// A recording of the room stopped.
+    RecordingStopped {
+        /// The recording id.
+        id: String,
+        /// Its name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// A signal for the receiver.
     Signal {
         /// The sender, or `None` for the server API.
@@ -146,7 +162,12 @@ enum Command {
     EndpointFor(String, String, oneshot::Sender<Option<Endpoint>>),
     PublishedStream(String, oneshot::Sender<Option<(StreamInfo, StreamOut)>>),
     ReplacePublisher(String, Endpoint),
+    Publishers(oneshot::Sender<Vec<Published>>),
+    Notify(Notice, Vec<Role>),
 }
+
+/// A stream being published: who publishes it, the stream, and its fan-out.
+pub type Published = (Participant, StreamInfo, StreamOut);
 
 /// A signal to send through a room.
 #[derive(Debug, Clone, Default)]
@@ -409,6 +430,17 @@ impl RoomHandle {
         if self.tx.send(command).await.is_err() {
             endpoint.close();
         }
+    }
+
+    /// Every stream published in the room now.
+    pub async fn publishers(&self) -> Result<Vec<Published>, RoomGone> {
+        self.ask(Command::Publishers).await
+    }
+
+    /// Sends `notice` to the active participants whose role is in `roles`, without waiting
+    /// (a room whose command queue is full misses it).
+    pub fn notify(&self, notice: Notice, roles: Vec<Role>) {
+        let _ = self.tx.try_send(Command::Notify(notice, roles));
     }
 
     /// Drops expired grants and tells whether the room is garbage.
@@ -817,6 +849,29 @@ impl RoomTask {
                     match self.publishers.get_mut(id.as_str()) {
                         Some((current, _)) => std::mem::replace(current, endpoint).close(),
                         None => endpoint.close(),
+                    }
+                }
+                Command::Publishers(r) => {
+                    let published = self
+                        .publishers
+                        .iter()
+                        .filter_map(|(id, (_, out))| {
+                            let p = self.room.participant(id.as_str())?;
+                            Some((p.clone(), p.stream()?.clone(), out.clone()))
+                        })
+                        .collect();
+                    let _ = r.send(published);
+                }
+                Command::Notify(notice, roles) => {
+                    let notice = Arc::new(notice);
+                    let to: Vec<ParticipantId> = self
+                        .room
+                        .active_participants()
+                        .filter(|p| roles.contains(&p.role))
+                        .map(|p| p.id.clone())
+                        .collect();
+                    for id in to {
+                        self.send(&id, &notice);
                     }
                 }
                 Command::Sweep(now, threshold, r) => {

@@ -93,6 +93,18 @@ pub enum RestError {
     /// Recording is switched off.
     #[error("recording is disabled on this server (OPENVIDU_RECORDING=false)")]
     RecordingDisabled,
+    /// No such recording (or it is not started, for a stop).
+    #[error("recording '{0}' not found")]
+    RecordingNotFound(String),
+    /// The session is being recorded or cannot be; the recording is in progress.
+    #[error("{0}")]
+    RecordingConflict(String),
+    /// The recording is still starting.
+    #[error("recording '{0}' is still starting")]
+    RecordingStarting(String),
+    /// Recording failed on the server (the message says why: a full disk, a missing tool).
+    #[error("{0}")]
+    RecordingFailed(String),
     /// IP camera connections are not available.
     #[error("IPCAM connections are not supported by this release of Camerata")]
     IpcamUnsupported,
@@ -126,9 +138,13 @@ impl RestError {
             SessionNotFound(_)
             | ConnectionNotFound { .. }
             | StreamNotFound { .. }
+            | RecordingNotFound(_)
             | RouteNotFound(_) => StatusCode::NOT_FOUND,
-            SessionExists(_) | ConnectionExists(_) => StatusCode::CONFLICT,
-            SessionNotActive(_) | SignalRecipientsNotConnected { .. } => StatusCode::NOT_ACCEPTABLE,
+            SessionExists(_) | ConnectionExists(_) | RecordingConflict(_) => StatusCode::CONFLICT,
+            SessionNotActive(_) | SignalRecipientsNotConnected { .. } | RecordingStarting(_) => {
+                StatusCode::NOT_ACCEPTABLE
+            }
+            RecordingFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             RecordingDisabled | IpcamUnsupported => StatusCode::NOT_IMPLEMENTED,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -5,6 +5,7 @@
 use super::body::{Body, Fields, query_bool};
 use super::error::{RestError, render_errors};
 use super::ice::{IceServerRequest, check_ice_server};
+use super::recordings;
 use super::wire::{ConnectionType, WireEnum, connection_json, session_json, token_json};
 use crate::config::{OPENVIDU_VERSION, Settled};
 use crate::grant::Grant;
@@ -39,6 +40,7 @@ struct StateInner {
     rpc: Arc<super::rpc::RpcSessions>,
     stopping: tokio::sync::watch::Receiver<bool>,
     media: crate::media::Media,
+    recorder: Option<crate::recording::Recorder>,
 }
 
 impl RestState {
@@ -48,6 +50,7 @@ impl RestState {
         rooms: Rooms,
         settled: Settled,
         media: crate::media::Media,
+        recorder: Option<crate::recording::Recorder>,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let credentials = format!("OPENVIDUAPP:{}", settled.secret).into_bytes();
@@ -59,6 +62,7 @@ impl RestState {
                 rpc: Arc::default(),
                 stopping,
                 media,
+                recorder,
             }),
         }
     }
@@ -80,6 +84,11 @@ impl RestState {
     /// Makes peer connections.
     pub(super) fn media(&self) -> &crate::media::Media {
         &self.inner.media
+    }
+
+    /// The recordings, when the recording module is on.
+    pub(super) fn recorder(&self) -> Option<&crate::recording::Recorder> {
+        self.inner.recorder.as_ref()
     }
 
     /// Turns true when the server shuts down.
@@ -141,15 +150,15 @@ pub fn router(state: RestState) -> Router {
             )
             .route(&format!("{p}/tokens"), post(create_token))
             .route(&format!("{p}/signal"), post(signal))
-            .route(&format!("{p}/recordings/start"), post(start_recording))
+            .route(&format!("{p}/recordings/start"), post(recordings::start))
             .route(
                 &format!("{p}/recordings/stop/{{recording}}"),
-                post(recording_disabled),
+                post(recordings::stop),
             )
-            .route(&format!("{p}/recordings"), get(recording_disabled))
+            .route(&format!("{p}/recordings"), get(recordings::list))
             .route(
                 &format!("{p}/recordings/{{recording}}"),
-                get(recording_disabled).delete(recording_disabled),
+                get(recordings::get).delete(recordings::delete),
             )
             .route(&format!("{p}/health"), get(health));
     }
@@ -182,6 +191,13 @@ pub fn router(state: RestState) -> Router {
             &format!("{c}/openvidu-publicurl"),
             get(config_public_url).head(config_public_url),
         );
+    }
+    // Recorded files: public when OPENVIDU_RECORDING_PUBLIC_ACCESS says so.
+    let files = "/openvidu/recordings/{recording}/{file}";
+    if state.config().recording_public_access {
+        public = public.route(files, get(recordings::file));
+    } else {
+        protected = protected.route(files, get(recordings::file));
     }
     let protected =
         protected.route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
@@ -243,6 +259,17 @@ pub(super) fn id_chars_ok(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The Session JSON of `room`, `recording` telling whether it is being recorded now.
+fn session_view(s: &RestState, room: &crate::room::Room, with_pending: bool) -> Value {
+    let mut v = session_json(room, with_pending);
+    if s.recorder()
+        .is_some_and(|r| r.recording_of(room.id().as_str()).is_some())
+    {
+        v["recording"] = true.into();
+    }
+    v
+}
+
 fn handle(s: &RestState, session: &str) -> Rest<RoomHandle> {
     s.rooms()
         .get(session)
@@ -287,6 +314,12 @@ pub(super) fn rooms_error(session: &str, e: RoomsError) -> RestError {
 
 fn parse_recording_defaults(f: &Fields) -> Rest<RecordingDefaults> {
     let mut d = RecordingDefaults::default();
+    apply_recording_fields(f, &mut d)?;
+    Ok(d)
+}
+
+/// Sets in `d` every recording property `f` gives.
+pub(super) fn apply_recording_fields(f: &Fields, d: &mut RecordingDefaults) -> Rest<()> {
     if let Some(name) = f.str("name")? {
         if !name.is_empty()
             && !name
@@ -329,12 +362,12 @@ fn parse_recording_defaults(f: &Fields) -> Rest<RecordingDefaults> {
     if let Some(v) = f.bool("ignoreFailedStreams")? {
         d.ignore_failed_streams = v;
     }
-    d.media_node = match f.get("mediaNode") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => Some(media_node_id(f, "mediaNode")?),
+    match f.get("mediaNode") {
+        None => {}
+        Some(Value::String(s)) => d.media_node = Some(s.clone()),
+        Some(_) => d.media_node = Some(media_node_id(f, "mediaNode")?),
     };
-    Ok(d)
+    Ok(())
 }
 
 fn media_node_id(f: &Fields, key: &str) -> Rest<String> {
@@ -407,7 +440,7 @@ async fn create_session(State(s): State<RestState>, body: Body) -> Rest<Json<Val
         .create(id, options, now_ms())
         .await
         .map_err(|e| rooms_error(&session, e))?;
-    Ok(Json(session_json(&room, false)))
+    Ok(Json(session_view(&s, &room, false)))
 }
 
 async fn get_session(
@@ -418,7 +451,7 @@ async fn get_session(
     let pending = query_bool(&q, "pendingConnections", false)?;
     query_bool(&q, "webRtcStats", false)?;
     let room = snapshot(&handle(&s, &session)?, pending).await?;
-    Ok(Json(session_json(&room, pending)))
+    Ok(Json(session_view(&s, &room, pending)))
 }
 
 async fn list_sessions(State(s): State<RestState>, Query(q): Query_) -> Rest<Json<Value>> {
@@ -428,7 +461,7 @@ async fn list_sessions(State(s): State<RestState>, Query(q): Query_) -> Rest<Jso
     for h in s.rooms().all() {
         // A room that closes while the list is made is left out, as OpenVidu does.
         if let Ok(room) = h.snapshot(pending).await {
-            content.push(session_json(&room, pending));
+            content.push(session_view(&s, &room, pending));
         }
     }
     Ok(Json(
@@ -659,7 +692,7 @@ async fn list_connections(
     let pending = query_bool(&q, "pendingConnections", true)?;
     query_bool(&q, "webRtcStats", false)?;
     let room = snapshot(&h, pending).await?;
-    let json = session_json(&room, pending);
+    let json = session_view(&s, &room, pending);
     Ok(Json(json["connections"].clone()))
 }
 
@@ -771,17 +804,6 @@ async fn signal(State(s): State<RestState>, body: Body) -> Rest<StatusCode> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Recordings: the module is off in this release, so every call answers as a server with
-// OPENVIDU_RECORDING=false does.
-
-async fn start_recording(body: Body) -> Rest<StatusCode> {
-    body.required()?;
-    Err(RestError::RecordingDisabled)
-}
-
-async fn recording_disabled() -> RestError {
-    RestError::RecordingDisabled
-}
 
 // ---------------------------------------------------------------------------------------
 // Configuration and health

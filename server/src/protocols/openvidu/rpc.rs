@@ -423,6 +423,13 @@ impl Connection {
                 "connectionPropertyChanged",
                 json!({ "property": "record", "newValue": record.to_string() }),
             ),
+            Notice::RecordingStarted { id, name } => {
+                notification("recordingStarted", json!({ "id": id, "name": name }))
+            }
+            Notice::RecordingStopped { id, name, reason } => notification(
+                "recordingStopped",
+                json!({ "id": id, "name": name, "reason": reason }),
+            ),
             Notice::Signal { from, kind, data } => {
                 let mut params = Map::new();
                 if let Some(d) = data {

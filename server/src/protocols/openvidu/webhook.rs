@@ -52,6 +52,69 @@ pub struct OpenViduEvents {
 impl OpenViduEvents {
     /// The renderer for `settled`; `None` when neither webhook nor CDR is on.
     pub fn for_settings(settled: &Settled) -> Option<Arc<dyn Observer>> {
+        Self::renderer(settled).map(|r| r as Arc<dyn Observer>)
+    }
+
+    /// `recordingStatusChanged` for `r` as it is now (`None` when neither webhook nor CDR
+    /// wants it). Its `duration` is the recording's, in seconds as a double.
+    pub fn recording_event(&self, r: &crate::recording::Recording) -> Option<Event> {
+        let name = "recordingStatusChanged";
+        let hook = self.hook.contains(name);
+        if !hook && !self.cdr {
+            return None;
+        }
+        let now = crate::rooms::now_ms();
+        let at = if r.status == crate::recording::Status::Started {
+            r.created_at
+        } else {
+            now
+        };
+        let mut body = Map::new();
+        body.insert("sessionId".into(), r.session_id.clone().into());
+        body.insert("uniqueSessionId".into(), r.unique_session_id.clone().into());
+        body.insert("timestamp".into(), at.into());
+        body.insert("startTime".into(), r.created_at.into());
+        body.insert("duration".into(), r.duration.into());
+        if r.status != crate::recording::Status::Started
+            && let Some(reason) = &r.reason
+        {
+            body.insert("reason".into(), reason.clone().into());
+        }
+        body.insert("id".into(), r.id.clone().into());
+        body.insert("name".into(), r.name.clone().into());
+        body.insert("outputMode".into(), r.output_mode.clone().into());
+        if let Some(v) = &r.resolution {
+            body.insert("resolution".into(), v.clone().into());
+        }
+        if let Some(v) = r.frame_rate {
+            body.insert("frameRate".into(), v.into());
+        }
+        if let Some(v) = &r.recording_layout {
+            body.insert("recordingLayout".into(), v.clone().into());
+        }
+        if let Some(v) = &r.custom_layout {
+            body.insert("customLayout".into(), v.clone().into());
+        }
+        body.insert("hasAudio".into(), r.has_audio.into());
+        body.insert("hasVideo".into(), r.has_video.into());
+        body.insert("size".into(), r.size.into());
+        body.insert(
+            "status".into(),
+            serde_json::to_value(r.status).unwrap_or_default(),
+        );
+        Some(Event {
+            id: event_id(),
+            session: r.session_id.clone(),
+            name: name.to_owned(),
+            body: Value::Object(body).to_string(),
+            created_at: at,
+            hook,
+            cdr: self.cdr,
+        })
+    }
+
+    /// The renderer itself, for the recording events too.
+    pub fn renderer(settled: &Settled) -> Option<Arc<Self>> {
         let hook: HashSet<String> = settled
             .webhook
             .iter()

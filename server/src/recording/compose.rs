@@ -1,0 +1,372 @@
+//! The final files of a recording, made from its stream files: INDIVIDUAL, a zip of them
+//! with OpenVidu's sync file; COMPOSED, one grid video made by an ffmpeg child process
+//! (H.264 + AAC in MP4, or Opus in WebM for audio alone). Blocking code: run it off the
+//! runtime. Final files are written under a temporary name and renamed, so a crash while
+//! making one leaves the stream files for the next start to try again.
+
+use super::Recording;
+use crate::room::{OutputMode, Participant, StreamInfo};
+use serde::{Deserialize, Serialize};
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+/// What the recording knows of one stream file, kept next to it as `.stream.<file>` while
+/// the recording runs (OpenVidu's per-stream metadata) so a restart can finish it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct StreamMeta {
+    /// The file's name in the recording's folder.
+    pub file: String,
+    /// Who published it.
+    pub participant: Participant,
+    /// The stream.
+    pub stream: StreamInfo,
+    /// The file has a video track.
+    pub video: bool,
+    /// The file has an audio track.
+    pub audio: bool,
+}
+
+impl StreamMeta {
+    /// Writes the `.stream.<file>` file.
+    pub fn save(&self, folder: &Path) -> std::io::Result<()> {
+        let body = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        std::fs::write(folder.join(format!(".stream.{}", self.file)), body)
+    }
+}
+
+/// One stream file of a stopped recording.
+#[derive(Clone, Debug)]
+pub(super) struct Part {
+    /// The stream.
+    pub meta: StreamMeta,
+    /// Its first packet, ms after the recording started.
+    pub start_ms: i64,
+    /// Its last packet, ms after the recording started.
+    pub end_ms: i64,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// The stream files a crashed run left in `folder`, with their times read back by ffprobe.
+pub(super) fn salvage(folder: &Path, created_at: i64) -> Vec<Part> {
+    let mut parts = Vec::new();
+    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(file) = name.strip_prefix(".stream.") else {
+            continue;
+        };
+        let Ok(text) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let Ok(meta) = serde_json::from_slice::<StreamMeta>(&text) else {
+            continue;
+        };
+        let path = folder.join(file);
+        let Some(seconds) = probe_duration(&path) else {
+            continue;
+        };
+        // The file ends where the writer was stopped: remuxed, it gets its duration and
+        // index back (kept as it is when ffmpeg cannot).
+        remux(&path);
+        let Ok(size) = std::fs::metadata(&path).map(|m| m.len()) else {
+            continue;
+        };
+        // The stream was published at `created_at` of its own; it cannot have started
+        // before the recording did.
+        let start_ms = (meta.stream.created_at - created_at).max(0);
+        parts.push(Part {
+            meta,
+            start_ms,
+            end_ms: start_ms + (seconds * 1000.0) as i64,
+            size,
+        });
+    }
+    parts.sort_by_key(|p| p.start_ms);
+    parts
+}
+
+/// Rewrites a cut-short WebM whole (same streams, no transcoding).
+fn remux(path: &Path) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fixed = path.with_file_name(format!(".fix.{name}"));
+    let ok = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(path)
+        .args(["-c", "copy", "-f", "webm"])
+        .arg(&fixed)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        let _ = std::fs::rename(&fixed, path);
+    } else {
+        let _ = std::fs::remove_file(&fixed);
+    }
+}
+
+/// The duration ffprobe reads from a media file (a cut-short WebM included: it reads the
+/// clusters there are).
+fn probe_duration(path: &Path) -> Option<f64> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+        .fold(None, |max: Option<f64>, t| {
+            Some(max.map_or(t, |m| m.max(t)))
+        })
+}
+
+/// Makes the final file of `meta` from `parts` in `folder`; removes what it was made from.
+/// Returns the final file's size.
+pub(super) fn finish(
+    folder: &Path,
+    meta: &Recording,
+    parts: &[Part],
+    duration: f64,
+) -> std::io::Result<u64> {
+    let final_name = meta.file_name();
+    let tmp = folder.join(format!(".tmp.{final_name}"));
+    if meta.mode() == OutputMode::Individual {
+        zip_individual(folder, meta, parts, &tmp)?;
+    } else {
+        compose(folder, meta, parts, duration, &tmp)?;
+    }
+    let target = folder.join(&final_name);
+    std::fs::rename(&tmp, &target)?;
+    let size = std::fs::metadata(&target)?.len();
+    // What the final file was made of goes: the stream files and their metadata.
+    for entry in std::fs::read_dir(folder)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != final_name && !name.starts_with(".recording.") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(size)
+}
+
+/// OpenVidu's sync file of an INDIVIDUAL recording.
+fn sync_json(meta: &Recording, parts: &[Part]) -> serde_json::Value {
+    let files: Vec<serde_json::Value> = parts
+        .iter()
+        .map(|p| {
+            let s = &p.meta.stream;
+            let mut f = serde_json::json!({
+                "name": p.meta.file,
+                "connectionId": p.meta.participant.id.as_str(),
+                "streamId": s.id,
+                "size": p.size,
+                "clientData": p.meta.participant.active().map(|a| a.client_data.as_str()).unwrap_or(""),
+                "serverData": p.meta.participant.data,
+                "hasAudio": p.meta.audio,
+                "hasVideo": p.meta.video,
+                "startTimeOffset": p.start_ms,
+                "endTimeOffset": p.end_ms,
+            });
+            if p.meta.video {
+                f["typeOfVideo"] = s.type_of_video.clone().into();
+            }
+            f
+        })
+        .collect();
+    serde_json::json!({
+        "createdAt": meta.created_at,
+        "id": meta.id,
+        "name": meta.name,
+        "sessionId": meta.session_id,
+        "files": files,
+    })
+}
+
+fn zip_individual(
+    folder: &Path,
+    meta: &Recording,
+    parts: &[Part],
+    out: &Path,
+) -> std::io::Result<()> {
+    use zip::write::SimpleFileOptions;
+    let file = std::fs::File::create(out)?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    // WebM is compressed already: the files are stored as they are.
+    let options = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true);
+    for p in parts {
+        zip.start_file(p.meta.file.as_str(), options)
+            .map_err(std::io::Error::other)?;
+        let mut f = std::fs::File::open(folder.join(&p.meta.file))?;
+        std::io::copy(&mut f, &mut zip)?;
+    }
+    zip.start_file(format!("{}.json", meta.name), options)
+        .map_err(std::io::Error::other)?;
+    zip.write_all(
+        serde_json::to_string_pretty(&sync_json(meta, parts))
+            .map_err(std::io::Error::other)?
+            .as_bytes(),
+    )?;
+    let mut inner = zip.finish().map_err(std::io::Error::other)?;
+    inner.flush()?;
+    inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(())
+}
+
+/// Parses `WIDTHxHEIGHT`.
+fn resolution(meta: &Recording) -> (u32, u32) {
+    meta.resolution
+        .as_deref()
+        .and_then(|r| r.split_once('x'))
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .unwrap_or((1280, 720))
+}
+
+/// The ffmpeg arguments that compose `parts` into `out`: a grid of the videos (each placed
+/// in its cell from the moment it started, black before and after), all audio mixed.
+pub(super) fn compose_args(
+    folder: &Path,
+    meta: &Recording,
+    parts: &[Part],
+    duration: f64,
+    out: &Path,
+) -> Vec<String> {
+    let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-y"]
+        .map(String::from)
+        .to_vec();
+    for p in parts {
+        args.push("-i".into());
+        args.push(folder.join(&p.meta.file).to_string_lossy().into_owned());
+    }
+    let duration = duration.max(0.1);
+    let mut filters = Vec::new();
+    let mut maps = Vec::new();
+    let secs = |ms: i64| ms.max(0) as f64 / 1000.0;
+    if meta.has_video {
+        let (w, h) = resolution(meta);
+        let fps = meta.frame_rate.unwrap_or(25).max(1);
+        let videos: Vec<(usize, &Part)> = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.meta.video)
+            .collect();
+        let n = videos.len();
+        if n == 0 {
+            filters.push(format!(
+                "color=c=black:s={w}x{h}:r={fps}:d={duration:.3}[vout]"
+            ));
+        } else {
+            let cols = (n as f64).sqrt().ceil() as u32;
+            let rows = (n as u32).div_ceil(cols);
+            // Cells with even sides, as yuv420p needs.
+            let (cw, ch) = ((w / cols) & !1, (h / rows) & !1);
+            let mut layout = Vec::new();
+            for (k, (i, p)) in videos.iter().enumerate() {
+                filters.push(format!(
+                    "[{i}:v]setpts=PTS-STARTPTS,scale={cw}:{ch}:force_original_aspect_ratio=decrease,\
+                     pad={cw}:{ch}:(ow-iw)/2:(oh-ih)/2:black,setsar=1,fps={fps},\
+                     tpad=start_duration={:.3}:stop_mode=add:stop_duration={duration:.3}:color=black,\
+                     trim=duration={duration:.3}[v{k}]",
+                    secs(p.start_ms)
+                ));
+                let k = k as u32;
+                layout.push(format!("{}_{}", (k % cols) * cw, (k / cols) * ch));
+            }
+            let inputs: String = (0..n).map(|k| format!("[v{k}]")).collect();
+            let grid = if n == 1 {
+                "[v0]null".to_owned()
+            } else {
+                format!(
+                    "{inputs}xstack=inputs={n}:layout={}:fill=black",
+                    layout.join("|")
+                )
+            };
+            filters.push(format!(
+                "{grid},pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:black,format=yuv420p[vout]"
+            ));
+        }
+        maps.push("[vout]".to_owned());
+    }
+    if meta.has_audio {
+        let audios: Vec<(usize, &Part)> = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.meta.audio)
+            .collect();
+        if audios.is_empty() {
+            filters.push(format!(
+                "anullsrc=r=48000:cl=stereo,atrim=duration={duration:.3}[aout]"
+            ));
+        } else {
+            for (k, (i, p)) in audios.iter().enumerate() {
+                filters.push(format!(
+                    "[{i}:a]aresample=48000,adelay={}:all=1[a{k}]",
+                    p.start_ms.max(0)
+                ));
+            }
+            let inputs: String = (0..audios.len()).map(|k| format!("[a{k}]")).collect();
+            filters.push(format!(
+                "{inputs}amix=inputs={}:duration=longest:dropout_transition=0:normalize=0,\
+                 apad,atrim=duration={duration:.3}[aout]",
+                audios.len()
+            ));
+        }
+        maps.push("[aout]".to_owned());
+    }
+    args.push("-filter_complex".into());
+    args.push(filters.join(";"));
+    for m in maps {
+        args.push("-map".into());
+        args.push(m);
+    }
+    if meta.has_video {
+        let fps = meta.frame_rate.unwrap_or(25).max(1);
+        args.extend(
+            [
+                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-r",
+            ]
+            .map(String::from),
+        );
+        args.push(fps.to_string());
+        if meta.has_audio {
+            args.extend(["-c:a", "aac", "-b:a", "128k"].map(String::from));
+        }
+        args.extend(["-movflags", "+faststart", "-f", "mp4"].map(String::from));
+    } else {
+        args.extend(["-c:a", "libopus", "-b:a", "64k", "-f", "webm"].map(String::from));
+    }
+    args.push("-t".into());
+    args.push(format!("{duration:.3}"));
+    args.push(out.to_string_lossy().into_owned());
+    args
+}
+
+fn compose(
+    folder: &Path,
+    meta: &Recording,
+    parts: &[Part],
+    duration: f64,
+    out: &Path,
+) -> std::io::Result<()> {
+    let output = Command::new("ffmpeg")
+        .args(compose_args(folder, meta, parts, duration, out))
+        .output()
+        .map_err(|e| std::io::Error::other(format!("cannot run ffmpeg: {e}")))?;
+    if !output.status.success() {
+        let _ = std::fs::remove_file(out);
+        let err = String::from_utf8_lossy(&output.stderr);
+        let last = err.lines().last().unwrap_or("no message");
+        return Err(std::io::Error::other(format!("ffmpeg failed: {last}")));
+    }
+    Ok(())
+}

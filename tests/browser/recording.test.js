@@ -1,0 +1,245 @@
+'use strict';
+// Recording with real parts: openvidu-browser in headless Chromium publishes while the real
+// openvidu-node-client starts and stops INDIVIDUAL and COMPOSED recordings; ffprobe reads the
+// files; an HTTP receiver gets the webhook events; a server killed mid-recording leaves a
+// playable file and no recording stuck "started" after its restart.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const { OpenVidu } = require('openvidu-node-client');
+const { launch, receiver, staticServer, waitFor } = require('./support');
+const { startServer, ROOT } = require('../node/support/server');
+
+/** A data folder with a recordings folder in it. */
+function folders() {
+  const base = path.join(ROOT, 'target', 'node-tests');
+  fs.mkdirSync(base, { recursive: true });
+  const dir = fs.mkdtempSync(path.join(base, 'rec-'));
+  return { dir, recordings: path.join(dir, 'recordings') };
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** ffprobe's streams and format of a file. */
+function probe(file) {
+  const out = execFileSync('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_streams', '-show_format', file]);
+  return JSON.parse(out.toString());
+}
+
+/** Decodes a whole file, failing on any error. */
+function decodes(file) {
+  execFileSync('ffmpeg', ['-v', 'error', '-xerror', '-i', file, '-f', 'null', '-']);
+}
+
+/** Downloads a recording's file with the API's credentials. */
+async function download(server, url, to) {
+  const res = await fetch(url.replace(/^https?:\/\/[^/]+/, server.url), {
+    headers: { Authorization: `Basic ${Buffer.from(`OPENVIDUAPP:${server.secret}`).toString('base64')}` },
+  });
+  assert.equal(res.status, 200, `GET ${url}`);
+  fs.writeFileSync(to, Buffer.from(await res.arrayBuffer()));
+  return to;
+}
+
+/** Unpacks a zip with Python's zipfile (no extra package), returns the names. */
+function unzip(file, dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  execFileSync('python3', ['-c', 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', file, dir]);
+  return fs.readdirSync(dir).sort();
+}
+
+/** Polls a recording until `status` is one of `wanted`. */
+async function until(ov, id, wanted) {
+  for (let i = 0; i < 200; i += 1) {
+    const r = await ov.getRecording(id);
+    if (wanted.includes(r.status)) return r;
+    await sleep(100);
+  }
+  throw new Error(`recording ${id} never reached ${wanted}`);
+}
+
+/** Joins `n` publishers to `sid` in one browser context; returns their pages. */
+async function publishers(browser, site, ov, session, names) {
+  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+  const url = `http://127.0.0.1:${site.address().port}/`;
+  const pages = [];
+  for (const name of names) {
+    const page = await context.newPage();
+    await page.goto(url);
+    const { token } = await session.createConnection({ role: 'PUBLISHER' });
+    await page.evaluate(async (t) => window.ovJoin(t, t), token);
+    await page.evaluate(() => window.ovPublish());
+    pages.push(page);
+  }
+  return { context, pages };
+}
+
+test('INDIVIDUAL and COMPOSED recordings of two browsers, through openvidu-node-client', async () => {
+  const hook = await receiver();
+  const { dir, recordings } = folders();
+  const server = await startServer({
+    dir,
+    args: ['--recording', 'true', '--recording-path', recordings, '--webhook', 'true',
+      '--webhook-endpoint', hook.url, '--webhook-events', '["recordingStatusChanged"]'],
+  });
+  const site = await staticServer();
+  const { browser, cleanup } = await launch();
+  const ov = new OpenVidu(server.url, server.secret);
+  try {
+    // No participant yet: the spec's 406.
+    const session = await ov.createSession({ customSessionId: 'rec-browser' });
+    await assert.rejects(ov.startRecording('rec-browser', { outputMode: 'INDIVIDUAL' }), /406/);
+    await assert.rejects(ov.startRecording('nobody-here'), /404/);
+
+    const { context, pages } = await publishers(browser, site, ov, session, ['ann', 'bob']);
+    await sleep(1000);
+
+    // INDIVIDUAL: one WebM per stream, zipped with the sync file.
+    const started = Date.now();
+    const ind = await ov.startRecording('rec-browser', { outputMode: 'INDIVIDUAL', name: 'ind' });
+    assert.equal(ind.status, 'started');
+    assert.equal(ind.properties.outputMode, 'INDIVIDUAL');
+    assert.equal(ind.properties.name, 'ind');
+    assert.equal(ind.id, 'rec-browser');
+    for (const page of pages) {
+      await waitFor(page, (id) => window.events.some((e) => e.type === 'recordingStarted' && e.id === id), ind.id, 'recordingStarted');
+    }
+    await session.fetch();
+    assert.equal(session.recording, true);
+    await assert.rejects(ov.startRecording('rec-browser'), /409/);
+    await assert.rejects(ov.deleteRecording(ind.id), /409/);
+    await sleep(4000);
+    const indStopped = await ov.stopRecording(ind.id);
+    const indSeconds = (Date.now() - started) / 1000;
+    assert.equal(indStopped.status, 'ready');
+    assert.ok(indStopped.size > 0);
+    assert.ok(Math.abs(indStopped.duration - indSeconds) < 1, `duration ${indStopped.duration} vs ${indSeconds}`);
+    assert.match(indStopped.url, /\/openvidu\/recordings\/rec-browser\/ind\.zip$/);
+    // Stopping again is the spec's 404, and changes nothing.
+    await assert.rejects(ov.stopRecording(ind.id), /404/);
+    assert.equal((await ov.getRecording(ind.id)).status, 'ready');
+    for (const page of pages) {
+      await waitFor(page, (id) => window.events.some((e) => e.type === 'recordingStopped' && e.id === id), ind.id, 'recordingStopped');
+    }
+
+    const work = fs.mkdtempSync(path.join(server.dir, 'check-'));
+    const zip = await download(server, indStopped.url, path.join(work, 'ind.zip'));
+    const names = unzip(zip, path.join(work, 'ind'));
+    assert.equal(names.length, 3, `zip holds ${names}`);
+    const sync = JSON.parse(fs.readFileSync(path.join(work, 'ind', 'ind.json')));
+    assert.equal(sync.id, ind.id);
+    assert.equal(sync.files.length, 2);
+    for (const f of sync.files) {
+      assert.equal(f.hasAudio, true);
+      assert.equal(f.hasVideo, true);
+      assert.equal(f.typeOfVideo, 'CAMERA');
+      const file = path.join(work, 'ind', f.name);
+      const info = probe(file);
+      const kinds = info.streams.map((s) => `${s.codec_type}:${s.codec_name}`).sort();
+      assert.deepEqual(kinds, ['audio:opus', 'video:vp8']);
+      const video = info.streams.find((s) => s.codec_type === 'video');
+      assert.equal(`${video.width}x${video.height}`, '320x240');
+      const seconds = Number(info.format.duration);
+      assert.ok(Math.abs(seconds - (f.endTimeOffset - f.startTimeOffset) / 1000) < 1, `${f.name}: ${seconds} s`);
+      assert.ok(seconds > indSeconds - 1.5, `${f.name}: ${seconds} s of ${indSeconds}`);
+      decodes(file);
+    }
+
+    // COMPOSED: one grid MP4 at the asked resolution, made without a browser.
+    const composedStart = Date.now();
+    const grid = await ov.startRecording('rec-browser', { outputMode: 'COMPOSED', name: 'grid', resolution: '640x480', frameRate: 15 });
+    assert.equal(grid.id, 'rec-browser~1');
+    assert.equal(grid.properties.resolution, '640x480');
+    assert.equal(grid.properties.frameRate, 15);
+    await sleep(4000);
+    const gridStopped = await ov.stopRecording(grid.id);
+    const gridSeconds = (Date.now() - composedStart) / 1000;
+    assert.ok(['stopped', 'ready'].includes(gridStopped.status));
+    const gridReady = await until(ov, grid.id, ['ready', 'failed']);
+    assert.equal(gridReady.status, 'ready');
+    assert.match(gridReady.url, /grid\.mp4$/);
+    const mp4 = await download(server, gridReady.url, path.join(work, 'grid.mp4'));
+    const info = probe(mp4);
+    const video = info.streams.find((s) => s.codec_type === 'video');
+    const audio = info.streams.find((s) => s.codec_type === 'audio');
+    assert.equal(video.codec_name, 'h264');
+    assert.equal(`${video.width}x${video.height}`, '640x480');
+    assert.equal(audio.codec_name, 'aac');
+    assert.ok(Math.abs(Number(info.format.duration) - gridSeconds) < 1, `composed ${info.format.duration} s vs ${gridSeconds}`);
+    decodes(mp4);
+
+    // The list, and deleting.
+    const all = await ov.listRecordings();
+    assert.deepEqual(all.map((r) => r.id).sort(), ['rec-browser', 'rec-browser~1']);
+    await ov.deleteRecording(ind.id);
+    await assert.rejects(ov.getRecording(ind.id), /404/);
+    assert.equal(fs.existsSync(path.join(recordings, ind.id)), false);
+
+    // Webhooks: started, stopped, ready for each recording, in order.
+    const events = await hook.count(6);
+    const seq = (id) => events.filter((e) => e.id === id).map((e) => e.status);
+    assert.deepEqual(seq('rec-browser'), ['started', 'stopped', 'ready']);
+    assert.deepEqual(seq('rec-browser~1'), ['started', 'stopped', 'ready']);
+    const indEvents = events.filter((e) => e.id === 'rec-browser');
+    assert.equal(Object.keys(indEvents[0]).length, 13); // 12 members + `event`
+    assert.equal(indEvents[1].reason, 'recordingStoppedByServer');
+    assert.equal(indEvents[2].size, indStopped.size);
+    await context.close();
+  } finally {
+    await cleanup();
+    site.close();
+    await server.stop();
+    await hook.close();
+  }
+});
+
+test('ALWAYS records without a call; a server killed mid-recording leaves a playable file', async () => {
+  const { dir, recordings } = folders();
+  const args = ['--recording', 'true', '--recording-path', recordings];
+  let server = await startServer({ dir, args });
+  const site = await staticServer();
+  const { browser, cleanup } = await launch();
+  try {
+    let ov = new OpenVidu(server.url, server.secret);
+    const session = await ov.createSession({
+      customSessionId: 'always',
+      recordingMode: 'ALWAYS',
+      defaultRecordingProperties: { outputMode: 'INDIVIDUAL', name: 'auto' },
+    });
+    const { context } = await publishers(browser, site, ov, session, ['solo']);
+    // Nobody asked: the first publish started it.
+    let rec;
+    for (let i = 0; i < 100 && !rec; i += 1) {
+      rec = (await ov.listRecordings()).find((r) => r.sessionId === 'always' && r.status === 'started');
+      if (!rec) await sleep(100);
+    }
+    assert.ok(rec, 'ALWAYS started a recording');
+    assert.equal(rec.properties.name, 'auto');
+    await sleep(4000);
+
+    // SIGKILL mid-recording, then a restart on the same folder.
+    await server.stop('SIGKILL');
+    await context.close();
+    server = await startServer({ dir, args });
+    ov = new OpenVidu(server.url, server.secret);
+    const after = await ov.getRecording(rec.id);
+    assert.ok(['ready', 'failed'].includes(after.status), `status after restart: ${after.status}`);
+    assert.equal(after.status, 'ready', 'the stream file written before the kill was recovered');
+    const work = fs.mkdtempSync(path.join(server.dir, 'check-'));
+    const zip = await download(server, after.url, path.join(work, 'auto.zip'));
+    const names = unzip(zip, path.join(work, 'auto'));
+    const webm = names.find((n) => n.endsWith('.webm'));
+    assert.ok(webm, `zip holds ${names}`);
+    const info = probe(path.join(work, 'auto', webm));
+    assert.ok(Number(info.format.duration) > 2, `recovered ${info.format.duration} s`);
+    decodes(path.join(work, 'auto', webm));
+    // Nothing is stuck: the session (gone with the restart) can be recorded again.
+    await assert.rejects(ov.stopRecording(rec.id), /404/);
+  } finally {
+    await cleanup();
+    site.close();
+    await server.stop();
+  }
+});
