@@ -618,7 +618,16 @@ impl Recorder {
             meta.file_name()
         ));
         if let Err(e) = write_meta(&folder, &meta) {
-            tracing::warn!(recording = %meta.id, error = %e, "metadata not written");
+            // A full disk: what was being made goes, then what it was made of, so the final
+            // status gets written rather than leaving the recording "started" on disk.
+            tracing::warn!(recording = %meta.id, error = %e, "metadata not written; freeing space");
+            compose::clear(&folder, false);
+            if write_meta(&folder, &meta).is_err() {
+                compose::clear(&folder, true);
+                if let Err(e) = write_meta(&folder, &meta) {
+                    tracing::error!(recording = %meta.id, error = %e, "metadata not written");
+                }
+            }
         }
         self.finishing().remove(&meta.id);
         meta

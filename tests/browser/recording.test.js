@@ -243,3 +243,44 @@ test('ALWAYS records without a call; a server killed mid-recording leaves a play
     await server.stop();
   }
 });
+
+test('a full disk fails the recording with its reason and leaves nothing stuck', async () => {
+  const { dir, recordings } = folders();
+  fs.mkdirSync(recordings, { recursive: true });
+  // The server alone sees a 128 KiB tmpfs on its recording folder (a mount namespace of its
+  // own, gone with it).
+  const mountAndRun = `mount -t tmpfs -o size=128k tmpfs '${recordings}' && exec "$0" "$@"`;
+  const server = await startServer({
+    dir,
+    args: ['--recording', 'true', '--recording-path', recordings],
+    prefix: ['unshare', '-m', '--propagation', 'private', 'sh', '-c', mountAndRun],
+  });
+  const site = await staticServer();
+  const { browser, cleanup } = await launch();
+  try {
+    const ov = new OpenVidu(server.url, server.secret);
+    const session = await ov.createSession({ customSessionId: 'full-disk' });
+    const { context } = await publishers(browser, site, ov, session, ['filler']);
+    const rec = await ov.startRecording('full-disk', { outputMode: 'INDIVIDUAL' });
+    assert.equal(rec.status, 'started');
+    await sleep(10000);
+    // The stream outgrew the disk: the stop reports it failed, with the reason.
+    const stopped = await ov.stopRecording(rec.id);
+    assert.equal(stopped.status, 'failed');
+    const raw = await fetch(`${server.url}/openvidu/api/recordings/${rec.id}`, {
+      headers: { Authorization: `Basic ${Buffer.from(`OPENVIDUAPP:${server.secret}`).toString('base64')}` },
+    }).then((r) => r.json());
+    assert.match(raw.error, /space/i);
+    // Nothing stuck: the failed one deletes, and a short recording fits again.
+    await ov.deleteRecording(rec.id);
+    const again = await ov.startRecording('full-disk', { outputMode: 'INDIVIDUAL', name: 'short' });
+    await sleep(500);
+    const done = await ov.stopRecording(again.id);
+    assert.equal(done.status, 'ready');
+    await context.close();
+  } finally {
+    await cleanup();
+    site.close();
+    await server.stop();
+  }
+});

@@ -140,10 +140,14 @@ pub(super) fn finish(
 ) -> std::io::Result<u64> {
     let final_name = meta.file_name();
     let tmp = folder.join(format!(".tmp.{final_name}"));
-    if meta.mode() == OutputMode::Individual {
-        zip_individual(folder, meta, parts, &tmp)?;
+    let made = if meta.mode() == OutputMode::Individual {
+        zip_individual(folder, meta, parts, &tmp)
     } else {
-        compose(folder, meta, parts, duration, &tmp)?;
+        compose(folder, meta, parts, duration, &tmp)
+    };
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     let target = folder.join(&final_name);
     std::fs::rename(&tmp, &target)?;
@@ -156,6 +160,17 @@ pub(super) fn finish(
         }
     }
     Ok(size)
+}
+
+/// Frees space in a recording's folder: unfinished final files, and with `parts` the stream
+/// files too (the metadata file stays).
+pub(super) fn clear(folder: &Path, parts: bool) {
+    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp.") || name.starts_with(".fix.") || (parts && !name.starts_with(".recording.")) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// OpenVidu's sync file of an INDIVIDUAL recording.

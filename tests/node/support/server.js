@@ -29,14 +29,18 @@ function tempDir() {
 
 /**
  * Starts a server. `opts.dir` keeps the data folder across restarts, `opts.port` reuses a
- * port, `opts.databaseUrl` selects another database, `opts.args` adds flags.
+ * port, `opts.databaseUrl` selects another database, `opts.args` adds flags, `opts.prefix`
+ * runs the binary through a command that execs it (so the PID stays the server's).
  */
 async function startServer(opts = {}) {
   const dir = opts.dir || tempDir();
   const args = ['--port', String(opts.port || 0), '--secret', opts.secret || SECRET, '--data-dir', dir];
   if (opts.databaseUrl) args.push('--database-url', opts.databaseUrl);
   args.push(...(opts.args || []));
-  const child = spawn(findBinary(), args, {
+  const prefix = opts.prefix || [];
+  const command = prefix.length ? prefix[0] : findBinary();
+  const argv = prefix.length ? [...prefix.slice(1), findBinary(), ...args] : args;
+  const child = spawn(command, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: 'info', NO_COLOR: '1' },
   });
