@@ -167,7 +167,10 @@ pub(super) fn finish(
 pub(super) fn clear(folder: &Path, parts: bool) {
     for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".tmp.") || name.starts_with(".fix.") || (parts && !name.starts_with(".recording.")) {
+        if name.starts_with(".tmp.")
+            || name.starts_with(".fix.")
+            || (parts && !name.starts_with(".recording."))
+        {
             let _ = std::fs::remove_file(entry.path());
         }
     }

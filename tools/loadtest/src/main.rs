@@ -17,6 +17,7 @@ mod signaling;
 use anyhow::{Context, bail};
 use clap::Parser;
 use peer::{Peer, Seen, SendLog, Sent};
+use serde_json::json;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -61,6 +62,10 @@ struct Args {
     /// A tiny run: 2 subscribers, 1 room of 3, short windows.
     #[arg(long)]
     smoke: bool,
+    /// Also measure Camerata's extra CPU for recording the publisher's stream: INDIVIDUAL,
+    /// COMPOSED, or both (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    record: Vec<String>,
 }
 
 const SECRET: &str = "LOAD_SECRET";
@@ -93,6 +98,17 @@ fn cpu_us(pid: u32) -> anyhow::Result<u64> {
     let stime: u64 = fields.get(12).context("stime")?.parse()?;
     // The kernel's clock tick is 100 Hz on this platform.
     Ok((utime + stime) * 10_000)
+}
+
+/// CPU time (user + system) of a process's children it has waited for (its ffmpeg runs),
+/// microseconds.
+fn children_cpu_us(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(") ").context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let cutime: u64 = fields.get(13).context("cutime")?.parse()?;
+    let cstime: u64 = fields.get(14).context("cstime")?.parse()?;
+    Ok((cutime + cstime) * 10_000)
 }
 
 /// Resident set size of a process, KiB.
@@ -140,6 +156,16 @@ fn start_camerata(args: &Args) -> anyhow::Result<(ServerProcess, String)> {
             "--data-dir",
         ])
         .arg(&dir)
+        .args(if args.record.is_empty() {
+            vec![]
+        } else {
+            vec![
+                "--recording".to_owned(),
+                "true".to_owned(),
+                "--recording-path".to_owned(),
+                dir.join("recordings").to_string_lossy().into_owned(),
+            ]
+        })
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
@@ -425,6 +451,8 @@ struct Row {
     first_keyframe_p50_ms: f64,
     first_keyframe_p99_ms: f64,
     client_cpu_percent: f64,
+    /// What recording the row measured, when it did.
+    recording: Option<String>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -530,6 +558,78 @@ async fn measure(
     })
 }
 
+/// The server's CPU with the publisher alone, then while each mode of `--record` records it.
+#[allow(clippy::too_many_arguments)]
+async fn measure_recording(
+    args: &Args,
+    api: &signaling::Camerata,
+    room: &str,
+    pid: u32,
+    window: Duration,
+    settle: Duration,
+    name: &'static str,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let cpu_percent = |window: Duration| async move {
+        let c0 = cpu_us(pid)?;
+        let t0 = Instant::now();
+        tokio::time::sleep(window).await;
+        let c1 = cpu_us(pid)?;
+        anyhow::Ok((c1 - c0) as f64 / (t0.elapsed().as_secs_f64() * 10_000.0))
+    };
+    let alone = cpu_percent(window).await?;
+    rows.push(Row {
+        server: name,
+        scenario: "1 publisher, recorded or not".into(),
+        cpu_percent: alone,
+        ..Row::default()
+    });
+    eprintln!("{name}: publisher alone: {alone:.2}% of a core");
+    for mode in &args.record {
+        let id = api
+            .start_recording(
+                room,
+                json!({ "outputMode": mode, "resolution": "640x480", "frameRate": 30 }),
+            )
+            .await?;
+        tokio::time::sleep(settle).await;
+        let recorded = cpu_percent(window).await?;
+        let t0 = Instant::now();
+        let stopped = api.stop_recording(&id).await?;
+        // Composed output is made after the stop: its CPU per second of output is measured
+        // around that work.
+        let c0 = cpu_us(pid)? + children_cpu_us(pid)?;
+        let mut finished = stopped.clone();
+        while finished["status"] == "stopped" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            finished = api.recording(&id).await?;
+        }
+        let finish_cpu_s = (cpu_us(pid)? + children_cpu_us(pid)? - c0) as f64 / 1e6;
+        eprintln!(
+            "{name}: recording {mode}: {recorded:.2}% of a core while recording \
+             (+{:.2}); finishing took {:.1} s ({finish_cpu_s:.1} s CPU, ffmpeg \
+             included) for {} s of output; status {}",
+            recorded - alone,
+            t0.elapsed().as_secs_f64(),
+            finished["duration"],
+            finished["status"]
+        );
+        rows.push(Row {
+            server: name,
+            scenario: "1 publisher, recorded or not".into(),
+            cpu_percent: recorded,
+            recording: Some(format!(
+                "{mode}: +{:.2}% of a core while recording; {:.1} s ({finish_cpu_s:.1} s CPU) to finish {} s of output",
+                recorded - alone,
+                t0.elapsed().as_secs_f64(),
+                finished["duration"]
+            )),
+            ..Row::default()
+        });
+    }
+    Ok(())
+}
+
 /// Adds subscribers until there are `n`, ten at a time; returns the indexes added.
 async fn grow(
     target: &Target,
@@ -585,6 +685,9 @@ async fn run_server(
     let publisher = publish(&target, &room, ip, stream, &log, &sent).await?;
     tokio::time::sleep(settle).await;
     let baseline = rss_kib(pid)?;
+    if let (Target::Camerata(api), false) = (&target, args.record.is_empty()) {
+        measure_recording(args, api, &room, pid, window, settle, name, rows).await?;
+    }
     let mut subs = Vec::new();
     for &n in &args.ladder {
         let fresh = grow(&target, &room, &publisher.feed, ip, &log, &mut subs, n).await?;
@@ -691,6 +794,11 @@ fn report(rows: &[Row], args: &Args) -> String {
                 fmt(r.first_keyframe_p99_ms, 0),
                 fmt(r.client_cpu_percent, 1),
             ));
+        }
+        for r in &of {
+            if let Some(rec) = &r.recording {
+                out.push_str(&format!("\n- recording {rec}"));
+            }
         }
         if let (Some(c), Some(j)) = (
             of.iter().find(|r| r.server == "Camerata"),

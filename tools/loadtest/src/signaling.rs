@@ -95,6 +95,59 @@ impl Camerata {
         Ok(v["id"].as_str().context("id")?.to_owned())
     }
 
+    /// Starts a recording of `session` with `properties`; returns its id.
+    pub async fn start_recording(
+        &self,
+        session: &str,
+        mut properties: Value,
+    ) -> anyhow::Result<String> {
+        properties["session"] = session.into();
+        let (status, v) = call(
+            &self.http,
+            "POST",
+            &format!("{}/openvidu/api/recordings/start", self.base),
+            Some(&self.auth),
+            Some(&properties),
+        )
+        .await?;
+        if status != 200 {
+            bail!("start recording: {status} {v}");
+        }
+        Ok(v["id"].as_str().context("id")?.to_owned())
+    }
+
+    /// A recording's JSON.
+    pub async fn recording(&self, id: &str) -> anyhow::Result<Value> {
+        let (status, v) = call(
+            &self.http,
+            "GET",
+            &format!("{}/openvidu/api/recordings/{id}", self.base),
+            Some(&self.auth),
+            None,
+        )
+        .await?;
+        if status != 200 {
+            bail!("get recording: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    /// Stops a recording; returns its JSON.
+    pub async fn stop_recording(&self, id: &str) -> anyhow::Result<Value> {
+        let (status, v) = call(
+            &self.http,
+            "POST",
+            &format!("{}/openvidu/api/recordings/stop/{id}", self.base),
+            Some(&self.auth),
+            None,
+        )
+        .await?;
+        if status != 200 {
+            bail!("stop recording: {status} {v}");
+        }
+        Ok(v)
+    }
+
     /// Joins `session` with a fresh token of `role`.
     pub async fn join(&self, session: &str, role: &str) -> anyhow::Result<OvConn> {
         let (status, v) = call(
