@@ -284,3 +284,34 @@ test('a full disk fails the recording with its reason and leaves nothing stuck',
     await server.stop();
   }
 });
+
+test('a session with participants but no publisher records an empty INDIVIDUAL recording', async () => {
+  const { dir, recordings } = folders();
+  const server = await startServer({ dir, args: ['--recording', 'true', '--recording-path', recordings] });
+  const site = await staticServer();
+  const { browser, cleanup } = await launch();
+  try {
+    const ov = new OpenVidu(server.url, server.secret);
+    const session = await ov.createSession({ customSessionId: 'quiet' });
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`http://127.0.0.1:${site.address().port}/`);
+    const { token } = await session.createConnection({ role: 'SUBSCRIBER' });
+    await page.evaluate(async (t) => window.ovJoin(t, 'listener'), token);
+    // Active, so the start is accepted (OpenVidu's answer), with nothing to write yet.
+    const rec = await ov.startRecording('quiet', { outputMode: 'INDIVIDUAL' });
+    assert.equal(rec.status, 'started');
+    await sleep(500);
+    const done = await ov.stopRecording(rec.id);
+    assert.equal(done.status, 'ready');
+    const work = fs.mkdtempSync(path.join(server.dir, 'check-'));
+    const names = unzip(await download(server, done.url, path.join(work, 'quiet.zip')), path.join(work, 'quiet'));
+    assert.deepEqual(names, ['quiet.json']);
+    assert.deepEqual(JSON.parse(fs.readFileSync(path.join(work, 'quiet', 'quiet.json'))).files, []);
+    await context.close();
+  } finally {
+    await cleanup();
+    site.close();
+    await server.stop();
+  }
+});
