@@ -113,6 +113,7 @@ pub async fn run_with_ready(
             changes,
             rooms.clone(),
             recorder,
+            std::time::Duration::from_secs(settled.config.recording_autostop_timeout),
         ))
     });
 
@@ -213,8 +214,10 @@ async fn prepare(
     let events = protocols::openvidu::webhook::OpenViduEvents::renderer(settled);
     let mut observer = events.clone().map(|e| e as Arc<dyn rooms::Observer>);
     let mut feed = None;
+    let mut to_follow = None;
     if settled.config.recording {
         let (f, changes) = RoomFeed::new();
+        to_follow = Some(f.sender());
         let f: Arc<dyn rooms::Observer> = Arc::new(f);
         observer = Some(match observer {
             Some(o) => Arc::new(Both(o, f)),
@@ -222,11 +225,12 @@ async fn prepare(
         });
         feed = Some(changes);
     }
-    let announcer = feed.as_ref().map(|_| {
+    let announcer = to_follow.map(|changes| {
         Arc::new(Announcer::new(
             events,
             store.clone(),
             &settled.config.recording_notification,
+            changes,
         ))
     });
     let rooms = rooms::Rooms::load(store, settled.config.lifetimes(), observer).await?;

@@ -531,8 +531,13 @@ impl Recorder {
         self.announce(&l.meta, l.room_created_at);
         let duration = l.started.elapsed().as_secs_f64();
         let streams = std::mem::take(&mut l.streams);
-        let files = tokio::task::spawn_blocking(move || {
-            streams
+        let stopped = l.meta.clone();
+        let individual = stopped.mode() == OutputMode::Individual;
+        // The rest runs on its own, so a caller that goes away (a dropped request, an
+        // aborted timer) cannot leave the recording half finished.
+        let this = self.clone();
+        let finishing = tokio::task::spawn_blocking(move || {
+            let files = streams
                 .into_iter()
                 .map(|job| {
                     drop(job.tap);
@@ -542,28 +547,16 @@ impl Recorder {
                         .unwrap_or_else(|_| Err(std::io::Error::other("writer panicked")));
                     (job.meta, result)
                 })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(std::io::Error::other)?;
-        let meta = l.meta.clone();
-        let this = self.clone();
-        let finish = move || this.finish(meta, files, duration, l.ignore_failed_streams);
-        let done = if l.meta.mode() == OutputMode::Individual {
-            tokio::task::spawn_blocking(finish)
-                .await
-                .map_err(std::io::Error::other)?
-        } else {
-            let this = self.clone();
-            let room_created_at = l.room_created_at;
-            tokio::task::spawn_blocking(move || {
-                let meta = finish();
-                this.announce(&meta, room_created_at);
-            });
-            return Ok(l.meta);
-        };
-        self.announce(&done, l.room_created_at);
-        Ok(done)
+                .collect::<Vec<_>>();
+            let done = this.finish(l.meta, files, duration, l.ignore_failed_streams);
+            this.announce(&done, l.room_created_at);
+            done
+        });
+        if !individual {
+            // Composing takes a while: the stop answers `stopped`, `ready` follows.
+            return Ok(stopped);
+        }
+        Ok(finishing.await.map_err(std::io::Error::other)?)
     }
 
     /// Makes the final file of a stopped recording from its stream files and writes its

@@ -323,6 +323,20 @@ impl Rooms {
         Ok(events)
     }
 
+    /// Keeps a room open after its last participant leaves (a recording runs), or releases
+    /// it: an empty room that was joined then closes for `reason` and is forgotten.
+    pub async fn hold(
+        &self,
+        room: &RoomHandle,
+        on: bool,
+        reason: EndReason,
+    ) -> Result<Vec<RoomEvent>, RoomsError> {
+        let (events, stored) = room.hold(on, reason).await?;
+        self.after(room, &events);
+        stored.wait().await?;
+        Ok(events)
+    }
+
     /// Forgets a room that closed (the room task stored that).
     fn after(&self, room: &RoomHandle, events: &[RoomEvent]) {
         if events.iter().any(|e| matches!(e, RoomEvent::RoomClosed(_))) {

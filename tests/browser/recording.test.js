@@ -315,3 +315,48 @@ test('a session with participants but no publisher records an empty INDIVIDUAL r
     await server.stop();
   }
 });
+
+test('a recording outlives its last participant until OPENVIDU_RECORDING_AUTOSTOP_TIMEOUT', async () => {
+  const hook = await receiver();
+  const { dir, recordings } = folders();
+  const server = await startServer({
+    dir,
+    args: ['--recording', 'true', '--recording-path', recordings, '--recording-autostop-timeout', '2',
+      '--webhook', 'true', '--webhook-endpoint', hook.url,
+      '--webhook-events', '["recordingStatusChanged","sessionDestroyed"]'],
+  });
+  const site = await staticServer();
+  const { browser, cleanup } = await launch();
+  try {
+    const ov = new OpenVidu(server.url, server.secret);
+    const session = await ov.createSession({ customSessionId: 'autostop' });
+    const { context, pages } = await publishers(browser, site, ov, session, ['leaver']);
+    const rec = await ov.startRecording('autostop', { outputMode: 'INDIVIDUAL' });
+    await sleep(1500);
+    await pages[0].evaluate(() => window.ovDisconnect());
+    const left = Date.now();
+    // The session stays, held by its recording, with nobody in it.
+    await sleep(300);
+    assert.equal(await session.fetch().then(() => session.recording), true);
+    assert.equal(session.connections.length, 0);
+    const done = await until(ov, rec.id, ['ready', 'failed']);
+    assert.equal(done.status, 'ready');
+    const waited = (Date.now() - left) / 1000;
+    assert.ok(waited > 1.5, `stopped ${waited} s after the last participant left`);
+    const events = await hook.count(4);
+    // The session closes once the recording stopped; its file may be ready before or after.
+    assert.deepEqual(events.filter((e) => e.event === 'recordingStatusChanged').map((e) => e.status),
+      ['started', 'stopped', 'ready']);
+    const destroyed = events.find((e) => e.event === 'sessionDestroyed');
+    assert.equal(destroyed.reason, 'automaticStop');
+    assert.ok(events.indexOf(destroyed) > 1, 'the session outlived the stop of its recording');
+    assert.equal(events.find((e) => e.status === 'stopped').reason, 'automaticStop');
+    await assert.rejects(session.fetch(), /404/);
+    await context.close();
+  } finally {
+    await cleanup();
+    site.close();
+    await server.stop();
+    await hook.close();
+  }
+});

@@ -29,6 +29,8 @@ pub enum EndReason {
     ForceUnpublishByUser,
     /// The server API stopped the stream.
     ForceUnpublishByServer,
+    /// A recording that kept the empty room open stopped by itself.
+    AutomaticStop,
 }
 
 impl EndReason {
@@ -161,6 +163,8 @@ pub struct Room {
     pending: IndexMap<ParticipantId, Participant>,
     ever_active: bool,
     closed: Option<EndReason>,
+    /// A recording keeps the room open after its last participant leaves.
+    held: bool,
 }
 
 impl Room {
@@ -174,6 +178,7 @@ impl Room {
             pending: IndexMap::new(),
             ever_active: false,
             closed: None,
+            held: false,
         }
     }
 
@@ -233,7 +238,26 @@ impl Room {
             },
             ever_active: self.ever_active,
             closed: self.closed,
+            held: self.held,
         }
+    }
+
+    /// Whether a recording keeps the room open.
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// Keeps the room open after its last participant leaves (a recording runs), or stops
+    /// doing so: a room that is empty by then, and was joined, closes for `reason`.
+    pub fn hold(&mut self, on: bool, reason: EndReason) -> Vec<RoomEvent> {
+        if self.closed.is_some() {
+            return Vec::new();
+        }
+        self.held = on;
+        if !on && self.ever_active && self.active.is_empty() {
+            return self.close(reason);
+        }
+        Vec::new()
     }
 
     /// Adds a pending participant (a grant not yet used).
@@ -303,7 +327,7 @@ impl Room {
     }
 
     /// Removes a participant: an active one leaves for `reason`, a pending one loses its
-    /// grant. When the last active participant leaves, the room closes.
+    /// grant. When the last active participant leaves, the room closes, unless it is held.
     pub fn remove(&mut self, id: &str, reason: EndReason) -> Result<Vec<RoomEvent>, RoomError> {
         self.open()?;
         if let Some(p) = self.pending.shift_remove(id) {
@@ -321,7 +345,7 @@ impl Room {
         if reason.is_eviction() {
             events.push(RoomEvent::ParticipantEvicted(p.id, reason));
         }
-        if self.active.is_empty() {
+        if self.active.is_empty() && !self.held {
             events.extend(self.close(EndReason::LastParticipantLeft));
         }
         Ok(events)
@@ -633,6 +657,37 @@ mod tests {
             Err(JoinError::RoomClosed)
         );
         assert!(r.close(EndReason::SessionClosedByServer).is_empty());
+    }
+
+    #[test]
+    fn a_held_room_outlives_its_last_participant_until_released() {
+        let mut r = room();
+        r.grant(pending("a", 10_000)).expect("fresh id");
+        r.grant(pending("b", 10_000)).expect("fresh id");
+        r.join("a", 2_000, info(2_000)).expect("pending");
+        assert!(r.hold(true, EndReason::AutomaticStop).is_empty());
+        let ev = r.remove("a", EndReason::Disconnect).expect("active");
+        assert_eq!(
+            ev,
+            vec![RoomEvent::ParticipantLeft(
+                ParticipantId::new("a"),
+                EndReason::Disconnect
+            )]
+        );
+        assert_eq!(r.closed(), None);
+        // Someone may still come back while it is held.
+        r.join("b", 3_000, info(3_000)).expect("still open");
+        r.remove("b", EndReason::Disconnect).expect("active");
+        assert_eq!(
+            r.hold(false, EndReason::AutomaticStop),
+            vec![RoomEvent::RoomClosed(EndReason::AutomaticStop)]
+        );
+        assert_eq!(r.closed(), Some(EndReason::AutomaticStop));
+        // A room released with people in it stays open; one never joined is not closed.
+        let mut r = room();
+        r.hold(true, EndReason::AutomaticStop);
+        assert!(r.hold(false, EndReason::AutomaticStop).is_empty());
+        assert_eq!(r.closed(), None);
     }
 
     #[test]

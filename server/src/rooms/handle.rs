@@ -127,6 +127,7 @@ enum Command {
         oneshot::Sender<Result<(Vec<RoomEvent>, Durable), RoomError>>,
     ),
     Close(EndReason, bool, oneshot::Sender<(Vec<RoomEvent>, Durable)>),
+    Hold(bool, EndReason, oneshot::Sender<(Vec<RoomEvent>, Durable)>),
     Signal(
         SignalRequest,
         oneshot::Sender<Result<(RoomEvent, Durable), SignalError>>,
@@ -309,6 +310,15 @@ impl RoomHandle {
         silent: bool,
     ) -> Result<(Vec<RoomEvent>, Durable), RoomGone> {
         self.ask(|r| Command::Close(reason, silent, r)).await
+    }
+
+    /// Holds the room open without participants, or releases it (see `Room::hold`).
+    pub async fn hold(
+        &self,
+        on: bool,
+        reason: EndReason,
+    ) -> Result<(Vec<RoomEvent>, Durable), RoomGone> {
+        self.ask(|r| Command::Hold(on, reason, r)).await
     }
 
     /// Sends a signal; returns once its event is stored.
@@ -729,6 +739,21 @@ impl RoomTask {
                     let writes = vec![Write::DeleteRoom {
                         id: self.room.id().as_str().to_owned(),
                     }];
+                    let stored =
+                        self.journal(room_before.as_ref(), &events, writes, super::now_ms());
+                    self.deliver(&before, &events);
+                    let _ = r.send((events, stored));
+                }
+                Command::Hold(on, reason, r) => {
+                    let before = self.active_ids();
+                    let room_before = self.before();
+                    let events = self.room.hold(on, reason);
+                    let mut writes = Vec::new();
+                    if self.room.closed().is_some() {
+                        writes.push(Write::DeleteRoom {
+                            id: self.room.id().as_str().to_owned(),
+                        });
+                    }
                     let stored =
                         self.journal(room_before.as_ref(), &events, writes, super::now_ms());
                     self.deliver(&before, &events);

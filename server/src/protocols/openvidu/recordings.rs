@@ -19,6 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 type Rest<T> = Result<T, RestError>;
@@ -28,6 +29,10 @@ type Rest<T> = Result<T, RestError>;
 pub enum Change {
     /// A participant started publishing.
     Published(RoomId, ParticipantId),
+    /// A stream ended or a participant left: the room may have nobody publishing now.
+    Quieter(RoomId),
+    /// A recording of the room started.
+    Recording(RoomId),
     /// The room closed.
     Closed(RoomId, EndReason),
 }
@@ -40,6 +45,11 @@ impl RoomFeed {
     pub fn new() -> (Self, mpsc::UnboundedReceiver<Change>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Self(tx), rx)
+    }
+
+    /// Another way in, for changes that do not come from a room (a recording started).
+    pub fn sender(&self) -> mpsc::UnboundedSender<Change> {
+        self.0.clone()
     }
 }
 
@@ -59,6 +69,9 @@ impl Observer for RoomFeed {
             let change = match e {
                 RoomEvent::StreamPublished(p) => Change::Published(after.id().clone(), p.clone()),
                 RoomEvent::RoomClosed(reason) => Change::Closed(after.id().clone(), *reason),
+                RoomEvent::StreamUnpublished(..) | RoomEvent::ParticipantLeft(..) => {
+                    Change::Quieter(after.id().clone())
+                }
                 _ => continue,
             };
             let _ = self.0.send(change);
@@ -121,16 +134,82 @@ fn is_vp8(room: &Room) -> bool {
     )
 }
 
+/// The countdowns of recordings whose room has nobody publishing, by room.
+type Countdowns = std::collections::HashMap<RoomId, tokio::task::JoinHandle<()>>;
+
+/// Starts or cancels the auto-stop countdown of `room`'s recording: with nobody publishing,
+/// the recording stops after `autostop` (`automaticStop`; a room nobody is left in with a
+/// zero timeout stops at once, `lastParticipantLeft`), unless someone publishes first.
+async fn countdown(
+    room: &RoomId,
+    rooms: &Rooms,
+    recorder: &Recorder,
+    autostop: Duration,
+    timers: &mut Countdowns,
+) {
+    let recording = recorder.recording_of(room.as_str());
+    let handle = rooms.get(room.as_str());
+    let quiet = match (&recording, &handle) {
+        (Some(_), Some(h)) => h.publishers().await.is_ok_and(|p| p.is_empty()),
+        _ => false,
+    };
+    if !quiet {
+        if let Some(t) = timers.remove(room) {
+            t.abort();
+        }
+        return;
+    }
+    if timers.get(room).is_some_and(|t| !t.is_finished()) {
+        return;
+    }
+    let (Some(recording), Some(handle)) = (recording, handle) else {
+        return;
+    };
+    let empty = handle
+        .snapshot(false)
+        .await
+        .is_ok_and(|r| r.active_participants().next().is_none());
+    let reason = if empty && autostop.is_zero() {
+        "lastParticipantLeft"
+    } else {
+        "automaticStop"
+    };
+    let recorder = recorder.clone();
+    timers.insert(
+        room.clone(),
+        tokio::spawn(async move {
+            tokio::time::sleep(autostop).await;
+            let still_quiet = handle.publishers().await.is_ok_and(|p| p.is_empty());
+            let same = recorder
+                .recording_of(&recording.session_id)
+                .is_some_and(|r| r.id == recording.id);
+            if still_quiet && same {
+                match recorder.stop(&recording.id, reason).await {
+                    Ok(_) => tracing::info!(recording = %recording.id, reason, "recording stopped by itself"),
+                    Err(e) => tracing::warn!(recording = %recording.id, error = %e, "auto-stop failed"),
+                }
+            }
+        }),
+    );
+}
+
 /// Keeps recordings in step with rooms until `changes` ends: a new stream joins its room's
-/// recording (or starts one in a room recorded ALWAYS), a closed room's recording stops.
+/// recording (or starts one in a room recorded ALWAYS), a recording with nobody publishing
+/// stops after `autostop`, a closed room's recording stops.
 pub async fn follow(
     mut changes: mpsc::UnboundedReceiver<Change>,
     rooms: Rooms,
     recorder: Recorder,
+    autostop: Duration,
 ) {
+    let mut timers = Countdowns::new();
     while let Some(change) = changes.recv().await {
         match change {
+            Change::Quieter(room) | Change::Recording(room) => {
+                countdown(&room, &rooms, &recorder, autostop, &mut timers).await;
+            }
             Change::Published(room, participant) => {
+                countdown(&room, &rooms, &recorder, autostop, &mut timers).await;
                 let Some(handle) = rooms.get(room.as_str()) else {
                     continue;
                 };
@@ -170,6 +249,9 @@ pub async fn follow(
                 }
             }
             Change::Closed(room, reason) => {
+                if let Some(t) = timers.remove(&room) {
+                    t.abort();
+                }
                 recorder
                     .stop_session(room.as_str(), close_reason(reason))
                     .await;
@@ -178,17 +260,28 @@ pub async fn follow(
     }
 }
 
-/// Tells webhooks, the CDR and the room's browsers of a recording's status changes.
+/// Tells webhooks, the CDR and the room's browsers of a recording's status changes, holds
+/// a recorded room open after its last participant leaves, and releases it at the stop.
 pub struct Announcer {
     events: Option<Arc<OpenViduEvents>>,
     store: Store,
     rooms: OnceLock<Rooms>,
     roles: Vec<Role>,
+    /// Holds and releases, applied in order by one task.
+    holds: OnceLock<mpsc::UnboundedSender<(String, bool, EndReason)>>,
+    /// Where `follow` hears that a recording started.
+    changes: mpsc::UnboundedSender<Change>,
 }
 
 impl Announcer {
-    /// The announcer; `notification` is OPENVIDU_RECORDING_NOTIFICATION.
-    pub fn new(events: Option<Arc<OpenViduEvents>>, store: Store, notification: &str) -> Self {
+    /// The announcer; `notification` is OPENVIDU_RECORDING_NOTIFICATION; `changes` reaches
+    /// [`follow`].
+    pub fn new(
+        events: Option<Arc<OpenViduEvents>>,
+        store: Store,
+        notification: &str,
+        changes: mpsc::UnboundedSender<Change>,
+    ) -> Self {
         let roles = match notification {
             "none" => vec![],
             "moderator" => vec![Role::Moderator],
@@ -205,12 +298,33 @@ impl Announcer {
             store,
             rooms: OnceLock::new(),
             roles,
+            holds: OnceLock::new(),
+            changes,
         }
     }
 
-    /// The rooms browsers are told through (known once they are loaded).
+    /// The rooms browsers are told through (known once they are loaded). Starts the task
+    /// that holds and releases them; call inside the runtime.
     pub fn set_rooms(&self, rooms: Rooms) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, bool, EndReason)>();
+        let r = rooms.clone();
+        tokio::spawn(async move {
+            while let Some((session, on, reason)) = rx.recv().await {
+                if let Some(handle) = r.get(&session)
+                    && let Err(e) = r.hold(&handle, on, reason).await
+                {
+                    tracing::warn!(session, error = %e, "holding the room failed");
+                }
+            }
+        });
+        let _ = self.holds.set(tx);
         let _ = self.rooms.set(rooms);
+    }
+
+    fn hold(&self, session: &str, on: bool, reason: EndReason) {
+        if let Some(holds) = self.holds.get() {
+            let _ = holds.send((session.to_owned(), on, reason));
+        }
     }
 }
 
@@ -219,6 +333,22 @@ impl RecordingListener for Announcer {
         if let Some(event) = self.events.as_ref().and_then(|e| e.recording_event(r)) {
             // Recording events are not tied to a room change: nothing waits for them.
             drop(self.store.enqueue(vec![Write::Event(event)]));
+        }
+        match r.status {
+            Status::Started => {
+                self.hold(&r.session_id, true, EndReason::AutomaticStop);
+                let _ = self
+                    .changes
+                    .send(Change::Recording(RoomId::new(r.session_id.clone())));
+            }
+            Status::Stopped => {
+                let reason = match r.reason.as_deref() {
+                    Some("automaticStop") => EndReason::AutomaticStop,
+                    _ => EndReason::LastParticipantLeft,
+                };
+                self.hold(&r.session_id, false, reason);
+            }
+            _ => {}
         }
         let notice = match r.status {
             Status::Started => Notice::RecordingStarted {

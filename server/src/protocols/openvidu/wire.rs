@@ -298,6 +298,7 @@ pub fn reason_name(r: EndReason) -> &'static str {
         EndReason::Unpublish => "unpublish",
         EndReason::ForceUnpublishByUser => "forceUnpublishByUser",
         EndReason::ForceUnpublishByServer => "forceUnpublishByServer",
+        EndReason::AutomaticStop => "automaticStop",
     }
 }
 
