@@ -1,7 +1,7 @@
 //! Recording: the recordings of live rooms, their files and their status.
 //!
-//! A recording copies each published stream of its room from the media loop (a [`Tap`]) to a
-//! WebM file written as it arrives, without transcoding (`webm`), by one writer thread per
+//! A recording copies each published stream of its room from the media loop (a tap) to a
+//! WebM file (Matroska for H.264) written as it arrives, without transcoding (`webm`), by one writer thread per
 //! stream so that disk I/O never touches the media loop or the runtime. INDIVIDUAL
 //! recordings end as a zip of those files and a sync file; COMPOSED ones are made from the
 //! same files by ffmpeg after the stop (`compose`), into one grid MP4 (H.264 + AAC) or, for
@@ -19,7 +19,7 @@
 mod compose;
 pub mod webm;
 
-use crate::media::{Media, StreamOut, TapPacket};
+use crate::media::{Media, StreamOut, TapPacket, VideoChoice};
 use crate::room::{OutputMode, Participant, RecordingDefaults, RecordingLayout, StreamInfo};
 
 use compose::StreamMeta;
@@ -219,8 +219,8 @@ pub struct Start {
     pub properties: RecordingDefaults,
     /// The room's active participants, for the streams they publish now.
     pub publishers: Vec<(Participant, StreamInfo, StreamOut)>,
-    /// The room's video codec is VP8 (the only one written without transcoding).
-    pub vp8: bool,
+    /// The room's video codec (VP8 and H.264 are written; VP9 video is left out).
+    pub video: VideoChoice,
 }
 
 fn layout_name(l: RecordingLayout) -> &'static str {
@@ -263,6 +263,13 @@ fn read_meta(folder: &Path) -> Option<Recording> {
         }
     }
     None
+}
+
+/// The `{"width":W,"height":H}` a publisher announced.
+fn dimensions(json: &str) -> Option<(u16, u16)> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let side = |k: &str| v.get(k)?.as_u64().and_then(|n| u16::try_from(n).ok());
+    Some((side("width")?, side("height")?))
 }
 
 /// Copies a stream's packets into a WebM file until the copy ends; `t0` is the recording's
@@ -412,7 +419,7 @@ impl Recorder {
         );
         for (participant, stream, out) in start.publishers {
             if let Err(e) = self
-                .add_stream(&start.session, participant, stream, &out, start.vp8)
+                .add_stream(&start.session, participant, stream, &out, start.video)
                 .await
             {
                 tracing::warn!(recording = %id, error = %e, "a stream could not be recorded");
@@ -439,7 +446,7 @@ impl Recorder {
         participant: Participant,
         stream: StreamInfo,
         out: &StreamOut,
-        vp8: bool,
+        video: VideoChoice,
     ) -> Result<(), RecordingError> {
         if !participant.record {
             return Ok(());
@@ -460,8 +467,10 @@ impl Recorder {
             return Ok(());
         };
         let tracks = Tracks {
-            video: has_video && stream.has_video && vp8,
+            video: has_video && stream.has_video && video != VideoChoice::Vp9,
             audio: has_audio && stream.has_audio,
+            h264: video == VideoChoice::H264,
+            size: dimensions(&stream.video_dimensions),
         };
         if !tracks.video && !tracks.audio {
             return Ok(());
@@ -478,10 +487,16 @@ impl Recorder {
             return Ok(());
         };
         let n = l.files.entry(stream.id.clone()).or_insert(0);
-        let file = if *n == 0 {
-            format!("{}.webm", stream.id)
+        // H.264 goes in Matroska; VP8 (and audio alone) in WebM.
+        let ext = if tracks.video && tracks.h264 {
+            "mkv"
         } else {
-            format!("{}-{n}.webm", stream.id)
+            "webm"
+        };
+        let file = if *n == 0 {
+            format!("{}.{ext}", stream.id)
+        } else {
+            format!("{}-{n}.{ext}", stream.id)
         };
         *n += 1;
         let folder = self.folder(&id);

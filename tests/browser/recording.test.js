@@ -360,3 +360,36 @@ test('a recording outlives its last participant until OPENVIDU_RECORDING_AUTOSTO
     await hook.close();
   }
 });
+
+test('a room forced to H.264 records its video as H.264 in Matroska, without transcoding', async () => {
+  const { dir, recordings } = folders();
+  const server = await startServer({ dir, args: ['--recording', 'true', '--recording-path', recordings] });
+  const site = await staticServer();
+  const { browser, cleanup } = await launch();
+  try {
+    const ov = new OpenVidu(server.url, server.secret);
+    const session = await ov.createSession({ customSessionId: 'h264-rec', forcedVideoCodec: 'H264' });
+    const { context } = await publishers(browser, site, ov, session, ['avc']);
+    await sleep(1000);
+    const rec = await ov.startRecording('h264-rec', { outputMode: 'INDIVIDUAL' });
+    await sleep(3000);
+    const done = await ov.stopRecording(rec.id);
+    assert.equal(done.status, 'ready');
+    const work = fs.mkdtempSync(path.join(server.dir, 'check-'));
+    const names = unzip(await download(server, done.url, path.join(work, 'h264.zip')), path.join(work, 'h264'));
+    const mkv = names.find((n) => n.endsWith('.mkv'));
+    assert.ok(mkv, `zip holds ${names}`);
+    const info = probe(path.join(work, 'h264', mkv));
+    const kinds = info.streams.map((s) => `${s.codec_type}:${s.codec_name}`).sort();
+    assert.deepEqual(kinds, ['audio:opus', 'video:h264']);
+    const video = info.streams.find((s) => s.codec_type === 'video');
+    assert.equal(`${video.width}x${video.height}`, '320x240');
+    assert.ok(Number(info.format.duration) > 2, `${info.format.duration} s`);
+    decodes(path.join(work, 'h264', mkv));
+    await context.close();
+  } finally {
+    await cleanup();
+    site.close();
+    await server.stop();
+  }
+});

@@ -96,7 +96,12 @@ fn remux(path: &Path) {
     let ok = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(path)
-        .args(["-c", "copy", "-f", "webm"])
+        .args(["-c", "copy", "-f"])
+        .arg(if name.ends_with(".mkv") {
+            "matroska"
+        } else {
+            "webm"
+        })
         .arg(&fixed)
         .status()
         .is_ok_and(|s| s.success());

@@ -27,12 +27,17 @@ const AUDIO_TRACK: u64 = 2;
 const CLUSTER_SPAN_MS: u64 = 1_000;
 
 /// What the writer knows about the stream before it starts.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Tracks {
-    /// A VP8 video track.
+    /// A video track: VP8, or H.264 when `h264`.
     pub video: bool,
     /// An Opus audio track (48 kHz, stereo in the header as browsers send it).
     pub audio: bool,
+    /// The video is H.264 (packetization mode 1): the file is Matroska rather than WebM.
+    pub h264: bool,
+    /// The picture size the publisher announced, for the header of an H.264 track (a VP8
+    /// keyframe carries its own).
+    pub size: Option<(u16, u16)>,
 }
 
 /// A WebM file being written from RTP.
@@ -49,6 +54,9 @@ pub struct WebmWriter<W: Write + Seek> {
     video: Track,
     audio: Track,
     first_arrival: Option<Instant>,
+    /// The latest H.264 parameter sets seen (NAL units with their header byte).
+    sps: Option<Bytes>,
+    pps: Option<Bytes>,
 }
 
 struct Cluster {
@@ -67,6 +75,8 @@ struct Track {
     frame_key: bool,
     next_seq: Option<u16>,
     waiting_for_key: bool,
+    /// H.264 reassembly state (fragmentation units span packets).
+    h264: rtc::rtp::codec::h264::H264Packet,
 }
 
 impl Track {
@@ -138,6 +148,39 @@ fn opus_head() -> Vec<u8> {
     h
 }
 
+/// The NAL units of an AVC (4-byte length-prefixed) frame; stops at a malformed length.
+fn avc_units(frame: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = frame;
+    std::iter::from_fn(move || {
+        if rest.len() < 4 {
+            return None;
+        }
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let unit = rest.get(4..4 + len)?;
+        rest = &rest[4 + len..];
+        Some(unit)
+    })
+}
+
+/// The AVCDecoderConfigurationRecord (ISO 14496-15) Matroska wants as CodecPrivate:
+/// profile and level from the SPS, 4-byte lengths, one SPS and one PPS.
+fn avc_config(sps: &[u8], pps: &[u8]) -> Vec<u8> {
+    let mut c = vec![
+        1,
+        sps.get(1).copied().unwrap_or(0x42),
+        sps.get(2).copied().unwrap_or(0xE0),
+        sps.get(3).copied().unwrap_or(0x1F),
+        0xFF,
+        0xE1,
+    ];
+    c.extend((sps.len() as u16).to_be_bytes());
+    c.extend_from_slice(sps);
+    c.push(1);
+    c.extend((pps.len() as u16).to_be_bytes());
+    c.extend_from_slice(pps);
+    c
+}
+
 impl<W: Write + Seek> WebmWriter<W> {
     /// A writer for `tracks` into `out` (written from its current position).
     pub fn new(out: W, tracks: Tracks) -> Self {
@@ -155,6 +198,8 @@ impl<W: Write + Seek> WebmWriter<W> {
             },
             audio: Track::default(),
             first_arrival: None,
+            sps: None,
+            pps: None,
         }
     }
 
@@ -164,7 +209,7 @@ impl<W: Write + Seek> WebmWriter<W> {
             uint(0x42F7, 1),
             uint(0x42F2, 4),
             uint(0x42F3, 8),
-            string(0x4282, "webm"),
+            string(0x4282, if self.tracks.h264 { "matroska" } else { "webm" }),
             uint(0x4287, 4),
             uint(0x4285, 2),
         ]
@@ -195,13 +240,21 @@ impl<W: Write + Seek> WebmWriter<W> {
         if self.tracks.video {
             let (w, h) = size.unwrap_or((640, 480));
             let video = [uint(0xB0, u64::from(w)), uint(0xBA, u64::from(h))].concat();
+            let codec = match (&self.sps, &self.pps, self.tracks.h264) {
+                (Some(sps), Some(pps), true) => [
+                    string(0x86, "V_MPEG4/ISO/AVC"),
+                    element(0x63A2, &avc_config(sps, pps)),
+                ]
+                .concat(),
+                _ => string(0x86, "V_VP8"),
+            };
             entries.push(element(
                 TRACK_ENTRY,
                 &[
                     uint(0xD7, VIDEO_TRACK),
                     uint(0x73C5, VIDEO_TRACK),
                     uint(0x83, 1),
-                    string(0x86, "V_VP8"),
+                    codec,
                     element(0xE0, &video),
                 ]
                 .concat(),
@@ -287,7 +340,13 @@ impl<W: Write + Seek> WebmWriter<W> {
             t.frame_ts = Some(packet.header.timestamp);
             t.frame_broken = false;
             t.frame_key = false;
+            t.h264 = rtc::rtp::codec::h264::H264Packet::default();
+            t.h264.is_avc = true;
         }
+        if self.tracks.h264 {
+            return self.h264_video(packet, first, now);
+        }
+        let t = &mut self.video;
         let mut vp8 = rtc::rtp::codec::vp8::Vp8Packet::default();
         let Ok(data) = vp8.depacketize(&packet.payload) else {
             t.frame_broken = true;
@@ -324,6 +383,57 @@ impl<W: Write + Seek> WebmWriter<W> {
         let at = t.ms(packet.header.timestamp, 90_000);
         if !self.started {
             self.start(vp8_keyframe_size(&frame))?;
+        }
+        self.block(VIDEO_TRACK, at, key, &frame)
+    }
+
+    /// One packet of an H.264 track: NAL units appended, length-prefixed, to the frame of
+    /// its timestamp; the frame is written when the marker packet completes it.
+    fn h264_video(
+        &mut self,
+        packet: &rtc::rtp::Packet,
+        first: Instant,
+        now: Instant,
+    ) -> std::io::Result<()> {
+        let t = &mut self.video;
+        match t.h264.depacketize(&packet.payload) {
+            Ok(data) => t.frame.extend_from_slice(&data),
+            Err(_) => t.frame_broken = true,
+        }
+        if !packet.header.marker {
+            return Ok(());
+        }
+        let frame: Bytes = t.frame.split().freeze();
+        t.frame_ts = None;
+        if t.frame_broken || frame.is_empty() {
+            t.waiting_for_key = true;
+            return Ok(());
+        }
+        let mut key = false;
+        for nal in avc_units(&frame) {
+            match nal.first().map(|b| b & 0x1f) {
+                Some(5) => key = true,
+                Some(7) => self.sps = Some(frame.slice_ref(nal)),
+                Some(8) => self.pps = Some(frame.slice_ref(nal)),
+                _ => {}
+            }
+        }
+        let t = &mut self.video;
+        if t.waiting_for_key {
+            // The header needs the parameter sets: the file starts at a keyframe that
+            // brings them (browsers send them with every keyframe).
+            if !key || self.sps.is_none() || self.pps.is_none() {
+                return Ok(());
+            }
+            t.waiting_for_key = false;
+        }
+        if t.first_ts.is_none() {
+            t.first_ts = Some(packet.header.timestamp);
+            t.offset_ms = now.duration_since(first).as_millis() as u64;
+        }
+        let at = t.ms(packet.header.timestamp, 90_000);
+        if !self.started {
+            self.start(self.tracks.size)?;
         }
         self.block(VIDEO_TRACK, at, key, &frame)
     }

@@ -172,6 +172,7 @@ fn a_stream_is_written_as_webm_that_ffprobe_reads_whole_and_cut_short() {
         Tracks {
             video: true,
             audio: true,
+            ..Tracks::default()
         },
     );
     let base = Instant::now();

@@ -6,6 +6,7 @@
 use super::error::RestError;
 use super::rest::RestState;
 use super::webhook::OpenViduEvents;
+use crate::media::VideoChoice;
 use crate::recording::{Recorder, Recording, RecordingError, RecordingListener, Start, Status};
 use crate::room::{
     EndReason, MediaMode, OutputMode, ParticipantId, RecordingMode, Role, Room, RoomEvent, RoomId,
@@ -127,11 +128,13 @@ fn close_reason(reason: EndReason) -> &'static str {
     }
 }
 
-fn is_vp8(room: &Room) -> bool {
-    !matches!(
-        room.options().forced_video_codec,
-        VideoCodec::H264 | VideoCodec::Vp9
-    )
+/// The one video codec the room forwards (as the media layer negotiates it).
+fn video_of(room: &Room) -> VideoChoice {
+    match room.options().forced_video_codec {
+        VideoCodec::H264 => VideoChoice::H264,
+        VideoCodec::Vp9 => VideoChoice::Vp9,
+        _ => VideoChoice::Vp8,
+    }
 }
 
 /// The countdowns of recordings whose room has nobody publishing, by room.
@@ -218,7 +221,7 @@ pub async fn follow(
                 else {
                     continue;
                 };
-                let vp8 = is_vp8(&snapshot);
+                let video = video_of(&snapshot);
                 if recorder.recording_of(room.as_str()).is_some() {
                     let Some((p, stream, out)) =
                         published.into_iter().find(|(p, _, _)| p.id == participant)
@@ -226,7 +229,7 @@ pub async fn follow(
                         continue;
                     };
                     if let Err(e) = recorder
-                        .add_stream(room.as_str(), p, stream, &out, vp8)
+                        .add_stream(room.as_str(), p, stream, &out, video)
                         .await
                     {
                         tracing::warn!(room = %room, error = %e, "a stream could not be recorded");
@@ -237,7 +240,7 @@ pub async fn follow(
                         room_created_at: snapshot.created_at(),
                         properties: snapshot.options().recording_defaults.clone(),
                         publishers: published,
-                        vp8,
+                        video,
                     };
                     match recorder.start(start).await {
                         Ok(r) => tracing::info!(recording = %r.id, "recording started (ALWAYS)"),
@@ -451,7 +454,7 @@ pub(super) async fn start(
         room_created_at: room.created_at(),
         properties,
         publishers,
-        vp8: is_vp8(&room),
+        video: video_of(&room),
     };
     let started = recorder.start(start).await.map_err(|e| match e {
         RecordingError::Io(e) => {
