@@ -125,6 +125,9 @@ test('INDIVIDUAL and COMPOSED recordings of two browsers, through openvidu-node-
     }
 
     const work = fs.mkdtempSync(path.join(server.dir, 'check-'));
+    // Files need the API's credentials unless OPENVIDU_RECORDING_PUBLIC_ACCESS says otherwise.
+    const anonymous = await fetch(indStopped.url.replace(/^https?:\/\/[^/]+/, server.url));
+    assert.equal(anonymous.status, 401);
     const zip = await download(server, indStopped.url, path.join(work, 'ind.zip'));
     const names = unzip(zip, path.join(work, 'ind'));
     assert.equal(names.length, 3, `zip holds ${names}`);
@@ -287,7 +290,10 @@ test('a full disk fails the recording with its reason and leaves nothing stuck',
 
 test('a session with participants but no publisher records an empty INDIVIDUAL recording', async () => {
   const { dir, recordings } = folders();
-  const server = await startServer({ dir, args: ['--recording', 'true', '--recording-path', recordings] });
+  const server = await startServer({
+    dir,
+    args: ['--recording', 'true', '--recording-path', recordings, '--recording-public-access', 'true'],
+  });
   const site = await staticServer();
   const { browser, cleanup } = await launch();
   try {
@@ -308,6 +314,10 @@ test('a session with participants but no publisher records an empty INDIVIDUAL r
     const names = unzip(await download(server, done.url, path.join(work, 'quiet.zip')), path.join(work, 'quiet'));
     assert.deepEqual(names, ['quiet.json']);
     assert.deepEqual(JSON.parse(fs.readFileSync(path.join(work, 'quiet', 'quiet.json'))).files, []);
+    // Public access: the file is served without credentials.
+    const anonymous = await fetch(done.url.replace(/^https?:\/\/[^/]+/, server.url));
+    assert.equal(anonymous.status, 200);
+    assert.equal(anonymous.headers.get('content-type'), 'application/zip');
     await context.close();
   } finally {
     await cleanup();
