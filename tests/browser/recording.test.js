@@ -173,15 +173,28 @@ test('INDIVIDUAL and COMPOSED recordings of two browsers, through openvidu-node-
     assert.ok(Math.abs(Number(info.format.duration) - gridSeconds) < 1, `composed ${info.format.duration} s vs ${gridSeconds}`);
     decodes(mp4);
 
+    // Another layout: one video full frame, the other small over its corner.
+    const pip = await ov.startRecording('rec-browser', {
+      outputMode: 'COMPOSED', name: 'pip', resolution: '480x640', recordingLayout: 'PICTURE_IN_PICTURE',
+    });
+    assert.equal(pip.properties.recordingLayout, 'PICTURE_IN_PICTURE');
+    await sleep(2000);
+    await ov.stopRecording(pip.id);
+    const pipReady = await until(ov, pip.id, ['ready', 'failed']);
+    assert.equal(pipReady.status, 'ready');
+    const pipInfo = probe(await download(server, pipReady.url, path.join(work, 'pip.mp4')));
+    const pipVideo = pipInfo.streams.find((s) => s.codec_type === 'video');
+    assert.equal(`${pipVideo.width}x${pipVideo.height}`, '480x640');
+
     // The list, and deleting.
     const all = await ov.listRecordings();
-    assert.deepEqual(all.map((r) => r.id).sort(), ['rec-browser', 'rec-browser~1']);
+    assert.deepEqual(all.map((r) => r.id).sort(), ['rec-browser', 'rec-browser~1', 'rec-browser~2']);
     await ov.deleteRecording(ind.id);
     await assert.rejects(ov.getRecording(ind.id), /404/);
     assert.equal(fs.existsSync(path.join(recordings, ind.id)), false);
 
     // Webhooks: started, stopped, ready for each recording, in order.
-    const events = await hook.count(6);
+    const events = await hook.count(9);
     const seq = (id) => events.filter((e) => e.id === id).map((e) => e.status);
     assert.deepEqual(seq('rec-browser'), ['started', 'stopped', 'ready']);
     assert.deepEqual(seq('rec-browser~1'), ['started', 'stopped', 'ready']);

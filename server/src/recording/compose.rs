@@ -255,6 +255,56 @@ fn resolution(meta: &Recording) -> (u32, u32) {
         .unwrap_or((1280, 720))
 }
 
+/// Where each of `n` videos goes in a `w`x`h` picture, as `(x, y, width, height)` with even
+/// sides, the featured (first) video first. BEST_FIT (and CUSTOM, which would need a web
+/// page) is a grid; PICTURE_IN_PICTURE puts the others small over the featured one's bottom
+/// right; VERTICAL_PRESENTATION gives the featured one the left three quarters and stacks
+/// the others on the right; HORIZONTAL_PRESENTATION gives it the top three quarters and
+/// lines the others up below.
+pub(super) fn cells(layout: &str, n: u32, w: u32, h: u32) -> Vec<(u32, u32, u32, u32)> {
+    let even = |v: u32| v & !1;
+    let rest = n.saturating_sub(1).max(1);
+    match layout {
+        _ if n <= 1 => vec![(0, 0, even(w), even(h))],
+        "PICTURE_IN_PICTURE" => {
+            let (sw, sh) = (even(w / 4), even(h / 4));
+            let margin = even(w / 40).max(2);
+            let mut c = vec![(0, 0, even(w), even(h))];
+            for k in 0..n - 1 {
+                let x = w.saturating_sub((k + 1) * (sw + margin));
+                c.push((even(x), even(h - sh - margin), sw, sh));
+            }
+            c
+        }
+        "VERTICAL_PRESENTATION" => {
+            let main = even(w * 3 / 4);
+            let side = even(w - main);
+            let each = even(h / rest);
+            let mut c = vec![(0, 0, main, even(h))];
+            c.extend((0..n - 1).map(|k| (main, k * each, side, each)));
+            c
+        }
+        "HORIZONTAL_PRESENTATION" => {
+            let main = even(h * 3 / 4);
+            let below = even(h - main);
+            let each = even(w / rest);
+            let mut c = vec![(0, 0, even(w), main)];
+            c.extend((0..n - 1).map(|k| (k * each, main, each, below)));
+            c
+        }
+        _ => {
+            let cols = (f64::from(n)).sqrt().ceil() as u32;
+            let rows = n.div_ceil(cols);
+            let (cw, ch) = (even(w / cols), even(h / rows));
+            // Centred, so a grid narrower than the picture has even black borders.
+            let (ox, oy) = (even((w - cw * cols) / 2), even((h - ch * rows) / 2));
+            (0..n)
+                .map(|k| (ox + (k % cols) * cw, oy + (k / cols) * ch, cw, ch))
+                .collect()
+        }
+    }
+}
+
 /// The ffmpeg arguments that compose `parts` into `out`: a grid of the videos (each placed
 /// in its cell from the moment it started, black before and after), all audio mixed.
 pub(super) fn compose_args(
@@ -289,12 +339,23 @@ pub(super) fn compose_args(
                 "color=c=black:s={w}x{h}:r={fps}:d={duration:.3}[vout]"
             ));
         } else {
-            let cols = (n as f64).sqrt().ceil() as u32;
-            let rows = (n as u32).div_ceil(cols);
-            // Cells with even sides, as yuv420p needs.
-            let (cw, ch) = ((w / cols) & !1, (h / rows) & !1);
-            let mut layout = Vec::new();
-            for (k, (i, p)) in videos.iter().enumerate() {
+            // The featured stream of the presentation layouts: a screen share if there is
+            // one, else the first to start.
+            let mut videos = videos;
+            if let Some(k) = videos
+                .iter()
+                .position(|(_, p)| p.meta.stream.type_of_video == "SCREEN")
+            {
+                let featured = videos.remove(k);
+                videos.insert(0, featured);
+            }
+            let layout = meta.recording_layout.as_deref().unwrap_or("BEST_FIT");
+            let cells = cells(layout, n as u32, w, h);
+            filters.push(format!(
+                "color=c=black:s={w}x{h}:r={fps}:d={duration:.3}[base]"
+            ));
+            let mut below = "base".to_owned();
+            for (k, ((i, p), (x, y, cw, ch))) in videos.iter().zip(cells).enumerate() {
                 filters.push(format!(
                     "[{i}:v]setpts=PTS-STARTPTS,scale={cw}:{ch}:force_original_aspect_ratio=decrease,\
                      pad={cw}:{ch}:(ow-iw)/2:(oh-ih)/2:black,setsar=1,fps={fps},\
@@ -302,21 +363,12 @@ pub(super) fn compose_args(
                      trim=duration={duration:.3}[v{k}]",
                     secs(p.start_ms)
                 ));
-                let k = k as u32;
-                layout.push(format!("{}_{}", (k % cols) * cw, (k / cols) * ch));
+                filters.push(format!(
+                    "[{below}][v{k}]overlay={x}:{y}:eof_action=pass[o{k}]"
+                ));
+                below = format!("o{k}");
             }
-            let inputs: String = (0..n).map(|k| format!("[v{k}]")).collect();
-            let grid = if n == 1 {
-                "[v0]null".to_owned()
-            } else {
-                format!(
-                    "{inputs}xstack=inputs={n}:layout={}:fill=black",
-                    layout.join("|")
-                )
-            };
-            filters.push(format!(
-                "{grid},pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:black,format=yuv420p[vout]"
-            ));
+            filters.push(format!("[{below}]format=yuv420p[vout]"));
         }
         maps.push("[vout]".to_owned());
     }
@@ -392,4 +444,47 @@ fn compose(
         return Err(std::io::Error::other(format!("ffmpeg failed: {last}")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cells;
+
+    #[test]
+    fn every_layout_keeps_its_cells_inside_the_picture_with_even_sides() {
+        for layout in [
+            "BEST_FIT",
+            "PICTURE_IN_PICTURE",
+            "VERTICAL_PRESENTATION",
+            "HORIZONTAL_PRESENTATION",
+            "CUSTOM",
+        ] {
+            for n in 1..=9 {
+                let c = cells(layout, n, 1280, 720);
+                assert_eq!(c.len(), n as usize, "{layout} with {n}");
+                for &(x, y, w, h) in &c {
+                    assert!(
+                        x + w <= 1280 && y + h <= 720,
+                        "{layout} {n}: {x},{y} {w}x{h}"
+                    );
+                    assert!(w > 0 && h > 0 && w % 2 == 0 && h % 2 == 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_featured_video_is_largest_in_presentations() {
+        assert_eq!(cells("BEST_FIT", 4, 640, 480)[3], (320, 240, 320, 240));
+        assert_eq!(
+            cells("PICTURE_IN_PICTURE", 2, 640, 480)[0],
+            (0, 0, 640, 480)
+        );
+        let v = cells("VERTICAL_PRESENTATION", 3, 640, 480);
+        assert_eq!(v[0], (0, 0, 480, 480));
+        assert_eq!(v[2], (480, 240, 160, 240));
+        let h = cells("HORIZONTAL_PRESENTATION", 3, 640, 480);
+        assert_eq!(h[0], (0, 0, 640, 360));
+        assert_eq!(h[1], (0, 360, 320, 120));
+    }
 }
