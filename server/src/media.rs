@@ -15,7 +15,8 @@
 //! publish, subscribe, a trickled candidate, closing. Keyframes: a PLI goes to the publisher
 //! when a subscriber's peer connection comes up (the moment a keyframe becomes useful to it)
 //! and every PLI or FIR a subscriber sends is relayed, at most one per [`KEYFRAME_MIN_GAP`]
-//! (a request inside the gap is sent when it ends). NACK, receiver
+//! (a request inside the gap is sent when it ends, unless a keyframe passes first: that one
+//! answers it). NACK, receiver
 //! and sender reports and transport-wide congestion feedback are `rtc`'s default interceptors.
 //!
 //! Invariants: only the loop touches a peer connection; dropping the last [`Endpoint`] or

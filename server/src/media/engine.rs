@@ -9,7 +9,7 @@
 //! `REFRESH`, so a deadline a write moved earlier is never late by more than that.
 
 use super::codec::{engine as media_engine, is_keyframe_request, server_interceptors};
-use super::forward::{Continuity, stun_local_ufrag};
+use super::forward::{Continuity, starts_keyframe, stun_local_ufrag};
 use super::net::{self, TcpEvent};
 use super::{Answer, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, VideoChoice};
 use bytes::{Bytes, BytesMut};
@@ -91,6 +91,14 @@ pub(crate) enum Command {
     DropTap(u64),
 }
 
+/// Time between the server's connectivity checks: browsers pace theirs at 50 ms, and
+/// `rtc`'s 200 ms default made a connection wait a whole interval for the server's check.
+const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Checks per candidate pair before it fails: the same 1.4 s as `rtc`'s default of 7 at
+/// 200 ms, so a lossy path is given as long.
+const ICE_CHECKS_PER_PAIR: u16 = 28;
+
 /// One peer connection and what the loop knows about it.
 struct Peer {
     pc: RTCPeerConnection,
@@ -121,13 +129,18 @@ struct Fanout {
     /// The publisher's receiver for this kind and the SSRC it receives.
     source: Option<(RTCRtpReceiverId, u32)>,
     last_keyframe_request: Option<Instant>,
-    keyframe_wanted: bool,
+    /// A request inside the gap is waiting since then; a keyframe that passes meanwhile
+    /// answers it (whoever asked is connected and gets that keyframe), else it goes out
+    /// when the gap ends.
+    keyframe_wanted: Option<Instant>,
 }
 
 #[derive(Default)]
 struct Stream {
     publisher: Option<u64>,
     fanouts: [Fanout; 2],
+    /// The video codec the stream's peers negotiated (for spotting keyframes).
+    video: Option<VideoChoice>,
     /// Recorders copying the stream: their id and queue. A recorder that falls behind loses
     /// packets (its writer resumes video at the next keyframe); forwarding never waits.
     taps: Vec<(u64, mpsc::Sender<super::TapPacket>)>,
@@ -328,6 +341,7 @@ impl Engine {
                 if let Ok((id, _)) = &made {
                     let s = self.streams.entry(stream).or_default();
                     s.publisher = Some(*id);
+                    s.video = Some(video);
                     for fanout in &mut s.fanouts {
                         // The new source's packets continue the old numbering.
                         fanout.source = None;
@@ -439,6 +453,7 @@ impl Engine {
             .with_lite(false)
             .with_ice_credentials(ufrag.clone(), ice_chars(32))
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS_PER_PAIR))
             .build();
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(
@@ -805,6 +820,14 @@ impl Engine {
             return;
         }
         let fanout = &mut stream.fanouts[index];
+        if fanout.keyframe_wanted.is_some()
+            && index == VIDEO
+            && stream
+                .video
+                .is_some_and(|codec| starts_keyframe(&packet.payload, codec))
+        {
+            fanout.keyframe_wanted = None;
+        }
         fanout.continuity.apply(&mut packet.header);
         // Header extensions are negotiated per peer connection (their ids differ between
         // publisher and subscriber), so they are not forwarded; each subscriber's sender adds
@@ -846,12 +869,12 @@ impl Engine {
         if let Some(last) = fanout.last_keyframe_request
             && now < last + KEYFRAME_MIN_GAP
         {
-            fanout.keyframe_wanted = true;
+            fanout.keyframe_wanted.get_or_insert(now);
             self.next_wake = self.next_wake.min(last + KEYFRAME_MIN_GAP);
             return;
         }
         fanout.last_keyframe_request = Some(now);
-        fanout.keyframe_wanted = false;
+        fanout.keyframe_wanted = None;
         let Some(peer) = self.peers.get_mut(&publisher) else {
             return;
         };
@@ -887,7 +910,12 @@ impl Engine {
         let wanted: Vec<u64> = self
             .streams
             .iter()
-            .filter(|(_, s)| s.fanouts[VIDEO].keyframe_wanted)
+            .filter(|(_, s)| {
+                let f = &s.fanouts[VIDEO];
+                f.keyframe_wanted.is_some()
+                    && f.last_keyframe_request
+                        .is_none_or(|t| now + SLACK >= t + KEYFRAME_MIN_GAP)
+            })
             .map(|(key, _)| *key)
             .collect();
         for key in wanted {
@@ -899,8 +927,8 @@ impl Engine {
         let keyframes = self.streams.values().filter_map(|s| {
             let f = &s.fanouts[VIDEO];
             f.keyframe_wanted
-                .then(|| f.last_keyframe_request.map(|t| t + KEYFRAME_MIN_GAP))
-                .flatten()
+                .and(f.last_keyframe_request)
+                .map(|t| t + KEYFRAME_MIN_GAP)
         });
         self.next_wake = self
             .peers

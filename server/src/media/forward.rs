@@ -42,6 +42,67 @@ impl Continuity {
 
 /// The local username fragment of a STUN binding request: the part of its USERNAME attribute
 /// before the colon (RFC 8445 7.2.2: "receiver's ufrag:sender's ufrag"). `None` for anything
+/// Whether an RTP payload of `codec` starts a keyframe: the first packet of a VP8 or VP9
+/// intra frame, or an H.264 packet carrying (the start of) an IDR slice or a sequence
+/// parameter set. Reads a few header bytes; never allocates.
+pub(super) fn starts_keyframe(payload: &[u8], codec: super::VideoChoice) -> bool {
+    use super::VideoChoice;
+    match codec {
+        VideoChoice::Vp8 => {
+            // RFC 7741 payload descriptor, then the VP8 payload header.
+            let Some(&b0) = payload.first() else {
+                return false;
+            };
+            if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
+                return false; // not the start of partition 0
+            }
+            let mut at = 1;
+            if b0 & 0x80 != 0 {
+                let Some(&x) = payload.get(1) else {
+                    return false;
+                };
+                at = 2;
+                if x & 0x80 != 0 {
+                    // PictureID: two bytes when its M bit is set.
+                    at += if payload.get(at).is_some_and(|b| b & 0x80 != 0) {
+                        2
+                    } else {
+                        1
+                    };
+                }
+                if x & 0x40 != 0 {
+                    at += 1;
+                }
+                if x & 0x30 != 0 {
+                    at += 1;
+                }
+            }
+            payload.get(at).is_some_and(|h| h & 0x01 == 0)
+        }
+        VideoChoice::Vp9 => {
+            // draft-ietf-payload-vp9: P (inter-picture predicted) clear, B (start of frame) set.
+            payload
+                .first()
+                .is_some_and(|b| b & 0x40 == 0 && b & 0x08 != 0)
+        }
+        VideoChoice::H264 => {
+            let Some(&b0) = payload.first() else {
+                return false;
+            };
+            match b0 & 0x1f {
+                5 | 7 => true,
+                // STAP-A: the first aggregated unit (browsers put SPS first).
+                24 => payload.get(3).is_some_and(|h| matches!(h & 0x1f, 5 | 7)),
+                // FU-A: the start of a fragmented IDR slice.
+                28 => payload
+                    .get(1)
+                    .is_some_and(|h| h & 0x80 != 0 && h & 0x1f == 5),
+                _ => false,
+            }
+        }
+    }
+}
+
 /// that is not a well-formed binding request carrying one.
 pub(super) fn stun_local_ufrag(datagram: &[u8]) -> Option<&[u8]> {
     const BINDING_REQUEST: u16 = 0x0001;
@@ -96,7 +157,33 @@ pub fn cap_video_bitrate(sdp: &str, kbps: u32) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Continuity, cap_video_bitrate, stun_local_ufrag};
+    use super::{Continuity, cap_video_bitrate, starts_keyframe, stun_local_ufrag};
+
+    #[test]
+    fn keyframe_starts_are_spotted_for_each_codec() {
+        use super::super::VideoChoice::{H264, Vp8, Vp9};
+        // VP8: S=1, PID=0, extended with a two-byte PictureID, then a keyframe header.
+        assert!(starts_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x10, 0x02], Vp8));
+        assert!(
+            !starts_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x11, 0x02], Vp8),
+            "inter frame"
+        );
+        assert!(
+            !starts_keyframe(&[0x80, 0x80, 0x81, 0x23, 0x10, 0x02], Vp8),
+            "not a start"
+        );
+        assert!(starts_keyframe(&[0x10, 0x10], Vp8), "no extension");
+        assert!(!starts_keyframe(&[], Vp8));
+        // VP9: B set, P clear.
+        assert!(starts_keyframe(&[0x08], Vp9));
+        assert!(!starts_keyframe(&[0x48], Vp9));
+        // H.264: IDR, SPS, STAP-A led by an SPS, FU-A starting an IDR.
+        assert!(starts_keyframe(&[0x65, 0x00], H264));
+        assert!(starts_keyframe(&[0x78, 0x00, 0x10, 0x67], H264));
+        assert!(starts_keyframe(&[0x7c, 0x85], H264));
+        assert!(!starts_keyframe(&[0x7c, 0x05], H264), "FU-A middle");
+        assert!(!starts_keyframe(&[0x41, 0x00], H264), "non-IDR slice");
+    }
 
     fn header(seq: u16, ts: u32) -> rtc::rtp::Header {
         rtc::rtp::Header {

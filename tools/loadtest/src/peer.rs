@@ -121,8 +121,11 @@ impl Peer {
         engine.register_default_codecs()?;
         // The server's chain: the defaults, then keyframe requests handed to the application.
         let registry = camerata_server::media::interceptors(&mut engine)?;
+        // Connectivity checks paced as Chromium paces them (50 ms), not at webrtc-rs's 200 ms
+        // default, so join times measure the servers rather than the client's pacing.
         let settings = SettingEngineBuilder::new()
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(28))
             .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
