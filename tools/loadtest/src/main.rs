@@ -773,10 +773,25 @@ fn report(rows: &[Row], args: &Args) -> String {
     }
     for scenario in scenarios {
         out.push_str(&format!("### {scenario}\n\n"));
+        let of: Vec<&Row> = rows.iter().filter(|r| r.scenario == scenario).collect();
+        if of.iter().all(|r| r.subscribers == 0) {
+            // The recording rows: the publisher alone, then each mode recording it.
+            for r in &of {
+                match &r.recording {
+                    None => out.push_str(&format!(
+                        "{}: server CPU with the publisher alone {}% of a core.\n\n",
+                        r.server,
+                        fmt(r.cpu_percent, 2)
+                    )),
+                    Some(rec) => out.push_str(&format!("- recording {rec}\n")),
+                }
+            }
+            out.push('\n');
+            continue;
+        }
         out.push_str(
             "| server | forwarded pkt/s | CPU us/pkt | CPU % | RSS MiB | RSS KiB/sub | loss % | delay p50 ms | delay p99 ms | first pkt p50 ms | first keyframe p50 / p99 ms | client CPU % |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
-        let of: Vec<&Row> = rows.iter().filter(|r| r.scenario == scenario).collect();
         for r in &of {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |\n",
@@ -794,11 +809,6 @@ fn report(rows: &[Row], args: &Args) -> String {
                 fmt(r.first_keyframe_p99_ms, 0),
                 fmt(r.client_cpu_percent, 1),
             ));
-        }
-        for r in &of {
-            if let Some(rec) = &r.recording {
-                out.push_str(&format!("\n- recording {rec}"));
-            }
         }
         if let (Some(c), Some(j)) = (
             of.iter().find(|r| r.server == "Camerata"),
