@@ -20,6 +20,30 @@ function folders() {
   return { dir, recordings: path.join(dir, 'recordings') };
 }
 
+/**
+ * A server with recording on (its recordings in a fresh folder, `args` added, run through the
+ * command `prefix(recordings)` returns, if given), the test page and Chromium. `start()` (re)starts the server on the same
+ * folder; `stop()` stops everything, the server by its PID.
+ */
+async function rig({ args = [], prefix } = {}) {
+  const { dir, recordings } = folders();
+  const all = ['--recording', 'true', '--recording-path', recordings, ...args];
+  const r = { dir, recordings };
+  r.start = async () => {
+    r.server = await startServer({ dir, args: all, prefix: prefix && prefix(recordings) });
+    return r.server;
+  };
+  await r.start();
+  r.site = await staticServer();
+  Object.assign(r, await launch());
+  r.stop = async () => {
+    await r.cleanup();
+    r.site.close();
+    await r.server.stop();
+  };
+  return r;
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** ffprobe's streams and format of a file. */
@@ -78,14 +102,10 @@ async function publishers(browser, site, ov, session, names) {
 
 test('INDIVIDUAL and COMPOSED recordings of two browsers, through openvidu-node-client', async () => {
   const hook = await receiver();
-  const { dir, recordings } = folders();
-  const server = await startServer({
-    dir,
-    args: ['--recording', 'true', '--recording-path', recordings, '--webhook', 'true',
-      '--webhook-endpoint', hook.url, '--webhook-events', '["recordingStatusChanged"]'],
+  const r = await rig({
+    args: ['--webhook', 'true', '--webhook-endpoint', hook.url, '--webhook-events', '["recordingStatusChanged"]'],
   });
-  const site = await staticServer();
-  const { browser, cleanup } = await launch();
+  const { server, site, browser, recordings } = r;
   const ov = new OpenVidu(server.url, server.secret);
   try {
     // No participant yet: the spec's 406.
@@ -204,19 +224,15 @@ test('INDIVIDUAL and COMPOSED recordings of two browsers, through openvidu-node-
     assert.equal(indEvents[2].size, indStopped.size);
     await context.close();
   } finally {
-    await cleanup();
-    site.close();
-    await server.stop();
+    await r.stop();
     await hook.close();
   }
 });
 
 test('ALWAYS records without a call; a server killed mid-recording leaves a playable file', async () => {
-  const { dir, recordings } = folders();
-  const args = ['--recording', 'true', '--recording-path', recordings];
-  let server = await startServer({ dir, args });
-  const site = await staticServer();
-  const { browser, cleanup } = await launch();
+  const r = await rig();
+  let { server } = r;
+  const { site, browser } = r;
   try {
     let ov = new OpenVidu(server.url, server.secret);
     const session = await ov.createSession({
@@ -238,7 +254,7 @@ test('ALWAYS records without a call; a server killed mid-recording leaves a play
     // SIGKILL mid-recording, then a restart on the same folder.
     await server.stop('SIGKILL');
     await context.close();
-    server = await startServer({ dir, args });
+    server = await r.start();
     ov = new OpenVidu(server.url, server.secret);
     const after = await ov.getRecording(rec.id);
     assert.ok(['ready', 'failed'].includes(after.status), `status after restart: ${after.status}`);
@@ -254,25 +270,21 @@ test('ALWAYS records without a call; a server killed mid-recording leaves a play
     // Nothing is stuck: the session (gone with the restart) can be recorded again.
     await assert.rejects(ov.stopRecording(rec.id), /404/);
   } finally {
-    await cleanup();
-    site.close();
-    await server.stop();
+    await r.stop();
   }
 });
 
 test('a full disk fails the recording with its reason and leaves nothing stuck', async () => {
-  const { dir, recordings } = folders();
-  fs.mkdirSync(recordings, { recursive: true });
   // The server alone sees a 128 KiB tmpfs on its recording folder (a mount namespace of its
   // own, gone with it).
-  const mountAndRun = `mount -t tmpfs -o size=128k tmpfs '${recordings}' && exec "$0" "$@"`;
-  const server = await startServer({
-    dir,
-    args: ['--recording', 'true', '--recording-path', recordings],
-    prefix: ['unshare', '-m', '--propagation', 'private', 'sh', '-c', mountAndRun],
+  const r = await rig({
+    prefix: (recordings) => {
+      fs.mkdirSync(recordings, { recursive: true });
+      const mountAndRun = `mount -t tmpfs -o size=128k tmpfs '${recordings}' && exec "$0" "$@"`;
+      return ['unshare', '-m', '--propagation', 'private', 'sh', '-c', mountAndRun];
+    },
   });
-  const site = await staticServer();
-  const { browser, cleanup } = await launch();
+  const { server, site, browser } = r;
   try {
     const ov = new OpenVidu(server.url, server.secret);
     const session = await ov.createSession({ customSessionId: 'full-disk' });
@@ -295,20 +307,13 @@ test('a full disk fails the recording with its reason and leaves nothing stuck',
     assert.equal(done.status, 'ready');
     await context.close();
   } finally {
-    await cleanup();
-    site.close();
-    await server.stop();
+    await r.stop();
   }
 });
 
 test('a session with participants but no publisher records an empty INDIVIDUAL recording', async () => {
-  const { dir, recordings } = folders();
-  const server = await startServer({
-    dir,
-    args: ['--recording', 'true', '--recording-path', recordings, '--recording-public-access', 'true'],
-  });
-  const site = await staticServer();
-  const { browser, cleanup } = await launch();
+  const r = await rig({ args: ['--recording-public-access', 'true'] });
+  const { server, site, browser } = r;
   try {
     const ov = new OpenVidu(server.url, server.secret);
     const session = await ov.createSession({ customSessionId: 'quiet' });
@@ -333,23 +338,17 @@ test('a session with participants but no publisher records an empty INDIVIDUAL r
     assert.equal(anonymous.headers.get('content-type'), 'application/zip');
     await context.close();
   } finally {
-    await cleanup();
-    site.close();
-    await server.stop();
+    await r.stop();
   }
 });
 
 test('a recording outlives its last participant until OPENVIDU_RECORDING_AUTOSTOP_TIMEOUT', async () => {
   const hook = await receiver();
-  const { dir, recordings } = folders();
-  const server = await startServer({
-    dir,
-    args: ['--recording', 'true', '--recording-path', recordings, '--recording-autostop-timeout', '2',
-      '--webhook', 'true', '--webhook-endpoint', hook.url,
+  const r = await rig({
+    args: ['--recording-autostop-timeout', '2', '--webhook', 'true', '--webhook-endpoint', hook.url,
       '--webhook-events', '["recordingStatusChanged","sessionDestroyed"]'],
   });
-  const site = await staticServer();
-  const { browser, cleanup } = await launch();
+  const { server, site, browser } = r;
   try {
     const ov = new OpenVidu(server.url, server.secret);
     const session = await ov.createSession({ customSessionId: 'autostop' });
@@ -377,18 +376,14 @@ test('a recording outlives its last participant until OPENVIDU_RECORDING_AUTOSTO
     await assert.rejects(session.fetch(), /404/);
     await context.close();
   } finally {
-    await cleanup();
-    site.close();
-    await server.stop();
+    await r.stop();
     await hook.close();
   }
 });
 
 test('a room forced to H.264 records its video as H.264 in Matroska, without transcoding', async () => {
-  const { dir, recordings } = folders();
-  const server = await startServer({ dir, args: ['--recording', 'true', '--recording-path', recordings] });
-  const site = await staticServer();
-  const { browser, cleanup } = await launch();
+  const r = await rig();
+  const { server, site, browser } = r;
   try {
     const ov = new OpenVidu(server.url, server.secret);
     const session = await ov.createSession({ customSessionId: 'h264-rec', forcedVideoCodec: 'H264' });
@@ -411,8 +406,6 @@ test('a room forced to H.264 records its video as H.264 in Matroska, without tra
     decodes(path.join(work, 'h264', mkv));
     await context.close();
   } finally {
-    await cleanup();
-    site.close();
-    await server.stop();
+    await r.stop();
   }
 });

@@ -370,21 +370,46 @@ impl<W: Write + Seek> WebmWriter<W> {
             t.waiting_for_key = true;
             return Ok(());
         }
+        let size = vp8_keyframe_size(&frame);
+        self.video_frame(
+            packet.header.timestamp,
+            &frame,
+            key,
+            key,
+            size,
+            (first, now),
+        )
+    }
+
+    /// Writes a whole video frame of RTP timestamp `ts`. After a broken frame (and at the
+    /// start) nothing is written until a keyframe that `can_start` the file; the header is
+    /// written before the first frame, with `size`. `arrival`: the stream's first packet and
+    /// this one.
+    fn video_frame(
+        &mut self,
+        ts: u32,
+        frame: &[u8],
+        key: bool,
+        can_start: bool,
+        size: Option<(u16, u16)>,
+        (first, now): (Instant, Instant),
+    ) -> std::io::Result<()> {
+        let t = &mut self.video;
         if t.waiting_for_key {
-            if !key {
+            if !can_start {
                 return Ok(());
             }
             t.waiting_for_key = false;
         }
         if t.first_ts.is_none() {
-            t.first_ts = Some(packet.header.timestamp);
+            t.first_ts = Some(ts);
             t.offset_ms = now.duration_since(first).as_millis() as u64;
         }
-        let at = t.ms(packet.header.timestamp, 90_000);
+        let at = t.ms(ts, 90_000);
         if !self.started {
-            self.start(vp8_keyframe_size(&frame))?;
+            self.start(size)?;
         }
-        self.block(VIDEO_TRACK, at, key, &frame)
+        self.block(VIDEO_TRACK, at, key, frame)
     }
 
     /// One packet of an H.264 track: NAL units appended, length-prefixed, to the frame of
@@ -418,24 +443,18 @@ impl<W: Write + Seek> WebmWriter<W> {
                 _ => {}
             }
         }
-        let t = &mut self.video;
-        if t.waiting_for_key {
-            // The header needs the parameter sets: the file starts at a keyframe that
-            // brings them (browsers send them with every keyframe).
-            if !key || self.sps.is_none() || self.pps.is_none() {
-                return Ok(());
-            }
-            t.waiting_for_key = false;
-        }
-        if t.first_ts.is_none() {
-            t.first_ts = Some(packet.header.timestamp);
-            t.offset_ms = now.duration_since(first).as_millis() as u64;
-        }
-        let at = t.ms(packet.header.timestamp, 90_000);
-        if !self.started {
-            self.start(self.tracks.size)?;
-        }
-        self.block(VIDEO_TRACK, at, key, &frame)
+        // The header needs the parameter sets: the file starts at a keyframe that brings
+        // them (browsers send them with every keyframe).
+        let can_start = key && self.sps.is_some() && self.pps.is_some();
+        let size = self.tracks.size;
+        self.video_frame(
+            packet.header.timestamp,
+            &frame,
+            key,
+            can_start,
+            size,
+            (first, now),
+        )
     }
 
     /// Takes one RTP packet of the audio track (one Opus frame), arrived at `now`.
