@@ -29,7 +29,7 @@ mod net;
 
 pub use codec::{KeyframeRequests, NACK_HISTORY, interceptors, is_keyframe_request};
 use engine::Command;
-pub use forward::cap_video_bitrate;
+pub use forward::{cap_video_bitrate, starts_keyframe};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

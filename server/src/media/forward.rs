@@ -40,12 +40,10 @@ impl Continuity {
     }
 }
 
-/// The local username fragment of a STUN binding request: the part of its USERNAME attribute
-/// before the colon (RFC 8445 7.2.2: "receiver's ufrag:sender's ufrag"). `None` for anything
 /// Whether an RTP payload of `codec` starts a keyframe: the first packet of a VP8 or VP9
 /// intra frame, or an H.264 packet carrying (the start of) an IDR slice or a sequence
 /// parameter set. Reads a few header bytes; never allocates.
-pub(super) fn starts_keyframe(payload: &[u8], codec: super::VideoChoice) -> bool {
+pub fn starts_keyframe(payload: &[u8], codec: super::VideoChoice) -> bool {
     use super::VideoChoice;
     match codec {
         VideoChoice::Vp8 => {
@@ -103,6 +101,8 @@ pub(super) fn starts_keyframe(payload: &[u8], codec: super::VideoChoice) -> bool
     }
 }
 
+/// The local username fragment of a STUN binding request: the part of its USERNAME attribute
+/// before the colon (RFC 8445 7.2.2: "receiver's ufrag:sender's ufrag"). `None` for anything
 /// that is not a well-formed binding request carrying one.
 pub(super) fn stun_local_ufrag(datagram: &[u8]) -> Option<&[u8]> {
     const BINDING_REQUEST: u16 = 0x0001;
@@ -173,6 +173,12 @@ mod tests {
             "not a start"
         );
         assert!(starts_keyframe(&[0x10, 0x10], Vp8), "no extension");
+        assert!(starts_keyframe(&[0x10, 0x00], Vp8));
+        assert!(!starts_keyframe(&[0x10, 0x01], Vp8), "an interframe");
+        assert!(!starts_keyframe(&[0x00, 0x00], Vp8), "not a frame start");
+        assert!(starts_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x9c], Vp8));
+        assert!(!starts_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x9d], Vp8));
+        assert!(!starts_keyframe(&[0x90], Vp8), "truncated");
         assert!(!starts_keyframe(&[], Vp8));
         // VP9: B set, P clear.
         assert!(starts_keyframe(&[0x08], Vp9));

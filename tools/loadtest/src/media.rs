@@ -5,6 +5,7 @@
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use camerata_server::media::{VideoChoice, starts_keyframe};
 use rtc::rtp::packetizer::Payloader;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -92,7 +93,10 @@ pub fn load(video: &Path, audio: &Path) -> anyhow::Result<Stream> {
         let timestamp = (at.as_secs_f64() * 90_000.0) as u32;
         let parts = payloader.payload(1200, &frame.freeze())?;
         let n = parts.len();
-        if parts.first().is_some_and(|p| starts_vp8_keyframe(p)) {
+        if parts
+            .first()
+            .is_some_and(|p| starts_keyframe(p, VideoChoice::Vp8))
+        {
             keyframes.push(ranges.len());
         }
         ranges.push(video_chunks.len()..video_chunks.len() + n);
@@ -133,38 +137,6 @@ pub fn load(video: &Path, audio: &Path) -> anyhow::Result<Stream> {
     })
 }
 
-/// Whether a VP8 RTP payload starts a keyframe (RFC 7741: the first packet of a frame, and
-/// the P bit of the VP8 header clear).
-pub fn starts_vp8_keyframe(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    let start = first & 0x10 != 0 && first & 0x07 == 0;
-    if !start {
-        return false;
-    }
-    let mut at = 1;
-    if first & 0x80 != 0 {
-        let Some(&ext) = payload.get(1) else {
-            return false;
-        };
-        at = 2;
-        if ext & 0x80 != 0 {
-            let Some(&pid) = payload.get(at) else {
-                return false;
-            };
-            at += if pid & 0x80 != 0 { 2 } else { 1 };
-        }
-        if ext & 0x40 != 0 {
-            at += 1;
-        }
-        if ext & 0x30 != 0 {
-            at += 1;
-        }
-    }
-    payload.get(at).is_some_and(|b| b & 0x01 == 0)
-}
-
 /// A cheap 64-bit hash of a payload (FNV-1a over at most its first 64 bytes and its length).
 pub fn payload_key(payload: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -173,21 +145,4 @@ pub fn payload_key(payload: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h ^ (payload.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keyframes_are_recognised_through_the_payload_descriptor() {
-        // S=1, PID=0, no extensions; VP8 header P=0.
-        assert!(starts_vp8_keyframe(&[0x10, 0x00]));
-        assert!(!starts_vp8_keyframe(&[0x10, 0x01]), "an interframe");
-        assert!(!starts_vp8_keyframe(&[0x00, 0x00]), "not a frame start");
-        // X=1, I=1 with a 15-bit picture id, then the VP8 header.
-        assert!(starts_vp8_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x9c]));
-        assert!(!starts_vp8_keyframe(&[0x90, 0x80, 0x81, 0x23, 0x9d]));
-        assert!(!starts_vp8_keyframe(&[0x90]), "truncated");
-    }
 }

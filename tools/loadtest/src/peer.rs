@@ -2,7 +2,8 @@
 //! and logs when each video payload left, and subscribers that count, time and check what
 //! arrives.
 
-use crate::media::{Stream, payload_key, starts_vp8_keyframe};
+use crate::media::{Stream, payload_key};
+use camerata_server::media::{VideoChoice, starts_keyframe};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
@@ -485,7 +486,9 @@ pub fn watch(peer: &mut Peer, seen: Arc<Mutex<Seen>>, log: Arc<SendLog>) {
                     s.first_packet.get_or_insert(now);
                     if video {
                         s.video.add(p.header.sequence_number);
-                        if s.first_keyframe.is_none() && starts_vp8_keyframe(&p.payload) {
+                        if s.first_keyframe.is_none()
+                            && starts_keyframe(&p.payload, VideoChoice::Vp8)
+                        {
                             s.first_keyframe = Some(now);
                         }
                         if s.measuring
