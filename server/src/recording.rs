@@ -20,6 +20,7 @@ mod compose;
 pub mod webm;
 
 use crate::media::{Media, StreamOut, TapPacket, VideoChoice};
+use crate::protocols::openvidu::WireEnum;
 use crate::room::{OutputMode, Participant, RecordingDefaults, RecordingLayout, StreamInfo};
 
 use compose::StreamMeta;
@@ -105,11 +106,7 @@ pub struct Recording {
 impl Recording {
     /// The mode it records in.
     pub fn mode(&self) -> OutputMode {
-        match self.output_mode.as_str() {
-            "INDIVIDUAL" => OutputMode::Individual,
-            "COMPOSED_QUICK_START" => OutputMode::ComposedQuickStart,
-            _ => OutputMode::Composed,
-        }
+        OutputMode::parse(&self.output_mode).unwrap_or(OutputMode::Composed)
     }
 
     /// The name of its final file.
@@ -223,24 +220,6 @@ pub struct Start {
     pub video: VideoChoice,
 }
 
-fn layout_name(l: RecordingLayout) -> &'static str {
-    match l {
-        RecordingLayout::BestFit => "BEST_FIT",
-        RecordingLayout::PictureInPicture => "PICTURE_IN_PICTURE",
-        RecordingLayout::VerticalPresentation => "VERTICAL_PRESENTATION",
-        RecordingLayout::HorizontalPresentation => "HORIZONTAL_PRESENTATION",
-        RecordingLayout::Custom => "CUSTOM",
-    }
-}
-
-fn mode_name(m: OutputMode) -> &'static str {
-    match m {
-        OutputMode::Individual => "INDIVIDUAL",
-        OutputMode::Composed => "COMPOSED",
-        OutputMode::ComposedQuickStart => "COMPOSED_QUICK_START",
-    }
-}
-
 /// Writes `meta` to its folder's metadata file, whole or not at all (a temporary file
 /// renamed over the old one, synced).
 fn write_meta(folder: &Path, meta: &Recording) -> std::io::Result<()> {
@@ -263,6 +242,12 @@ fn read_meta(folder: &Path) -> Option<Recording> {
         }
     }
     None
+}
+
+/// Whether a name from a request is one plain, visible entry of a folder (no path, no
+/// hidden file): the only names looked up on disk.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\'])
 }
 
 /// The `{"width":W,"height":H}` a publisher announced.
@@ -379,10 +364,10 @@ impl Recorder {
             } else {
                 p.name.clone()
             },
-            output_mode: mode_name(p.output_mode).into(),
+            output_mode: p.output_mode.name().into(),
             resolution: composed_video.then(|| p.resolution.clone()),
             frame_rate: composed_video.then_some(p.frame_rate),
-            recording_layout: composed_video.then(|| layout_name(p.layout).into()),
+            recording_layout: composed_video.then(|| p.layout.name().into()),
             custom_layout: (composed_video
                 && p.layout == RecordingLayout::Custom
                 && !p.custom_layout.is_empty())
@@ -643,12 +628,7 @@ impl Recorder {
 
     /// Stops the recording of `session`, if any (the session closed).
     pub async fn stop_session(&self, session: &str, reason: &str) {
-        let id = self
-            .live()
-            .values()
-            .find(|l| l.meta.session_id == session)
-            .map(|l| l.meta.id.clone());
-        if let Some(id) = id
+        if let Some(id) = self.recording_of(session).map(|r| r.id)
             && let Err(e) = self.stop(&id, reason).await
         {
             tracing::warn!(recording = %id, error = %e, "stopping with the session failed");
@@ -677,10 +657,9 @@ impl Recorder {
         if let Some(m) = self.finishing().get(id) {
             return Some(m.clone());
         }
-        if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
-            return None;
-        }
-        read_meta(&self.folder(id))
+        plain_name(id)
+            .then(|| read_meta(&self.folder(id)))
+            .flatten()
     }
 
     /// Every recording in the folder, newest first.
@@ -709,8 +688,7 @@ impl Recorder {
 
     /// The path of a recording's file `name`, when it exists and is its to serve.
     pub fn file(&self, id: &str, name: &str) -> Option<PathBuf> {
-        let safe = |s: &str| !s.is_empty() && !s.starts_with('.') && !s.contains(['/', '\\']);
-        if !safe(id) || !safe(name) {
+        if !plain_name(id) || !plain_name(name) {
             return None;
         }
         let path = self.folder(id).join(name);

@@ -16,4 +16,4 @@ mod wire;
 pub use error::RestError;
 pub use ice::parse_ice_server_config;
 pub use rest::{RestState, router};
-pub use wire::parse_video_codec;
+pub use wire::{WireEnum, parse_video_codec};

@@ -496,6 +496,29 @@ impl RoomTask {
         self.store.enqueue(writes)
     }
 
+    /// Applies `change`, which may close the room, then stores what it did (a room it closed
+    /// is deleted with it) and tells the participants; `silent`: no events.
+    fn may_close(
+        &mut self,
+        silent: bool,
+        change: impl FnOnce(&mut Room) -> Vec<RoomEvent>,
+    ) -> (Vec<RoomEvent>, Durable) {
+        let before = self.active_ids();
+        let room_before = if silent { None } else { self.before() };
+        let events = change(&mut self.room);
+        let writes = self
+            .room
+            .closed()
+            .map(|_| Write::DeleteRoom {
+                id: self.room.id().as_str().to_owned(),
+            })
+            .into_iter()
+            .collect();
+        let stored = self.journal(room_before.as_ref(), &events, writes, super::now_ms());
+        self.deliver(&before, &events);
+        (events, stored)
+    }
+
     fn active_ids(&self) -> Vec<ParticipantId> {
         self.room
             .active_participants()
@@ -733,31 +756,10 @@ impl RoomTask {
                     let _ = r.send(result);
                 }
                 Command::Close(reason, silent, r) => {
-                    let before = self.active_ids();
-                    let room_before = if silent { None } else { self.before() };
-                    let events = self.room.close(reason);
-                    let writes = vec![Write::DeleteRoom {
-                        id: self.room.id().as_str().to_owned(),
-                    }];
-                    let stored =
-                        self.journal(room_before.as_ref(), &events, writes, super::now_ms());
-                    self.deliver(&before, &events);
-                    let _ = r.send((events, stored));
+                    let _ = r.send(self.may_close(silent, |room| room.close(reason)));
                 }
                 Command::Hold(on, reason, r) => {
-                    let before = self.active_ids();
-                    let room_before = self.before();
-                    let events = self.room.hold(on, reason);
-                    let mut writes = Vec::new();
-                    if self.room.closed().is_some() {
-                        writes.push(Write::DeleteRoom {
-                            id: self.room.id().as_str().to_owned(),
-                        });
-                    }
-                    let stored =
-                        self.journal(room_before.as_ref(), &events, writes, super::now_ms());
-                    self.deliver(&before, &events);
-                    let _ = r.send((events, stored));
+                    let _ = r.send(self.may_close(false, |room| room.hold(on, reason)));
                 }
                 Command::Signal(q, r) => {
                     let result = self.room.signal(q.from, &q.to, q.kind, q.data);

@@ -6,11 +6,9 @@
 use super::error::RestError;
 use super::rest::RestState;
 use super::webhook::OpenViduEvents;
-use crate::media::VideoChoice;
 use crate::recording::{Recorder, Recording, RecordingError, RecordingListener, Start, Status};
 use crate::room::{
     EndReason, MediaMode, OutputMode, ParticipantId, RecordingMode, Role, Room, RoomEvent, RoomId,
-    VideoCodec,
 };
 use crate::rooms::{Notice, Observer, Rooms};
 use crate::store::{Store, Write};
@@ -119,21 +117,14 @@ impl Observer for Both {
     }
 }
 
-/// The recording end reason a session's close gives.
+/// The recording end reason a session's close gives: participants' own reasons become
+/// `lastParticipantLeft`, as in OpenVidu.
 fn close_reason(reason: EndReason) -> &'static str {
     match reason {
-        EndReason::SessionClosedByServer => "sessionClosedByServer",
-        EndReason::ServerStopped => "openviduServerStopped",
-        _ => "lastParticipantLeft",
-    }
-}
-
-/// The one video codec the room forwards (as the media layer negotiates it).
-fn video_of(room: &Room) -> VideoChoice {
-    match room.options().forced_video_codec {
-        VideoCodec::H264 => VideoChoice::H264,
-        VideoCodec::Vp9 => VideoChoice::Vp9,
-        _ => VideoChoice::Vp8,
+        EndReason::SessionClosedByServer | EndReason::ServerStopped | EndReason::AutomaticStop => {
+            super::wire::reason_name(reason)
+        }
+        _ => super::wire::reason_name(EndReason::LastParticipantLeft),
     }
 }
 
@@ -221,7 +212,7 @@ pub async fn follow(
                 else {
                     continue;
                 };
-                let video = video_of(&snapshot);
+                let video = super::rpc::room_video(&snapshot);
                 if recorder.recording_of(room.as_str()).is_some() {
                     let Some((p, stream, out)) =
                         published.into_iter().find(|(p, _, _)| p.id == participant)
@@ -412,10 +403,7 @@ pub(super) async fn start(
         .str("session")?
         .ok_or(RestError::MissingField("session"))?
         .to_owned();
-    let handle = s
-        .rooms()
-        .get(&session)
-        .ok_or_else(|| RestError::SessionNotFound(session.clone()))?;
+    let handle = super::rest::handle(&s, &session)?;
     let room = handle
         .snapshot(false)
         .await
@@ -454,7 +442,7 @@ pub(super) async fn start(
         room_created_at: room.created_at(),
         properties,
         publishers,
-        video: video_of(&room),
+        video: super::rpc::room_video(&room),
     };
     let started = recorder.start(start).await.map_err(|e| match e {
         RecordingError::Io(e) => {

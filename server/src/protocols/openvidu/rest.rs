@@ -270,7 +270,7 @@ fn session_view(s: &RestState, room: &crate::room::Room, with_pending: bool) -> 
     v
 }
 
-fn handle(s: &RestState, session: &str) -> Rest<RoomHandle> {
+pub(super) fn handle(s: &RestState, session: &str) -> Rest<RoomHandle> {
     s.rooms()
         .get(session)
         .ok_or_else(|| RestError::SessionNotFound(session.to_owned()))

@@ -185,13 +185,16 @@ fn stream_id(type_of_video: Option<&str>, connection: &str) -> String {
 /// The video codec a room forwards: its forced codec; VP8 when it forces none, since an SFU
 /// that does not transcode needs every peer to agree on one.
 async fn video_choice(room: &RoomHandle) -> VideoChoice {
-    match room
-        .snapshot(false)
+    room.snapshot(false)
         .await
-        .map(|r| r.options().forced_video_codec)
-    {
-        Ok(VideoCodec::H264) => VideoChoice::H264,
-        Ok(VideoCodec::Vp9) => VideoChoice::Vp9,
+        .map_or(VideoChoice::Vp8, |r| room_video(&r))
+}
+
+/// `video_choice` of a room at hand.
+pub(super) fn room_video(room: &crate::room::Room) -> VideoChoice {
+    match room.options().forced_video_codec {
+        VideoCodec::H264 => VideoChoice::H264,
+        VideoCodec::Vp9 => VideoChoice::Vp9,
         _ => VideoChoice::Vp8,
     }
 }

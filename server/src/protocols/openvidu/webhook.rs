@@ -58,21 +58,12 @@ impl OpenViduEvents {
     /// `recordingStatusChanged` for `r` as it is now (`None` when neither webhook nor CDR
     /// wants it). Its `duration` is the recording's, in seconds as a double.
     pub fn recording_event(&self, r: &crate::recording::Recording) -> Option<Event> {
-        let name = "recordingStatusChanged";
-        let hook = self.hook.contains(name);
-        if !hook && !self.cdr {
-            return None;
-        }
-        let now = crate::rooms::now_ms();
         let at = if r.status == crate::recording::Status::Started {
             r.created_at
         } else {
-            now
+            crate::rooms::now_ms()
         };
         let mut body = Map::new();
-        body.insert("sessionId".into(), r.session_id.clone().into());
-        body.insert("uniqueSessionId".into(), r.unique_session_id.clone().into());
-        body.insert("timestamp".into(), at.into());
         body.insert("startTime".into(), r.created_at.into());
         body.insert("duration".into(), r.duration.into());
         if r.status != crate::recording::Status::Started
@@ -102,15 +93,8 @@ impl OpenViduEvents {
             "status".into(),
             serde_json::to_value(r.status).unwrap_or_default(),
         );
-        Some(Event {
-            id: event_id(),
-            session: r.session_id.clone(),
-            name: name.to_owned(),
-            body: Value::Object(body).to_string(),
-            created_at: at,
-            hook,
-            cdr: self.cdr,
-        })
+        let session = (r.session_id.as_str(), r.unique_session_id.as_str());
+        self.event_in(session, "recordingStatusChanged", at, body)
     }
 
     /// The renderer itself, for the recording events too.
@@ -128,18 +112,31 @@ impl OpenViduEvents {
     }
 
     fn event(&self, room: &Room, name: &str, at: i64, fields: Map<String, Value>) -> Option<Event> {
+        let unique = unique_session_id(room);
+        self.event_in((room.id().as_str(), &unique), name, at, fields)
+    }
+
+    /// Event `name` of the session `(id, unique id)` at `at`: the common members, then
+    /// `fields`; `None` when neither webhook nor CDR wants it.
+    fn event_in(
+        &self,
+        (session, unique): (&str, &str),
+        name: &str,
+        at: i64,
+        fields: Map<String, Value>,
+    ) -> Option<Event> {
         let hook = self.hook.contains(name);
         if !hook && !self.cdr {
             return None;
         }
         let mut body = Map::new();
-        body.insert("sessionId".into(), room.id().as_str().into());
-        body.insert("uniqueSessionId".into(), unique_session_id(room).into());
+        body.insert("sessionId".into(), session.into());
+        body.insert("uniqueSessionId".into(), unique.into());
         body.insert("timestamp".into(), at.into());
         body.extend(fields);
         Some(Event {
             id: event_id(),
-            session: room.id().as_str().to_owned(),
+            session: session.to_owned(),
             name: name.to_owned(),
             body: Value::Object(body).to_string(),
             created_at: at,
