@@ -261,7 +261,7 @@ fn resolution(meta: &Recording) -> (u32, u32) {
 /// right; VERTICAL_PRESENTATION gives the featured one the left three quarters and stacks
 /// the others on the right; HORIZONTAL_PRESENTATION gives it the top three quarters and
 /// lines the others up below.
-pub(super) fn cells(layout: &str, n: u32, w: u32, h: u32) -> Vec<(u32, u32, u32, u32)> {
+fn cells(layout: &str, n: u32, w: u32, h: u32) -> Vec<(u32, u32, u32, u32)> {
     let even = |v: u32| v & !1;
     let rest = n.saturating_sub(1).max(1);
     match layout {
@@ -307,7 +307,7 @@ pub(super) fn cells(layout: &str, n: u32, w: u32, h: u32) -> Vec<(u32, u32, u32,
 
 /// The ffmpeg arguments that compose `parts` into `out`: a grid of the videos (each placed
 /// in its cell from the moment it started, black before and after), all audio mixed.
-pub(super) fn compose_args(
+fn compose_args(
     folder: &Path,
     meta: &Recording,
     parts: &[Part],
@@ -317,17 +317,28 @@ pub(super) fn compose_args(
     let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-y"]
         .map(String::from)
         .to_vec();
-    for p in parts {
-        args.push("-i".into());
-        args.push(folder.join(&p.meta.file).to_string_lossy().into_owned());
+    // Each file is opened once for its video and once more for its audio: with one input
+    // feeding both halves of the graph, ffmpeg 5.1 can deadlock when one half stops
+    // reading before the other (seen with two streams 0.3 s apart, a 2.6 s recording).
+    let copies = if meta.has_video && meta.has_audio {
+        2
+    } else {
+        1
+    };
+    for _ in 0..copies {
+        for p in parts {
+            args.push("-i".into());
+            args.push(folder.join(&p.meta.file).to_string_lossy().into_owned());
+        }
     }
+    let audio_input = |i: usize| if copies == 2 { parts.len() + i } else { i };
     let duration = duration.max(0.1);
+    let fps = meta.frame_rate.unwrap_or(25).max(1);
     let mut filters = Vec::new();
     let mut maps = Vec::new();
     let secs = |ms: i64| ms.max(0) as f64 / 1000.0;
     if meta.has_video {
         let (w, h) = resolution(meta);
-        let fps = meta.frame_rate.unwrap_or(25).max(1);
         let videos: Vec<(usize, &Part)> = parts
             .iter()
             .enumerate()
@@ -385,7 +396,8 @@ pub(super) fn compose_args(
         } else {
             for (k, (i, p)) in audios.iter().enumerate() {
                 filters.push(format!(
-                    "[{i}:a]aresample=48000,adelay={}:all=1[a{k}]",
+                    "[{}:a]aresample=48000,adelay={}:all=1[a{k}]",
+                    audio_input(*i),
                     p.start_ms.max(0)
                 ));
             }
@@ -405,7 +417,6 @@ pub(super) fn compose_args(
         args.push(m);
     }
     if meta.has_video {
-        let fps = meta.frame_rate.unwrap_or(25).max(1);
         args.extend(
             [
                 "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-r",
@@ -433,17 +444,50 @@ fn compose(
     duration: f64,
     out: &Path,
 ) -> std::io::Result<()> {
-    let output = Command::new("ffmpeg")
+    use std::io::Read as _;
+    // ffmpeg composes far faster than real time; one that runs past this is stuck, and is
+    // killed so the recording fails with a reason instead of staying `stopped` forever.
+    let limit = std::time::Duration::from_secs_f64(60.0 + 10.0 * duration);
+    let mut child = Command::new("ffmpeg")
         .args(compose_args(folder, meta, parts, duration, out))
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| std::io::Error::other(format!("cannot run ffmpeg: {e}")))?;
-    if !output.status.success() {
-        let _ = std::fs::remove_file(out);
-        let err = String::from_utf8_lossy(&output.stderr);
-        let last = err.lines().last().unwrap_or("no message");
-        return Err(std::io::Error::other(format!("ffmpeg failed: {last}")));
+    let mut stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let err = reader.join().unwrap_or_default();
+    match status {
+        Some(s) if s.success() => Ok(()),
+        failed => {
+            let _ = std::fs::remove_file(out);
+            let why = match failed {
+                None => format!("ffmpeg ran past {} s and was stopped", limit.as_secs()),
+                Some(_) => format!(
+                    "ffmpeg failed: {}",
+                    err.lines().last().unwrap_or("no message")
+                ),
+            };
+            Err(std::io::Error::other(why))
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
