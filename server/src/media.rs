@@ -16,8 +16,9 @@
 //! when a subscriber's peer connection comes up (the moment a keyframe becomes useful to it)
 //! and every PLI or FIR a subscriber sends is relayed, at most one per [`KEYFRAME_MIN_GAP`]
 //! (a request inside the gap is sent when it ends, unless a keyframe passes first: that one
-//! answers it). NACK, receiver
-//! and sender reports and transport-wide congestion feedback are `rtc`'s default interceptors.
+//! answers it). A publisher's peer connection runs `rtc`'s NACK generator, receiver reports
+//! and transport-wide congestion feedback; a subscriber's runs no sending interceptor: the
+//! loop answers its NACKs from one history per stream and writes its sender reports.
 //!
 //! Invariants: only the loop touches a peer connection; dropping the last [`Endpoint`] or
 //! [`StreamOut`] clone frees what it held in the loop; a command never waits on the network.
@@ -112,6 +113,10 @@ pub struct MediaStats {
     pub tcp_connections: usize,
     /// Datagrams dropped because no peer connection claimed them.
     pub unclaimed_datagrams: u64,
+    /// Packets sent again because a subscriber's NACK asked for them.
+    pub retransmitted: u64,
+    /// RTCP sender reports sent to subscribers.
+    pub sender_reports: u64,
 }
 
 /// Starts peer connections and reaches the media loop (cheap to clone). The loop ends when

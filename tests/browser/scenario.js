@@ -58,6 +58,18 @@ async function scenario(sessionProperties, codec, options = {}) {
     assert.ok(bobTarget > 0 && bobTarget <= 150000, `bob's encoder targets ${bobTarget} bps`);
     assert.ok((await target(pages.ann)) <= 1000000, 'ann within the server default');
     assert.equal(received[ids.ann].codec, codec, 'the room forwards its one video codec');
+    // The server sends each subscriber RTCP sender reports (the browser's remote-outbound-rtp):
+    // counts of what it sent that track, and a wall clock that is the real one.
+    let reported;
+    for (const deadline = Date.now() + 15000; !reported; await pages.cat.waitForTimeout(250)) {
+      const r = (await stats(pages.cat))[ids.ann].reports;
+      if (r.video && r.audio && r.video.packetsSent > 0 && r.audio.packetsSent > 0) reported = r;
+      else if (Date.now() > deadline) throw new Error(`no sender reports for ann's tracks: ${JSON.stringify(r)}`);
+    }
+    for (const kind of ['video', 'audio']) {
+      assert.ok(Math.abs(reported[kind].remoteTimestamp - Date.now()) < 5000,
+        `${kind} report's wall clock: ${reported[kind].remoteTimestamp} against ${Date.now()}`);
+    }
     if (options.check) {
       // The selected candidate pairs of the subscriber's two peer connections.
       const all = Object.values(received);

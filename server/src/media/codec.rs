@@ -1,11 +1,14 @@
-//! What peers negotiate: Opus and the room's one video codec, and the interceptor chain
-//! (webrtc-rs's defaults: NACK both ways, RTCP reports, transport-wide congestion feedback to
-//! publishers; then keyframe requests handed to the application).
+//! What peers negotiate: Opus and the room's one video codec, and the interceptor chains: the
+//! server's per role (a publisher's: NACK generation, receiver reports, transport-wide
+//! congestion feedback; a subscriber's: only feedback handed to the application) and the
+//! clients' of the tests and load tool (webrtc-rs's defaults); each ends by handing keyframe
+//! requests to the application.
 
 use super::{MediaError, VideoChoice};
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 
 fn feedback(typ: &str, parameter: &str) -> rtc::rtp_transceiver::rtp_sender::RTCPFeedback {
@@ -71,13 +74,26 @@ pub(super) fn engine(video: VideoChoice) -> Result<MediaEngine, MediaError> {
     Ok(engine)
 }
 
-/// An interceptor that lets keyframe requests (PLI, FIR) through to the application. Inbound
-/// RTCP otherwise ends at the last interceptor; placed last, this one sees RTCP after every
-/// interceptor that acts on it and marks only keyframe requests for delivery.
+/// An interceptor that hands RTCP feedback the application acts on to it: keyframe requests
+/// (PLI, FIR) and, when asked for, NACKs (the server answers them from its own history of
+/// each stream). Inbound RTCP otherwise ends at the last interceptor; placed last, this one
+/// sees RTCP after every interceptor that acts on it and marks only that feedback for
+/// delivery.
 #[derive(Default)]
 pub struct KeyframeRequests {
+    nacks: bool,
     read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
     write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+}
+
+impl KeyframeRequests {
+    /// Delivers NACKs to the application too.
+    pub fn with_nacks() -> Self {
+        Self {
+            nacks: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// Whether an RTCP packet asks for a keyframe.
@@ -85,6 +101,11 @@ pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
     use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
     let any = packet.as_any();
     any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+/// The NACK an RTCP packet is, if it is one.
+pub fn as_nack(packet: &dyn rtc::rtcp::Packet) -> Option<&TransportLayerNack> {
+    packet.as_any().downcast_ref::<TransportLayerNack>()
 }
 
 impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()>
@@ -100,7 +121,9 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
         if let rtc::interceptor::Packet::Rtcp(packets) = &msg.message.packet {
             let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
                 .iter()
-                .filter(|p| is_keyframe_request(p.as_ref()))
+                .filter(|p| {
+                    is_keyframe_request(p.as_ref()) || (self.nacks && as_nack(p.as_ref()).is_some())
+                })
                 .cloned()
                 .collect();
             if wanted.is_empty() {
@@ -135,9 +158,9 @@ impl rtc::interceptor::Interceptor for KeyframeRequests {
     fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
 }
 
-/// Packets a subscriber's sender keeps for retransmission after a NACK: about 1.5 s of a
+/// Packets the NACK responder of `interceptors` keeps for retransmission: about 1.5 s of a
 /// 1 Mbps video stream, far beyond any round trip a retransmission still helps with. (The
-/// webrtc-rs default, 1024, costs about 100 KiB per subscriber in slots alone.)
+/// webrtc-rs default, 1024, costs about 100 KiB per peer connection in slots alone.)
 pub const NACK_HISTORY: u16 = 256;
 
 /// The interceptors of every peer connection: NACK retransmission (a history of
@@ -164,36 +187,32 @@ pub fn interceptors(engine: &mut MediaEngine) -> Result<Registry, MediaError> {
 
 /// The leaner chain of one role of a server peer connection. A publisher's peer connection
 /// only receives media: NACK generation, transport-wide congestion feedback and receiver
-/// reports. A subscriber's only sends it: NACK retransmission and sender reports. Either
-/// way keyframe requests go to the application. Every interceptor left out is one stage less
-/// that each forwarded packet passes through, and its state per peer connection.
+/// reports, then keyframe requests to the application. A subscriber's only sends it, and
+/// the loop does a sender's work itself: it answers NACKs from one history per stream
+/// (instead of a copy of every packet per subscriber) and writes sender reports, so its
+/// chain is the one stage that hands keyframe requests and NACKs to the application. Every
+/// interceptor left out is one stage less that each forwarded packet passes through, and
+/// its state per peer connection.
 pub(super) fn server_interceptors(
     engine: &mut MediaEngine,
     publisher: bool,
 ) -> Result<Registry, MediaError> {
-    use rtc::interceptor::{
-        NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, SenderReportBuilder,
-        Slot,
-    };
+    use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Slot};
     use rtc::peer_connection::configuration::interceptor_registry as defaults;
     for parameter in ["", "pli"] {
         engine.register_feedback(feedback("nack", parameter), RtpCodecKind::Video);
     }
     defaults::configure_simulcast_extension_headers(engine).map_err(stack)?;
-    let registry = if publisher {
+    Ok(if publisher {
         let registry = Registry::new()
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
-        defaults::configure_twcc_receiver_only(registry, engine).map_err(stack)?
+        defaults::configure_twcc_receiver_only(registry, engine)
+            .map_err(stack)?
+            .with(Slot::from(14_000), KeyframeRequests::default())
     } else {
-        Registry::new()
-            .with(
-                Slot::NackResponder,
-                NackResponderBuilder::new().with_size(NACK_HISTORY).build(),
-            )
-            .with(Slot::SenderReport, SenderReportBuilder::new().build())
-    };
-    Ok(registry.with(Slot::from(14_000), KeyframeRequests::default()))
+        Registry::new().with(Slot::from(14_000), KeyframeRequests::with_nacks())
+    })
 }
 
 fn stack(e: impl std::fmt::Display) -> MediaError {

@@ -8,8 +8,8 @@
 //! emits. Timers are kept per peer connection and refreshed for all of them every
 //! `REFRESH`, so a deadline a write moved earlier is never late by more than that.
 
-use super::codec::{engine as media_engine, is_keyframe_request, server_interceptors};
-use super::forward::{Continuity, starts_keyframe, stun_local_ufrag};
+use super::codec::{as_nack, engine as media_engine, is_keyframe_request, server_interceptors};
+use super::forward::{Continuity, History, RtpClock, starts_keyframe, stun_local_ufrag};
 use super::net::{self, TcpEvent};
 use super::{Answer, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, VideoChoice};
 use bytes::{Bytes, BytesMut};
@@ -25,6 +25,7 @@ use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -51,6 +52,13 @@ const BATCH: usize = 64;
 /// Audio is output 0 of a stream, video output 1.
 const AUDIO: usize = 0;
 const VIDEO: usize = 1;
+
+/// The RTP clock rate of each output: Opus, and every video codec a room may use.
+const CLOCK_RATES: [u32; 2] = [48_000, 90_000];
+
+/// Time between the sender reports each subscriber gets per stream (what webrtc-rs's sender
+/// report interceptor and browsers use).
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the rest of the server asks of the loop.
 pub(crate) enum Command {
@@ -119,6 +127,9 @@ struct Output {
     sender: RTCRtpSenderId,
     ssrc: u32,
     payload_type: u8,
+    /// Packets and payload octets sent (wrapping, as RTCP counts them).
+    packets: u32,
+    octets: u32,
 }
 
 /// One kind (audio or video) of a published stream.
@@ -128,6 +139,10 @@ struct Fanout {
     continuity: Continuity,
     /// The publisher's receiver for this kind and the SSRC it receives.
     source: Option<(RTCRtpReceiverId, u32)>,
+    /// Packets forwarded lately, for NACKs (video only: audio negotiates no NACK).
+    history: History,
+    /// The forwarded RTP clock against ours, for sender reports.
+    clock: RtpClock,
     last_keyframe_request: Option<Instant>,
     /// A request inside the gap is waiting since then; a keyframe that passes meanwhile
     /// answers it (whoever asked is connected and gets that keyframe), else it goes out
@@ -195,6 +210,11 @@ struct Engine {
     next_wake: Instant,
     next_refresh: Instant,
     unclaimed: u64,
+    /// Wall-clock time against the monotonic clock, taken once (NTP time of sender reports).
+    wall: rtc::shared::time::SystemInstant,
+    next_reports: Instant,
+    retransmitted: u64,
+    sender_reports: u64,
 }
 
 /// Starts the loop on the bound sockets; `local` is the announced UDP address (ICE-TCP, when
@@ -245,6 +265,10 @@ pub(super) fn spawn(
         next_wake: now + REFRESH,
         next_refresh: now + REFRESH,
         unclaimed: 0,
+        wall: rtc::shared::time::SystemInstant::now(now),
+        next_reports: now + REPORT_INTERVAL,
+        retransmitted: 0,
+        sender_reports: 0,
     };
     tokio::spawn(engine.run(recv, tcp_rx, commands));
     Ok(())
@@ -413,6 +437,8 @@ impl Engine {
                     addresses: self.by_address.len(),
                     tcp_connections: self.net.tcp.len(),
                     unclaimed_datagrams: self.unclaimed,
+                    retransmitted: self.retransmitted,
+                    sender_reports: self.sender_reports,
                 });
             }
         }
@@ -579,6 +605,8 @@ impl Engine {
                     sender: *sender,
                     ssrc: *ssrc,
                     payload_type,
+                    packets: 0,
+                    octets: 0,
                 },
             ));
         }
@@ -737,18 +765,8 @@ impl Engine {
         while let Some(message) = self.peers.get_mut(&id).and_then(|p| p.pc.poll_read()) {
             match message.message {
                 RTCMessage::RtpPacket(track, packet) => self.forward(id, &track, packet, now),
-                RTCMessage::RtcpPacket(track, packets)
-                    if packets.iter().any(|p| is_keyframe_request(p.as_ref())) =>
-                {
-                    let stream = self.peers.get(&id).and_then(|p| {
-                        p.sinks
-                            .iter()
-                            .any(|(t, i)| *t == track && *i == VIDEO)
-                            .then_some(p.stream)
-                    });
-                    if let Some(stream) = stream {
-                        self.request_keyframe(stream, now);
-                    }
+                RTCMessage::RtcpPacket(track, packets) => {
+                    self.feedback(id, &track, &packets, now);
                 }
                 _ => {}
             }
@@ -835,6 +853,10 @@ impl Engine {
         packet.header.extension = false;
         packet.header.extensions.clear();
         packet.header.extensions_padding = 0;
+        fanout.clock.observe(packet.header.timestamp, now);
+        if index == VIDEO {
+            fanout.history.keep(&packet);
+        }
         for (_, tap) in &stream.taps {
             let _ = tap.try_send(super::TapPacket {
                 video: index == VIDEO,
@@ -842,17 +864,99 @@ impl Engine {
                 at: now,
             });
         }
-        for output in &fanout.outputs {
+        let octets = packet.payload.len() as u32;
+        for output in &mut fanout.outputs {
             let Some(sub) = self.peers.get_mut(&output.peer) else {
                 continue;
             };
             let mut copy = packet.clone();
             copy.header.ssrc = output.ssrc;
             copy.header.payload_type = output.payload_type;
-            if let Some(mut sender) = sub.pc.rtp_sender(output.sender) {
-                let _ = sender.write_rtp(now, copy);
+            if let Some(mut sender) = sub.pc.rtp_sender(output.sender)
+                && sender.write_rtp(now, copy).is_ok()
+            {
+                output.packets = output.packets.wrapping_add(1);
+                output.octets = output.octets.wrapping_add(octets);
             }
             self.net.flush(&mut sub.pc);
+        }
+    }
+
+    /// RTCP feedback a subscriber sent about one of its tracks: keyframe requests go to the
+    /// publisher, NACKs are answered from the stream's history.
+    fn feedback(
+        &mut self,
+        id: u64,
+        track: &str,
+        packets: &[Box<dyn rtc::rtcp::Packet>],
+        now: Instant,
+    ) {
+        let Some((stream, index)) = self.peers.get(&id).and_then(|p| {
+            p.sinks
+                .iter()
+                .find(|(t, _)| t == track)
+                .map(|(_, i)| (p.stream, *i))
+        }) else {
+            return;
+        };
+        if index == VIDEO && packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+            self.request_keyframe(stream, now);
+        }
+        let (Some(s), Some(peer)) = (self.streams.get(&stream), self.peers.get_mut(&id)) else {
+            return;
+        };
+        let fanout = &s.fanouts[index];
+        let Some(output) = fanout.outputs.iter().find(|o| o.peer == id) else {
+            return;
+        };
+        for nack in packets.iter().filter_map(|p| as_nack(p.as_ref())) {
+            for seq in nack.nacks.iter().copied().flatten() {
+                let Some(kept) = fanout.history.get(seq) else {
+                    continue;
+                };
+                let mut copy = kept.clone();
+                copy.header.ssrc = output.ssrc;
+                copy.header.payload_type = output.payload_type;
+                if let Some(mut sender) = peer.pc.rtp_sender(output.sender)
+                    && sender.write_rtp(now, copy).is_ok()
+                {
+                    self.retransmitted += 1;
+                }
+            }
+        }
+        self.net.flush(&mut peer.pc);
+    }
+
+    /// Sends every subscriber a sender report for each of its tracks that has carried media:
+    /// the stream's RTP time now (from the newest frame forwarded) against wall-clock time,
+    /// and what this subscriber was sent.
+    fn sender_reports(&mut self, now: Instant) {
+        let ntp_time = self.wall.ntp(now);
+        for stream in self.streams.values() {
+            for (fanout, rate) in stream.fanouts.iter().zip(CLOCK_RATES) {
+                let Some(rtp_time) = fanout.clock.at(now, rate) else {
+                    continue;
+                };
+                for output in fanout.outputs.iter().filter(|o| o.packets > 0) {
+                    let Some(peer) = self.peers.get_mut(&output.peer) else {
+                        continue;
+                    };
+                    let report = SenderReport {
+                        ssrc: output.ssrc,
+                        ntp_time,
+                        rtp_time,
+                        packet_count: output.packets,
+                        octet_count: output.octets,
+                        ..Default::default()
+                    };
+                    if let Some(mut sender) = peer.pc.rtp_sender(output.sender)
+                        && sender.write_rtcp(now, vec![Box::new(report)]).is_ok()
+                    {
+                        self.sender_reports += 1;
+                    }
+                    self.net.flush(&mut peer.pc);
+                }
+            }
         }
     }
 
@@ -923,6 +1027,10 @@ impl Engine {
         }
         if refresh {
             self.next_refresh = now + REFRESH;
+        }
+        if now + SLACK >= self.next_reports {
+            self.sender_reports(now);
+            self.next_reports = now + REPORT_INTERVAL;
         }
         let keyframes = self.streams.values().filter_map(|s| {
             let f = &s.fanouts[VIDEO];

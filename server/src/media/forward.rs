@@ -40,6 +40,66 @@ impl Continuity {
     }
 }
 
+/// A stream's forwarded packets kept for retransmission after a NACK: one history per stream
+/// and kind, shared by every subscriber (they all get the same sequence numbers; only SSRC
+/// and payload type differ), so a subscriber costs no history of its own. Keeping a packet
+/// clones a header without extensions and a shared payload: no allocation.
+#[derive(Default)]
+pub(super) struct History {
+    slots: Vec<Option<rtc::rtp::Packet>>,
+}
+
+impl History {
+    /// Packets kept: about 3 s of a 1 Mbps video stream. A power of two, so slots stay in
+    /// step across the wrap of the 16-bit sequence number.
+    pub(super) const SIZE: usize = 512;
+
+    /// Keeps `packet` (as forwarded), replacing the one `SIZE` packets older.
+    pub(super) fn keep(&mut self, packet: &rtc::rtp::Packet) {
+        if self.slots.is_empty() {
+            self.slots.resize_with(Self::SIZE, || None);
+        }
+        self.slots[usize::from(packet.header.sequence_number) % Self::SIZE] = Some(packet.clone());
+    }
+
+    /// The packet forwarded with sequence number `seq`, if still kept.
+    pub(super) fn get(&self, seq: u16) -> Option<&rtc::rtp::Packet> {
+        self.slots
+            .get(usize::from(seq) % Self::SIZE)?
+            .as_ref()
+            .filter(|p| p.header.sequence_number == seq)
+    }
+}
+
+/// Where a forwarded stream's RTP clock stands against the monotonic clock, for sender
+/// reports: the timestamp of the newest frame and when its first packet was forwarded (as
+/// webrtc-rs's sender report interceptor does, so a frame spread over many packets does not
+/// drag the mapping).
+#[derive(Default, Clone, Copy)]
+pub(super) struct RtpClock {
+    newest: Option<(u32, std::time::Instant)>,
+}
+
+impl RtpClock {
+    /// Notes a forwarded packet's timestamp; an older frame's (reordered) is ignored.
+    pub(super) fn observe(&mut self, timestamp: u32, now: std::time::Instant) {
+        let newer = self.newest.is_none_or(|(ts, _)| {
+            let ahead = timestamp.wrapping_sub(ts);
+            ahead != 0 && ahead < 1 << 31
+        });
+        if newer {
+            self.newest = Some((timestamp, now));
+        }
+    }
+
+    /// The RTP timestamp at `now` for a clock of `rate` Hz; `None` before any packet.
+    pub(super) fn at(&self, now: std::time::Instant, rate: u32) -> Option<u32> {
+        let (ts, at) = self.newest?;
+        let elapsed = now.saturating_duration_since(at).as_secs_f64();
+        Some(ts.wrapping_add((elapsed * f64::from(rate)) as u32))
+    }
+}
+
 /// Whether an RTP payload of `codec` starts a keyframe: the first packet of a VP8 or VP9
 /// intra frame, or an H.264 packet carrying (the start of) an IDR slice or a sequence
 /// parameter set. Reads a few header bytes; never allocates.
@@ -157,7 +217,9 @@ pub fn cap_video_bitrate(sdp: &str, kbps: u32) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Continuity, cap_video_bitrate, starts_keyframe, stun_local_ufrag};
+    use super::{
+        Continuity, History, RtpClock, cap_video_bitrate, starts_keyframe, stun_local_ufrag,
+    };
 
     #[test]
     fn keyframe_starts_are_spotted_for_each_codec() {
@@ -281,6 +343,63 @@ mod tests {
             capped,
             "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
              m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\nb=AS:300\r\nb=TIAS:300000\r\na=mid:1\r\n"
+        );
+    }
+
+    #[test]
+    fn the_history_keeps_the_newest_packets_across_the_wrap() {
+        let mut history = History::default();
+        assert!(history.get(7).is_none(), "nothing kept yet");
+        let packet = |seq: u16| rtc::rtp::Packet {
+            header: header(seq, u32::from(seq)),
+            payload: bytes::Bytes::from(vec![seq as u8; 3]),
+        };
+        for seq in 65_000u16..=65_535 {
+            history.keep(&packet(seq));
+        }
+        for seq in 0u16..100 {
+            history.keep(&packet(seq));
+        }
+        assert_eq!(history.get(99).map(|p| p.payload[0]), Some(99));
+        assert_eq!(
+            history.get(65_535).map(|p| p.header.timestamp),
+            Some(65_535)
+        );
+        let oldest = 100u16.wrapping_sub(History::SIZE as u16);
+        assert!(history.get(oldest).is_some(), "the oldest still kept");
+        assert!(
+            history.get(oldest.wrapping_sub(1)).is_none(),
+            "one older was replaced"
+        );
+        assert!(history.get(100).is_none(), "not forwarded yet");
+    }
+
+    #[test]
+    fn the_rtp_clock_follows_the_newest_frame() {
+        let t0 = std::time::Instant::now();
+        let ms = |n: u64| t0 + std::time::Duration::from_millis(n);
+        let mut clock = RtpClock::default();
+        assert_eq!(clock.at(t0, 90_000), None);
+        clock.observe(u32::MAX - 899, t0);
+        assert_eq!(clock.at(ms(10), 90_000), Some(0), "wraps");
+        clock.observe(u32::MAX - 899, ms(5));
+        assert_eq!(
+            clock.at(ms(10), 90_000),
+            Some(0),
+            "same frame: first packet's time"
+        );
+        clock.observe(u32::MAX - 5000, ms(20));
+        assert_eq!(
+            clock.at(ms(10), 90_000),
+            Some(0),
+            "a reordered older frame is ignored"
+        );
+        clock.observe(2100, ms(40));
+        assert_eq!(clock.at(ms(1040), 90_000), Some(92_100));
+        assert_eq!(
+            clock.at(ms(30), 90_000),
+            Some(2100),
+            "never before the frame"
         );
     }
 }
