@@ -103,6 +103,11 @@ pub(crate) enum Command {
 /// `rtc`'s 200 ms default made a connection wait a whole interval for the server's check.
 const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How long after ICE connects the server sends its first DTLS flight: at once, a client
+/// that has not seen its own ICE connect yet may drop it (webrtc-rs does; Chromium keeps an
+/// early ClientHello), and the retransmission comes a second later.
+const DTLS_START: Duration = Duration::from_millis(10);
+
 /// Checks per candidate pair before it fails: the same 1.4 s as `rtc`'s default of 7 at
 /// 200 ms, so a lossy path is given as long.
 const ICE_CHECKS_PER_PAIR: u16 = 28;
@@ -119,6 +124,8 @@ struct Peer {
     sources: Vec<(MediaStreamTrackId, usize, RTCRtpReceiverId)>,
     /// A subscriber's outgoing tracks: id and output index.
     sinks: Vec<(MediaStreamTrackId, usize)>,
+    /// When to serve the peer connection's timers early: its first DTLS flight.
+    kick: Option<Instant>,
 }
 
 /// One subscriber of one kind of a stream.
@@ -626,6 +633,7 @@ impl Engine {
                 deadline: None,
                 sources: Vec::new(),
                 sinks: sinks.into_iter().map(|(t, i, _, _)| (t, i)).collect(),
+                kick: None,
             },
         );
         Ok((id, Answer { sdp, candidates }))
@@ -740,6 +748,7 @@ impl Engine {
 
     /// Takes everything a peer connection has for us: events, media, datagrams, its timer.
     fn service(&mut self, id: u64, now: Instant) {
+        let mut dtls_started = false;
         while let Some(event) = self.peers.get_mut(&id).and_then(|p| p.pc.poll_event()) {
             match event {
                 RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
@@ -747,6 +756,9 @@ impl Engine {
                 }
                 // A subscriber can use a keyframe only once its media is flowing: ask again
                 // then (the request made when it subscribed may have been answered before).
+                RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                    rtc::peer_connection::state::RTCIceConnectionState::Connected,
+                ) => dtls_started = true,
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                     rtc::peer_connection::state::RTCPeerConnectionState::Connected,
                 ) => {
@@ -762,6 +774,13 @@ impl Engine {
                 _ => {}
             }
         }
+        // The DTLS handshake starts (the server answers, so it is the DTLS client) once ICE
+        // has selected a pair, but `rtc` hands out its first flight only from
+        // `handle_timeout`: serve that `DTLS_START` later instead of at the next ICE timer
+        // (up to `ICE_CHECK_INTERVAL` later, most of the set-up time on a fast path).
+        if dtls_started && let Some(peer) = self.peers.get_mut(&id) {
+            peer.kick = Some(now + DTLS_START);
+        }
         while let Some(message) = self.peers.get_mut(&id).and_then(|p| p.pc.poll_read()) {
             match message.message {
                 RTCMessage::RtpPacket(track, packet) => self.forward(id, &track, packet, now),
@@ -774,7 +793,10 @@ impl Engine {
         let mut checked = Vec::new();
         if let Some(peer) = self.peers.get_mut(&id) {
             self.net.flush_checks(&mut peer.pc, |to| checked.push(to));
-            peer.deadline = peer.pc.poll_timeout();
+            peer.deadline = match (peer.pc.poll_timeout(), peer.kick) {
+                (Some(d), Some(k)) => Some(d.min(k)),
+                (d, k) => d.or(k),
+            };
             if let Some(d) = peer.deadline
                 && d < self.next_wake
             {
@@ -1007,6 +1029,9 @@ impl Engine {
             if let Some(peer) = self.peers.get_mut(&id)
                 && peer.deadline.is_some_and(|d| d <= now + SLACK)
             {
+                if peer.kick.is_some_and(|k| k <= now + SLACK) {
+                    peer.kick = None;
+                }
                 let _ = peer.pc.handle_timeout(now);
             }
             self.service(id, now);
