@@ -139,6 +139,30 @@ struct Output {
     octets: u32,
 }
 
+impl Output {
+    /// Writes a forwarded packet to this subscriber: a clone sharing the payload, with the
+    /// subscriber's SSRC and payload type; counted for its sender reports once accepted.
+    fn write(
+        &mut self,
+        pc: &mut RTCPeerConnection,
+        packet: &rtc::rtp::Packet,
+        now: Instant,
+    ) -> bool {
+        let mut copy = packet.clone();
+        copy.header.ssrc = self.ssrc;
+        copy.header.payload_type = self.payload_type;
+        let octets = copy.payload.len() as u32;
+        let written = pc
+            .rtp_sender(self.sender)
+            .is_some_and(|mut sender| sender.write_rtp(now, copy).is_ok());
+        if written {
+            self.packets = self.packets.wrapping_add(1);
+            self.octets = self.octets.wrapping_add(octets);
+        }
+        written
+    }
+}
+
 /// One kind (audio or video) of a published stream.
 #[derive(Default)]
 struct Fanout {
@@ -886,20 +910,11 @@ impl Engine {
                 at: now,
             });
         }
-        let octets = packet.payload.len() as u32;
         for output in &mut fanout.outputs {
             let Some(sub) = self.peers.get_mut(&output.peer) else {
                 continue;
             };
-            let mut copy = packet.clone();
-            copy.header.ssrc = output.ssrc;
-            copy.header.payload_type = output.payload_type;
-            if let Some(mut sender) = sub.pc.rtp_sender(output.sender)
-                && sender.write_rtp(now, copy).is_ok()
-            {
-                output.packets = output.packets.wrapping_add(1);
-                output.octets = output.octets.wrapping_add(octets);
-            }
+            output.write(&mut sub.pc, &packet, now);
             self.net.flush(&mut sub.pc);
         }
     }
@@ -924,23 +939,17 @@ impl Engine {
         if index == VIDEO && packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
             self.request_keyframe(stream, now);
         }
-        let (Some(s), Some(peer)) = (self.streams.get(&stream), self.peers.get_mut(&id)) else {
+        let (Some(s), Some(peer)) = (self.streams.get_mut(&stream), self.peers.get_mut(&id)) else {
             return;
         };
-        let fanout = &s.fanouts[index];
-        let Some(output) = fanout.outputs.iter().find(|o| o.peer == id) else {
+        let fanout = &mut s.fanouts[index];
+        let Some(output) = fanout.outputs.iter_mut().find(|o| o.peer == id) else {
             return;
         };
         for nack in packets.iter().filter_map(|p| as_nack(p.as_ref())) {
             for seq in nack.nacks.iter().copied().flatten() {
-                let Some(kept) = fanout.history.get(seq) else {
-                    continue;
-                };
-                let mut copy = kept.clone();
-                copy.header.ssrc = output.ssrc;
-                copy.header.payload_type = output.payload_type;
-                if let Some(mut sender) = peer.pc.rtp_sender(output.sender)
-                    && sender.write_rtp(now, copy).is_ok()
+                if let Some(kept) = fanout.history.get(seq)
+                    && output.write(&mut peer.pc, kept, now)
                 {
                     self.retransmitted += 1;
                 }
