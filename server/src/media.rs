@@ -28,7 +28,7 @@ mod engine;
 mod forward;
 mod net;
 
-pub use codec::{KeyframeRequests, NACK_HISTORY, interceptors, is_keyframe_request};
+pub use codec::{FeedbackToApplication, NACK_HISTORY, interceptors, is_keyframe_request};
 use engine::Command;
 pub use forward::{cap_video_bitrate, starts_keyframe};
 use std::net::{IpAddr, SocketAddr};

@@ -80,13 +80,13 @@ pub(super) fn engine(video: VideoChoice) -> Result<MediaEngine, MediaError> {
 /// sees RTCP after every interceptor that acts on it and marks only that feedback for
 /// delivery.
 #[derive(Default)]
-pub struct KeyframeRequests {
+pub struct FeedbackToApplication {
     nacks: bool,
     read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
     write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
 }
 
-impl KeyframeRequests {
+impl FeedbackToApplication {
     /// Delivers NACKs to the application too.
     pub fn with_nacks() -> Self {
         Self {
@@ -109,7 +109,7 @@ pub fn as_nack(packet: &dyn rtc::rtcp::Packet) -> Option<&TransportLayerNack> {
 }
 
 impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()>
-    for KeyframeRequests
+    for FeedbackToApplication
 {
     type Rout = rtc::interceptor::TaggedPacket;
     type Wout = rtc::interceptor::TaggedPacket;
@@ -151,7 +151,7 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
     }
 }
 
-impl rtc::interceptor::Interceptor for KeyframeRequests {
+impl rtc::interceptor::Interceptor for FeedbackToApplication {
     fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
@@ -182,7 +182,7 @@ pub fn interceptors(engine: &mut MediaEngine) -> Result<Registry, MediaError> {
         .with(Slot::NackGenerator, NackGeneratorBuilder::new().build());
     let registry = defaults::configure_twcc_receiver_only(registry, engine).map_err(stack)?;
     Ok(defaults::configure_rtcp_reports(registry)
-        .with(Slot::from(14_000), KeyframeRequests::default()))
+        .with(Slot::from(14_000), FeedbackToApplication::default()))
 }
 
 /// The leaner chain of one role of a server peer connection. A publisher's peer connection
@@ -209,9 +209,9 @@ pub(super) fn server_interceptors(
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
         defaults::configure_twcc_receiver_only(registry, engine)
             .map_err(stack)?
-            .with(Slot::from(14_000), KeyframeRequests::default())
+            .with(Slot::from(14_000), FeedbackToApplication::default())
     } else {
-        Registry::new().with(Slot::from(14_000), KeyframeRequests::with_nacks())
+        Registry::new().with(Slot::from(14_000), FeedbackToApplication::with_nacks())
     })
 }
 

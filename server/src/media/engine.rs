@@ -772,17 +772,17 @@ impl Engine {
 
     /// Takes everything a peer connection has for us: events, media, datagrams, its timer.
     fn service(&mut self, id: u64, now: Instant) {
-        let mut dtls_started = false;
+        let mut ice_connected = false;
         while let Some(event) = self.peers.get_mut(&id).and_then(|p| p.pc.poll_event()) {
             match event {
                 RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
                     self.track_opened(id, init.track_id, init.receiver_id, now);
                 }
-                // A subscriber can use a keyframe only once its media is flowing: ask again
-                // then (the request made when it subscribed may have been answered before).
                 RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
                     rtc::peer_connection::state::RTCIceConnectionState::Connected,
-                ) => dtls_started = true,
+                ) => ice_connected = true,
+                // A subscriber can use a keyframe only once its media is flowing: ask again
+                // then (the request made when it subscribed may have been answered before).
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                     rtc::peer_connection::state::RTCPeerConnectionState::Connected,
                 ) => {
@@ -802,7 +802,7 @@ impl Engine {
         // has selected a pair, but `rtc` hands out its first flight only from
         // `handle_timeout`: serve that `DTLS_START` later instead of at the next ICE timer
         // (up to `ICE_CHECK_INTERVAL` later, most of the set-up time on a fast path).
-        if dtls_started && let Some(peer) = self.peers.get_mut(&id) {
+        if ice_connected && let Some(peer) = self.peers.get_mut(&id) {
             peer.kick = Some(now + DTLS_START);
         }
         while let Some(message) = self.peers.get_mut(&id).and_then(|p| p.pc.poll_read()) {

@@ -737,12 +737,29 @@ async fn the_media_loop_shares_one_port_ignores_strangers_and_frees_what_is_clos
     for (_, _, remote) in &subscribers {
         packets(remote, 5).await;
     }
-    let after = media.stats().await.expect("stats");
+    // Commands go before datagrams in the loop: wait for it to have read the junk.
+    let mut after = media.stats().await.expect("stats");
+    for _ in 0..50 {
+        if after.unclaimed_datagrams >= before.unclaimed_datagrams + 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = media.stats().await.expect("stats");
+    }
     assert!(
         after.unclaimed_datagrams >= before.unclaimed_datagrams + 4,
         "{before:?} -> {after:?}"
     );
     assert_eq!(after.addresses, before.addresses, "no address claimed");
+
+    // The loop itself sends every subscriber RTCP sender reports, once a second.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while media.stats().await.expect("stats").sender_reports < 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("sender reports for both subscribers within 5 s");
 
     // Closing one subscriber frees its peer connection; the other keeps receiving.
     let (first, endpoint, _) = subscribers.remove(0);
