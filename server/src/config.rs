@@ -515,20 +515,22 @@ impl Config {
                 self.data_dir.join("camerata.db").display()
             )
         });
-        let forced_video_codec = crate::protocols::openvidu::parse_video_codec(
-            &self.forced_video_codec,
-        )
-        .ok_or_else(|| ConfigError::Invalid {
-            name: "OPENVIDU_STREAMS_FORCED_VIDEO_CODEC",
-            message: format!("unknown codec '{}'", self.forced_video_codec),
-        })?;
+        let forced_video_codec =
+            <crate::room::VideoCodec as crate::spelling::WireEnum>::parse(&self.forced_video_codec)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "OPENVIDU_STREAMS_FORCED_VIDEO_CODEC",
+                    message: format!("unknown codec '{}'", self.forced_video_codec),
+                })?;
         let default_ice_servers = match &self.webrtc_ice_servers {
             None => Vec::new(),
-            Some(text) => crate::protocols::openvidu::parse_ice_server_config(text, &secret)
-                .map_err(|message| ConfigError::Invalid {
-                    name: "OPENVIDU_WEBRTC_ICE_SERVERS",
-                    message,
-                })?,
+            Some(text) => {
+                crate::ice::parse_ice_server_config(text, &secret).map_err(|message| {
+                    ConfigError::Invalid {
+                        name: "OPENVIDU_WEBRTC_ICE_SERVERS",
+                        message,
+                    }
+                })?
+            }
         };
         let udp_port_range = match &self.udp_port_range {
             None => None,

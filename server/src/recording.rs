@@ -20,8 +20,8 @@ mod compose;
 pub mod webm;
 
 use crate::media::{Media, StreamOut, TapPacket, VideoChoice};
-use crate::protocols::openvidu::WireEnum;
 use crate::room::{OutputMode, Participant, RecordingDefaults, RecordingLayout, StreamInfo};
+use crate::spelling::WireEnum;
 
 use compose::StreamMeta;
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,33 @@ pub enum Status {
     /// Something failed; `reason` says what.
     Failed,
 }
+
+/// Why a recording stopped, in the recorder's words; each door names it in its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// A stop call of an API.
+    StoppedByServer,
+    /// Nobody published for the auto-stop time.
+    AutomaticStop,
+    /// The room closed because its last participant left.
+    LastParticipantLeft,
+    /// The room was closed through an API.
+    SessionClosedByServer,
+    /// The server stopped.
+    ServerStopped,
+    /// The server died while recording; the files were settled at the next start.
+    NodeCrashed,
+}
+
+// The spellings the metadata file keeps (files of earlier versions stay readable).
+crate::wire_enum!(StopReason {
+    "recordingStoppedByServer" => StopReason::StoppedByServer,
+    "automaticStop" => StopReason::AutomaticStop,
+    "lastParticipantLeft" => StopReason::LastParticipantLeft,
+    "sessionClosedByServer" => StopReason::SessionClosedByServer,
+    "openviduServerStopped" => StopReason::ServerStopped,
+    "nodeCrashed" => StopReason::NodeCrashed,
+});
 
 /// One recording as its metadata file keeps it: OpenVidu's Recording JSON plus the unique
 /// session id and, when it failed or was recovered, why.
@@ -95,7 +122,7 @@ pub struct Recording {
     pub status: Status,
     /// `<sessionId>_<createdAt>` of the session's life it recorded.
     pub unique_session_id: String,
-    /// Why it stopped (an OpenVidu end reason).
+    /// Why it stopped: a [`StopReason`] as the file spells it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// What went wrong, when it failed.
@@ -107,6 +134,11 @@ impl Recording {
     /// The mode it records in.
     pub fn mode(&self) -> OutputMode {
         OutputMode::parse(&self.output_mode).unwrap_or(OutputMode::Composed)
+    }
+
+    /// Why it stopped, once it did.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.reason.as_deref().and_then(StopReason::parse)
     }
 
     /// The name of its final file.
@@ -508,7 +540,7 @@ impl Recorder {
     /// Stops a started recording: its writers end, then its final file is made. INDIVIDUAL
     /// recordings come back `ready` (or `failed`); COMPOSED ones `stopped`, their file made
     /// by ffmpeg in the background. `reason` goes to the events.
-    pub async fn stop(&self, id: &str, reason: &str) -> Result<Recording, RecordingError> {
+    pub async fn stop(&self, id: &str, reason: StopReason) -> Result<Recording, RecordingError> {
         let mut l = {
             let mut live = self.live();
             match live.get(id).map(|l| l.meta.status) {
@@ -524,7 +556,7 @@ impl Recorder {
             }
         };
         l.meta.status = Status::Stopped;
-        l.meta.reason = Some(reason.to_owned());
+        l.meta.reason = Some(reason.name().to_owned());
         let folder = self.folder(id);
         self.finishing().insert(id.to_owned(), l.meta.clone());
         let _ = write_meta(&folder, &l.meta);
@@ -627,7 +659,7 @@ impl Recorder {
     }
 
     /// Stops the recording of `session`, if any (the session closed).
-    pub async fn stop_session(&self, session: &str, reason: &str) {
+    pub async fn stop_session(&self, session: &str, reason: StopReason) {
         if let Some(id) = self.recording_of(session).map(|r| r.id)
             && let Err(e) = self.stop(&id, reason).await
         {
@@ -637,7 +669,7 @@ impl Recorder {
 
     /// Stops every recording in progress (the server is stopping) and waits for their
     /// files, composed ones included.
-    pub async fn stop_all(&self, reason: &str) {
+    pub async fn stop_all(&self, reason: StopReason) {
         let ids: Vec<String> = self.live().keys().cloned().collect();
         for id in ids {
             if let Err(e) = self.stop(&id, reason).await {
@@ -714,7 +746,7 @@ impl Recorder {
             }
             let mut meta = meta;
             meta.status = Status::Stopped;
-            meta.reason = Some("nodeCrashed".into());
+            meta.reason = Some(StopReason::NodeCrashed.name().into());
             let parts = compose::salvage(&folder, meta.created_at);
             let duration = parts
                 .iter()

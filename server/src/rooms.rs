@@ -365,9 +365,7 @@ impl Rooms {
             }
             if outcome.garbage {
                 // Silently: a session nobody joined ends with no event.
-                if let Ok((events, stored)) =
-                    room.close(EndReason::SessionClosedByServer, true).await
-                {
+                if let Ok((events, stored)) = room.close(EndReason::ClosedByApi, true).await {
                     self.after(&room, &events);
                     stored.wait().await?;
                     dropped += 1;

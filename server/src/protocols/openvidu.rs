@@ -6,7 +6,6 @@ mod body;
 pub mod client;
 mod demo;
 mod error;
-mod ice;
 pub mod recordings;
 mod rest;
 mod rpc;
@@ -14,6 +13,61 @@ pub mod webhook;
 mod wire;
 
 pub use error::RestError;
-pub use ice::parse_ice_server_config;
 pub use rest::{RestState, router};
-pub use wire::{WireEnum, parse_video_codec};
+pub use webhook::OpenViduEvents;
+pub use wire::WireEnum;
+
+use super::{Door, DoorEvents, Served};
+use crate::config::Settled;
+use crate::room::Role;
+use std::sync::Arc;
+
+/// The OpenVidu door, as `lib.rs` plugs it in.
+pub struct OpenVidu {
+    settled: Settled,
+    events: Option<Arc<OpenViduEvents>>,
+}
+
+impl OpenVidu {
+    /// The door for the settled configuration (its webhook and CDR settings decide whether it
+    /// renders events).
+    pub fn new(settled: Settled) -> Self {
+        let events = OpenViduEvents::renderer(&settled);
+        Self { settled, events }
+    }
+}
+
+impl Door for OpenVidu {
+    fn events(&self) -> Option<DoorEvents> {
+        self.events.as_ref().map(|e| DoorEvents {
+            observer: e.clone(),
+            recording: e.clone(),
+            payloads: e.clone(),
+        })
+    }
+
+    /// `OPENVIDU_RECORDING_NOTIFICATION`: `none`, `moderator`, `all`, or (the default)
+    /// `publisher_moderator`.
+    fn recording_notice_roles(&self) -> Vec<Role> {
+        match self.settled.config.recording_notification.as_str() {
+            "none" => vec![],
+            "moderator" => vec![Role::Moderator],
+            "all" => vec![
+                Role::Subscriber,
+                Role::Publisher,
+                Role::PublisherOnly,
+                Role::Moderator,
+            ],
+            _ => vec![Role::Publisher, Role::PublisherOnly, Role::Moderator],
+        }
+    }
+
+    fn routes(&self, served: Served) -> axum::Router {
+        router(RestState::new(
+            served.calls,
+            self.settled.clone(),
+            served.recorder,
+            served.stopping,
+        ))
+    }
+}

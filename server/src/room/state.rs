@@ -6,31 +6,32 @@ use super::{
 };
 use indexmap::IndexMap;
 
-/// Why something ended, in the words the events use.
+/// Why a participant, a stream or a room ended, in the core's words; each door names these
+/// in its own protocol in one place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndReason {
     /// The participant left by itself.
-    Disconnect,
-    /// A moderator forced the participant out.
-    ForceDisconnectByUser,
-    /// The server API forced the participant out.
-    ForceDisconnectByServer,
+    Left,
+    /// A moderator in the room put the participant out.
+    EvictedByModerator,
+    /// A server API call put the participant out.
+    EvictedByApi,
     /// The room closed because its last participant left.
     LastParticipantLeft,
-    /// The server API closed the room.
-    SessionClosedByServer,
-    /// The participant's network went away.
-    NetworkDisconnect,
+    /// A server API call closed the room.
+    ClosedByApi,
+    /// The participant's connection went away and did not come back in time.
+    ConnectionLost,
     /// The server is stopping.
     ServerStopped,
     /// The publisher stopped its stream.
-    Unpublish,
-    /// A moderator stopped the stream.
-    ForceUnpublishByUser,
-    /// The server API stopped the stream.
-    ForceUnpublishByServer,
-    /// A recording that kept the empty room open stopped by itself.
-    AutomaticStop,
+    Unpublished,
+    /// A moderator in the room stopped the stream.
+    UnpublishedByModerator,
+    /// A server API call stopped the stream.
+    UnpublishedByApi,
+    /// A recording that kept the empty room open ended.
+    RecordingEnded,
 }
 
 impl EndReason {
@@ -38,9 +39,7 @@ impl EndReason {
     pub fn is_eviction(self) -> bool {
         matches!(
             self,
-            EndReason::ForceDisconnectByUser
-                | EndReason::ForceDisconnectByServer
-                | EndReason::SessionClosedByServer
+            EndReason::EvictedByModerator | EndReason::EvictedByApi | EndReason::ClosedByApi
         )
     }
 }
@@ -623,7 +622,7 @@ mod tests {
             Err(RoomError::DuplicateParticipant(ParticipantId::new("a")))
         );
         assert_eq!(
-            r.remove("zz", EndReason::ForceDisconnectByServer),
+            r.remove("zz", EndReason::EvictedByApi),
             Err(RoomError::ParticipantNotFound(ParticipantId::new("zz")))
         );
         assert_eq!(
@@ -642,11 +641,11 @@ mod tests {
         r.grant(pending("a", 10_000)).expect("fresh id");
         r.grant(pending("b", 10_000)).expect("fresh id");
         r.join("a", 2_000, info(2_000)).expect("pending");
-        let ev = r.remove("a", EndReason::Disconnect).expect("active");
+        let ev = r.remove("a", EndReason::Left).expect("active");
         assert_eq!(
             ev,
             vec![
-                RoomEvent::ParticipantLeft(ParticipantId::new("a"), EndReason::Disconnect),
+                RoomEvent::ParticipantLeft(ParticipantId::new("a"), EndReason::Left),
                 RoomEvent::RoomClosed(EndReason::LastParticipantLeft)
             ]
         );
@@ -656,7 +655,7 @@ mod tests {
             r.join("b", 2_000, info(2_000)).map(|_| ()),
             Err(JoinError::RoomClosed)
         );
-        assert!(r.close(EndReason::SessionClosedByServer).is_empty());
+        assert!(r.close(EndReason::ClosedByApi).is_empty());
     }
 
     #[test]
@@ -665,28 +664,28 @@ mod tests {
         r.grant(pending("a", 10_000)).expect("fresh id");
         r.grant(pending("b", 10_000)).expect("fresh id");
         r.join("a", 2_000, info(2_000)).expect("pending");
-        assert!(r.hold(true, EndReason::AutomaticStop).is_empty());
-        let ev = r.remove("a", EndReason::Disconnect).expect("active");
+        assert!(r.hold(true, EndReason::RecordingEnded).is_empty());
+        let ev = r.remove("a", EndReason::Left).expect("active");
         assert_eq!(
             ev,
             vec![RoomEvent::ParticipantLeft(
                 ParticipantId::new("a"),
-                EndReason::Disconnect
+                EndReason::Left
             )]
         );
         assert_eq!(r.closed(), None);
         // Someone may still come back while it is held.
         r.join("b", 3_000, info(3_000)).expect("still open");
-        r.remove("b", EndReason::Disconnect).expect("active");
+        r.remove("b", EndReason::Left).expect("active");
         assert_eq!(
-            r.hold(false, EndReason::AutomaticStop),
-            vec![RoomEvent::RoomClosed(EndReason::AutomaticStop)]
+            r.hold(false, EndReason::RecordingEnded),
+            vec![RoomEvent::RoomClosed(EndReason::RecordingEnded)]
         );
-        assert_eq!(r.closed(), Some(EndReason::AutomaticStop));
+        assert_eq!(r.closed(), Some(EndReason::RecordingEnded));
         // A room released with people in it stays open; one never joined is not closed.
         let mut r = room();
-        r.hold(true, EndReason::AutomaticStop);
-        assert!(r.hold(false, EndReason::AutomaticStop).is_empty());
+        r.hold(true, EndReason::RecordingEnded);
+        assert!(r.hold(false, EndReason::RecordingEnded).is_empty());
         assert_eq!(r.closed(), None);
     }
 
@@ -695,7 +694,7 @@ mod tests {
         let mut r = room();
         r.grant(pending("a", 10)).expect("fresh id");
         assert_eq!(
-            r.remove("a", EndReason::ForceDisconnectByServer),
+            r.remove("a", EndReason::EvictedByApi),
             Ok(vec![RoomEvent::GrantRevoked(ParticipantId::new("a"))])
         );
         assert_eq!(r.closed(), None);
@@ -708,17 +707,11 @@ mod tests {
         r.grant(pending("b", 10_000)).expect("fresh id");
         r.join("a", 2_000, info(2_000)).expect("pending");
         assert_eq!(
-            r.close(EndReason::SessionClosedByServer),
+            r.close(EndReason::ClosedByApi),
             vec![
-                RoomEvent::ParticipantLeft(
-                    ParticipantId::new("a"),
-                    EndReason::SessionClosedByServer
-                ),
-                RoomEvent::ParticipantEvicted(
-                    ParticipantId::new("a"),
-                    EndReason::SessionClosedByServer
-                ),
-                RoomEvent::RoomClosed(EndReason::SessionClosedByServer)
+                RoomEvent::ParticipantLeft(ParticipantId::new("a"), EndReason::ClosedByApi),
+                RoomEvent::ParticipantEvicted(ParticipantId::new("a"), EndReason::ClosedByApi),
+                RoomEvent::RoomClosed(EndReason::ClosedByApi)
             ]
         );
         assert_eq!(r.participants().count(), 0);

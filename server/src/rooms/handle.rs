@@ -55,8 +55,8 @@ pub enum Notice {
         id: String,
         /// Its name.
         name: String,
-        /// Why.
-        reason: String,
+        /// Why, when known.
+        reason: Option<crate::recording::StopReason>,
     },
     /// A signal for the receiver.
     Signal {
@@ -591,7 +591,7 @@ impl RoomTask {
                 }
                 RoomEvent::StreamUnpublished(id, reason) => {
                     // A forced unpublish is news to the owner too.
-                    let except = (*reason == EndReason::Unpublish).then_some(id);
+                    let except = (*reason == EndReason::Unpublished).then_some(id);
                     self.send_to_active(Notice::Unpublished(id.clone(), *reason), except);
                 }
                 RoomEvent::StreamChanged {

@@ -4,11 +4,12 @@
 
 use super::body::{Body, Fields, query_bool};
 use super::error::{RestError, render_errors};
-use super::ice::{IceServerRequest, check_ice_server};
 use super::recordings;
 use super::wire::{ConnectionType, WireEnum, connection_json, session_json, token_json};
+use crate::calls::Calls;
 use crate::config::{OPENVIDU_VERSION, Settled};
 use crate::grant::Grant;
+use crate::ice::{IceServerRequest, check_ice_server};
 use crate::room::{
     EndReason, MAX_DATA_CHARS, MediaLimits, MediaMode, OutputMode, Participant, ParticipantId,
     ParticipantState, RecordingDefaults, RecordingLayout, RecordingMode, Role, RoomError, RoomId,
@@ -34,56 +35,41 @@ pub struct RestState {
 }
 
 struct StateInner {
-    rooms: Rooms,
+    calls: Calls,
     settled: Settled,
     credentials: Vec<u8>,
-    rpc: Arc<super::rpc::RpcSessions>,
     stopping: tokio::sync::watch::Receiver<bool>,
-    media: crate::media::Media,
     recorder: Option<crate::recording::Recorder>,
 }
 
 impl RestState {
-    /// State over the live rooms and the settled configuration; `stopping` turns true when
+    /// State over the call layer and the settled configuration; `stopping` turns true when
     /// the server shuts down (long-lived connections then close).
     pub fn new(
-        rooms: Rooms,
+        calls: Calls,
         settled: Settled,
-        media: crate::media::Media,
         recorder: Option<crate::recording::Recorder>,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let credentials = format!("OPENVIDUAPP:{}", settled.secret).into_bytes();
         Self {
             inner: Arc::new(StateInner {
-                rooms,
+                calls,
                 settled,
                 credentials,
-                rpc: Arc::default(),
                 stopping,
-                media,
                 recorder,
             }),
         }
     }
 
     pub(super) fn rooms(&self) -> &Rooms {
-        &self.inner.rooms
+        self.inner.calls.rooms()
     }
 
-    /// The live rooms (a cheap clone, for tasks that outlive a request).
-    pub(super) fn rooms_handle(&self) -> Rooms {
-        self.inner.rooms.clone()
-    }
-
-    /// The configuration as given.
-    pub(super) fn config(&self) -> &crate::config::Config {
-        &self.inner.settled.config
-    }
-
-    /// Makes peer connections.
-    pub(super) fn media(&self) -> &crate::media::Media {
-        &self.inner.media
+    /// The call layer every flow goes through.
+    pub(super) fn calls(&self) -> &Calls {
+        &self.inner.calls
     }
 
     /// The recordings, when the recording module is on.
@@ -94,11 +80,6 @@ impl RestState {
     /// Turns true when the server shuts down.
     pub(super) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
         self.inner.stopping.clone()
-    }
-
-    /// The JSON-RPC sessions of joined participants.
-    pub(super) fn rpc_sessions(&self) -> Arc<super::rpc::RpcSessions> {
-        self.inner.rpc.clone()
     }
 
     pub(super) fn settled(&self) -> &Settled {
@@ -194,7 +175,7 @@ pub fn router(state: RestState) -> Router {
     }
     // Recorded files: public when OPENVIDU_RECORDING_PUBLIC_ACCESS says so.
     let files = "/openvidu/recordings/{recording}/{file}";
-    if state.config().recording_public_access {
+    if state.settled().config.recording_public_access {
         public = public.route(files, get(recordings::file));
     } else {
         protected = protected.route(files, get(recordings::file));
@@ -475,7 +456,7 @@ async fn close_session(
 ) -> Rest<StatusCode> {
     let h = handle(&s, &session)?;
     s.rooms()
-        .close(&h, EndReason::SessionClosedByServer)
+        .close(&h, EndReason::ClosedByApi)
         .await
         .map_err(|e| rooms_error(&session, e))?;
     Ok(StatusCode::NO_CONTENT)
@@ -734,7 +715,7 @@ async fn delete_connection(
 ) -> Rest<StatusCode> {
     let h = handle_400(&s, &session)?;
     s.rooms()
-        .remove(&h, &connection, EndReason::ForceDisconnectByServer)
+        .remove(&h, &connection, EndReason::EvictedByApi)
         .await
         .map_err(|e| rooms_error(&session, e))?;
     Ok(StatusCode::NO_CONTENT)
@@ -755,7 +736,7 @@ async fn delete_stream(
     };
     let owner = room.publisher_of(&stream).ok_or_else(not_found)?.id.clone();
     match h
-        .unpublish(owner.as_str(), EndReason::ForceUnpublishByServer)
+        .unpublish(owner.as_str(), EndReason::UnpublishedByApi)
         .await
     {
         Ok(Ok(())) => Ok(StatusCode::NO_CONTENT),

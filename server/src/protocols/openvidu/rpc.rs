@@ -5,20 +5,19 @@
 //! the SFU layer serves them.
 
 use super::rest::RestState;
-use crate::media::{Answer, VideoChoice};
+use crate::calls::{Admission, CallError, Member};
+use crate::media::Answer;
 use crate::room::{
-    ActiveInfo, EndReason, MediaError as RoomMediaError, Participant, ParticipantId, Role,
-    StreamInfo, VideoCodec,
+    ActiveInfo, MediaError as RoomMediaError, Participant, RoomId, SignalError, StreamInfo,
 };
-use crate::rooms::{AdmitError, Notice, RoomHandle, SINK_CAPACITY, SignalRequest};
+use crate::rooms::{AdmitError, Notice, SINK_CAPACITY, SignalRequest};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// The largest frame accepted from a client (SDP offers are a few KiB).
@@ -34,33 +33,6 @@ pub const RATE_BURST: f64 = 200.0;
 
 /// The version reported to browsers (they compare it with their own).
 const VERSION: &str = "2.32.2";
-
-/// Which participant a JSON-RPC session id stands for, across sockets.
-#[derive(Clone)]
-struct Binding {
-    room: RoomHandle,
-    participant: ParticipantId,
-    /// The role at join time; permission checks read the current one (`current_role`), since
-    /// the REST API may change it.
-    role: Role,
-    /// Bumped on every socket that takes the session over, so a stale grace timer knows.
-    epoch: u64,
-}
-
-/// The JSON-RPC sessions of joined participants, keyed by the id given in `joinRoom`.
-#[derive(Default)]
-pub struct RpcSessions {
-    bindings: Mutex<HashMap<String, Binding>>,
-}
-
-impl RpcSessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Binding>> {
-        // Every critical section is one map call; a panic cannot leave it half-changed.
-        self.bindings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
 
 /// `GET /openvidu`: the WebSocket upgrade.
 pub async fn upgrade(
@@ -87,9 +59,12 @@ pub async fn upgrade(
         })
 }
 
+/// The participant this socket speaks for: its JSON-RPC session id (the key it is resumed
+/// by) and the epoch at which this socket took it over.
 struct Joined {
     rpc_id: String,
-    binding: Binding,
+    member: Member,
+    epoch: u64,
 }
 
 struct Connection {
@@ -182,46 +157,25 @@ fn stream_id(type_of_video: Option<&str>, connection: &str) -> String {
     )
 }
 
-/// The video codec a room forwards: its forced codec; VP8 when it forces none, since an SFU
-/// that does not transcode needs every peer to agree on one.
-async fn video_choice(room: &RoomHandle) -> VideoChoice {
-    room.snapshot(false)
-        .await
-        .map_or(VideoChoice::Vp8, |r| room_video(&r))
-}
-
-/// `video_choice` of a room at hand.
-pub(super) fn room_video(room: &crate::room::Room) -> VideoChoice {
-    match room.options().forced_video_codec {
-        VideoCodec::H264 => VideoChoice::H264,
-        VideoCodec::Vp9 => VideoChoice::Vp9,
-        _ => VideoChoice::Vp8,
+/// The one table from call-layer failures to OpenVidu's JSON-RPC error codes.
+fn call_error(e: CallError) -> RpcError {
+    match e {
+        CallError::RoomGone => RpcError(202, "session closed".into()),
+        CallError::RoleForbids(role) => {
+            RpcError(401, format!("the role {role:?} does not allow this"))
+        }
+        CallError::Room(e) => media_error(e),
+        CallError::Negotiation(m) => RpcError(302, m),
+        CallError::NoEndpoint(_) | CallError::NotInRoom(_) | CallError::Rooms(_) => {
+            RpcError(102, e.to_string())
+        }
+        CallError::StreamNotPublished(_) => RpcError(105, e.to_string()),
+        CallError::Signal(e) => signal_error(&e),
     }
 }
 
-/// The most video kbps the server takes from this participant's publisher: its
-/// `kurentoOptions.videoMaxRecvBandwidth`, else OPENVIDU_STREAMS_VIDEO_MAX_RECV_BANDWIDTH;
-/// `None` when that is 0 (unlimited).
-async fn publish_cap(binding: &Binding, default_kbps: u32) -> Option<u32> {
-    let own = binding.room.snapshot(false).await.ok().and_then(|r| {
-        r.participant(binding.participant.as_str())
-            .and_then(|p| p.limits.as_ref().and_then(|l| l.video_max_recv_kbps))
-    });
-    let kbps = own.map_or(default_kbps, |k| {
-        u32::try_from(k.max(0)).unwrap_or(u32::MAX)
-    });
-    (kbps > 0).then_some(kbps)
-}
-
-/// The participant's role now (the REST API may have changed it since the join).
-async fn current_role(binding: &Binding) -> Role {
-    binding
-        .room
-        .snapshot(false)
-        .await
-        .ok()
-        .and_then(|r| r.participant(binding.participant.as_str()).map(|p| p.role))
-        .unwrap_or(binding.role)
+fn signal_error(e: &SignalError) -> RpcError {
+    RpcError(601, e.to_string())
 }
 
 fn media_error(e: RoomMediaError) -> RpcError {
@@ -336,35 +290,14 @@ impl Connection {
         true
     }
 
-    /// The socket is gone while its participant is still in the room: keep it for a
-    /// reconnect, and evict it with `networkDisconnect` when none comes.
+    /// The socket is gone while its participant is still in the room: the call layer keeps
+    /// it for a reconnect.
     fn hang_up(&mut self) {
-        let Some(joined) = self.joined.take() else {
-            return;
-        };
-        let sessions = self.state.rpc_sessions();
-        let rooms = self.state.rooms_handle();
-        let epoch = joined.binding.epoch;
-        let grace = Duration::from_secs(self.state.config().reconnect_grace);
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            let binding = {
-                let mut map = sessions.lock();
-                match map.get(&joined.rpc_id) {
-                    Some(b) if b.epoch == epoch => map.remove(&joined.rpc_id),
-                    _ => None,
-                }
-            };
-            if let Some(b) = binding {
-                let _ = rooms
-                    .remove(
-                        &b.room,
-                        b.participant.as_str(),
-                        EndReason::NetworkDisconnect,
-                    )
-                    .await;
-            }
-        });
+        if let Some(joined) = self.joined.take() {
+            self.state
+                .calls()
+                .connection_lost(joined.rpc_id, joined.epoch);
+        }
     }
 
     fn render(&mut self, notice: &Notice) -> String {
@@ -378,11 +311,11 @@ impl Connection {
                 let me = self
                     .joined
                     .as_ref()
-                    .is_some_and(|j| &j.binding.participant == id);
+                    .is_some_and(|j| &j.member.participant == id);
                 if me {
                     // Put out: the browser closes the socket itself; nothing to resume.
                     if let Some(j) = self.joined.take() {
-                        self.state.rpc_sessions().lock().remove(&j.rpc_id);
+                        self.state.calls().forget(&j.rpc_id);
                     }
                     self.notices = None;
                 }
@@ -431,7 +364,8 @@ impl Connection {
             }
             Notice::RecordingStopped { id, name, reason } => notification(
                 "recordingStopped",
-                json!({ "id": id, "name": name, "reason": reason }),
+                json!({ "id": id, "name": name,
+                        "reason": reason.map(super::wire::stop_reason_name).unwrap_or_default() }),
             ),
             Notice::Signal { from, kind, data } => {
                 let mut params = Map::new();
@@ -536,48 +470,36 @@ impl Connection {
                 format!("'{method}' needs a joined session: call joinRoom first"),
             ));
         };
-        let binding = joined.binding.clone();
+        let m = joined.member.clone();
+        let calls = self.state.calls();
         match method {
-            "leaveRoom" => self.leave_room(&binding).await,
-            "sendMessage" => self.send_message(&binding, params).await,
-            "forceDisconnect" => self.force_disconnect(&binding, params).await,
-            "forceUnpublish" => {
-                if !current_role(&binding).await.can_moderate() {
-                    return Err(RpcError(
-                        401,
-                        "only a MODERATOR may force an unpublish".into(),
-                    ));
-                }
-                let stream = str_param(params, "streamId")?;
-                let owner = binding
-                    .room
-                    .snapshot(false)
+            "leaveRoom" => self.leave_room(&m).await,
+            "sendMessage" => self.send_message(&m, params).await,
+            "forceDisconnect" => {
+                let target = str_param(params, "connectionId")?;
+                calls
+                    .force_disconnect(&m, target)
                     .await
-                    .ok()
-                    .and_then(|r| r.publisher_of(stream).map(|p| p.id.clone()))
-                    .ok_or_else(|| RpcError(105, format!("stream '{stream}' is not published")))?;
-                binding
-                    .room
-                    .unpublish(owner.as_str(), EndReason::ForceUnpublishByUser)
-                    .await
-                    .map_err(|_| RpcError(202, "session closed".into()))?
-                    .map_err(media_error)?;
+                    .map_err(call_error)?;
                 Ok(Map::new())
             }
-            "publishVideo" => self.publish_video(&binding, params).await,
-            "receiveVideoFrom" => self.receive_video_from(&binding, params).await,
+            "forceUnpublish" => {
+                let stream = str_param(params, "streamId")?;
+                calls
+                    .force_unpublish(&m, stream)
+                    .await
+                    .map_err(call_error)?;
+                Ok(Map::new())
+            }
+            "publishVideo" => self.publish_video(&m, params).await,
+            "receiveVideoFrom" => self.receive_video_from(&m, params).await,
             "prepareReceiveVideoFrom" => Err(RpcError(
                 400,
                 "this server answers subscriptions offered by the browser (mediaServer kurento)"
                     .into(),
             )),
             "unpublishVideo" => {
-                binding
-                    .room
-                    .unpublish(binding.participant.as_str(), EndReason::Unpublish)
-                    .await
-                    .map_err(|_| RpcError(202, "session closed".into()))?
-                    .map_err(media_error)?;
+                calls.unpublish(&m).await.map_err(call_error)?;
                 Ok(Map::new())
             }
             "streamPropertyChanged" => {
@@ -604,28 +526,16 @@ impl Connection {
                     Some(other) => other.to_string(),
                     None => return Err(RpcError(-32602, "parameter 'newValue' is missing".into())),
                 };
-                binding
-                    .room
-                    .change_stream(
-                        binding.participant.as_str(),
-                        property,
-                        value,
-                        reason.to_owned(),
-                    )
+                calls
+                    .change_stream(&m, property, value, reason.to_owned())
                     .await
-                    .map_err(|_| RpcError(202, "session closed".into()))?
-                    .map_err(media_error)?;
+                    .map_err(call_error)?;
                 Ok(Map::new())
             }
-            "reconnectStream" => self.reconnect_stream(&binding, params).await,
+            "reconnectStream" => self.reconnect_stream(&m, params).await,
             "unsubscribeFromVideo" => {
                 let sender = str_param(params, "sender")?;
-                binding
-                    .room
-                    .unsubscribe(binding.participant.as_str(), sender)
-                    .await
-                    .map_err(|_| RpcError(202, "session closed".into()))?
-                    .map_err(media_error)?;
+                calls.unsubscribe(&m, sender).await.map_err(call_error)?;
                 Ok(Map::new())
             }
             "onIceCandidate" => {
@@ -642,16 +552,10 @@ impl Connection {
                     .get("sdpMLineIndex")
                     .and_then(Value::as_u64)
                     .and_then(|i| u16::try_from(i).ok());
-                let endpoint = binding
-                    .room
-                    .endpoint_for(binding.participant.as_str(), name)
+                calls
+                    .add_candidate(&m, name, candidate.to_owned(), mid, index)
                     .await
-                    .map_err(|_| RpcError(202, "session closed".into()))?
-                    .ok_or_else(|| RpcError(102, format!("no media endpoint for '{name}'")))?;
-                endpoint
-                    .add_candidate(candidate.to_owned(), mid, index)
-                    .await
-                    .map_err(|e| RpcError(302, e.to_string()))?;
+                    .map_err(call_error)?;
                 Ok(Map::new())
             }
             "videoData" | "echo" => Ok(Map::new()),
@@ -709,8 +613,9 @@ impl Connection {
             subscriptions: Vec::new(),
         };
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
-        let rooms = self.state.rooms_handle();
-        let (room, me, others) = match rooms.admit(session, jwt, info, Some(tx)).await {
+        let calls = self.state.calls();
+        let room = RoomId::new(session);
+        let (member, me, others) = match calls.join(&room, Admission::Signed(jwt), info, tx).await {
             Ok(admitted) => admitted,
             Err(AdmitError::RoomNotFound) => {
                 return Err(RpcError(202, format!("Session {session} not found")));
@@ -726,20 +631,12 @@ impl Connection {
             Err(_) => return Err(invalid()),
         };
         let rpc_id = rpc_session_id();
-        let binding = Binding {
-            room,
-            participant: me.id.clone(),
-            role: me.role,
-            epoch: 0,
-        };
-        self.state
-            .rpc_sessions()
-            .lock()
-            .insert(rpc_id.clone(), binding.clone());
+        calls.keep_resumable(&rpc_id, &member);
         self.notices = Some(rx);
         self.joined = Some(Joined {
             rpc_id: rpc_id.clone(),
-            binding,
+            member,
+            epoch: 0,
         });
         let mut result = obj(json!({
             "id": me.id.as_str(),
@@ -767,52 +664,30 @@ impl Connection {
 
     async fn connect(&mut self, params: &Value) -> Reply {
         let rpc_id = str_param(params, "sessionId")?.to_owned();
-        let sessions = self.state.rpc_sessions();
-        let taken = {
-            let mut map = sessions.lock();
-            map.get_mut(&rpc_id).map(|b| {
-                b.epoch += 1;
-                b.clone()
-            })
-        };
-        let Some(binding) = taken else {
+        let (tx, rx) = mpsc::channel(SINK_CAPACITY);
+        let Some((member, epoch)) = self.state.calls().resume(&rpc_id, tx).await else {
             return Err(RpcError(40007, "reconnection error".into()));
         };
-        let (tx, rx) = mpsc::channel(SINK_CAPACITY);
-        match binding.room.attach(binding.participant.as_str(), tx).await {
-            Ok(true) => {}
-            _ => {
-                self.state.rpc_sessions().lock().remove(&rpc_id);
-                return Err(RpcError(40007, "reconnection error".into()));
-            }
-        }
         self.notices = Some(rx);
         self.joined = Some(Joined {
             rpc_id: rpc_id.clone(),
-            binding,
+            member,
+            epoch,
         });
         Ok(obj(
             json!({ "value": "reconnection successful", "sessionId": rpc_id }),
         ))
     }
 
-    async fn leave_room(&mut self, binding: &Binding) -> Reply {
-        let result = self
-            .state
-            .rooms_handle()
-            .remove(
-                &binding.room,
-                binding.participant.as_str(),
-                EndReason::Disconnect,
-            )
-            .await;
+    async fn leave_room(&mut self, m: &Member) -> Reply {
+        let result = self.state.calls().leave(m).await;
         let rpc_id = self.joined.take().map(|j| j.rpc_id);
         if let Some(id) = &rpc_id {
-            self.state.rpc_sessions().lock().remove(id);
+            self.state.calls().forget(id);
         }
         self.notices = None;
         match result {
-            Ok(_) => Ok(match rpc_id {
+            Ok(()) => Ok(match rpc_id {
                 Some(id) => obj(json!({ "sessionId": id })),
                 None => Map::new(),
             }),
@@ -820,7 +695,7 @@ impl Connection {
         }
     }
 
-    async fn send_message(&mut self, binding: &Binding, params: &Value) -> Reply {
+    async fn send_message(&mut self, m: &Member, params: &Value) -> Reply {
         let inner = str_param(params, "message")?;
         let message: Value = serde_json::from_str(inner)
             .map_err(|e| RpcError(600, format!("message is not JSON: {e}")))?;
@@ -858,22 +733,20 @@ impl Connection {
             .unwrap_or_default()
             .to_owned();
         let request = SignalRequest {
-            from: Some(binding.participant.clone()),
+            from: Some(m.participant.clone()),
             to,
             kind: Some(kind),
             data: Some(data),
         };
-        match binding.room.signal(request).await {
-            Ok(Ok(_)) => Ok(Map::new()),
-            Ok(Err(e)) => Err(RpcError(601, e.to_string())),
-            Err(_) => Err(RpcError(202, "session closed".into())),
-        }
+        self.state
+            .calls()
+            .signal(m, request)
+            .await
+            .map_err(call_error)?;
+        Ok(Map::new())
     }
 
-    async fn publish_video(&mut self, binding: &Binding, params: &Value) -> Reply {
-        if !current_role(binding).await.can_publish() {
-            return Err(RpcError(401, "a SUBSCRIBER may not publish".into()));
-        }
+    async fn publish_video(&mut self, m: &Member, params: &Value) -> Reply {
         let offer = str_param(params, "sdpOffer")?.to_owned();
         if params.get("doLoopback").and_then(Value::as_bool) == Some(true) {
             return Err(RpcError(302, "loopback publishing is not supported".into()));
@@ -888,7 +761,7 @@ impl Connection {
             } else {
                 None
             },
-            binding.participant.as_str(),
+            m.participant.as_str(),
         );
         let stream = StreamInfo {
             id: id.clone(),
@@ -909,20 +782,13 @@ impl Connection {
                 .to_owned(),
         };
         let created_at = stream.created_at;
-        let (endpoint, out, mut answer) = self
+        let answer = self
             .state
-            .media()
-            .publish(offer, video_choice(&binding.room).await)
+            .calls()
+            .publish(m, stream, offer)
             .await
-            .map_err(|e| RpcError(302, e.to_string()))?;
-        self.cap(binding, &mut answer).await;
-        binding
-            .room
-            .publish(binding.participant.as_str(), stream, endpoint, out)
-            .await
-            .map_err(|_| RpcError(202, "session closed".into()))?
-            .map_err(media_error)?;
-        self.trickle(binding.participant.as_str(), &id, &answer);
+            .map_err(call_error)?;
+        self.trickle(m.participant.as_str(), &id, &answer);
         Ok(obj(
             json!({ "sdpAnswer": answer.sdp, "id": id, "createdAt": created_at }),
         ))
@@ -930,15 +796,18 @@ impl Connection {
 
     /// A new peer connection for a stream whose media failed: the caller's own stream (a new
     /// publisher connection feeding the same subscribers), or one it receives.
-    async fn reconnect_stream(&mut self, binding: &Binding, params: &Value) -> Reply {
+    async fn reconnect_stream(&mut self, m: &Member, params: &Value) -> Reply {
         let stream = str_param(params, "stream")?.to_owned();
-        let own = binding
-            .room
-            .published_stream(binding.participant.as_str())
-            .await
-            .map_err(|_| RpcError(202, "session closed".into()))?
-            .filter(|(info, _)| info.id == stream);
-        let Some((info, out)) = own else {
+        let own = match params.get("sdpString").and_then(Value::as_str) {
+            Some(offer) => self
+                .state
+                .calls()
+                .republish(m, &stream, offer.to_owned())
+                .await
+                .map_err(call_error)?,
+            None => None,
+        };
+        let Some((info, answer)) = own else {
             let offer = params.get("sdpOffer").cloned().ok_or_else(|| {
                 RpcError(
                     -32602,
@@ -946,28 +815,16 @@ impl Connection {
                 )
             })?;
             return self
-                .receive_video_from(binding, &json!({ "sender": stream, "sdpOffer": offer }))
+                .receive_video_from(m, &json!({ "sender": stream, "sdpOffer": offer }))
                 .await;
         };
-        let offer = str_param(params, "sdpString")?.to_owned();
-        let (endpoint, mut answer) = self
-            .state
-            .media()
-            .republish(&out, offer, video_choice(&binding.room).await)
-            .await
-            .map_err(|e| RpcError(302, e.to_string()))?;
-        self.cap(binding, &mut answer).await;
-        binding
-            .room
-            .replace_publisher(binding.participant.as_str(), endpoint)
-            .await;
-        self.trickle(binding.participant.as_str(), &info.id, &answer);
+        self.trickle(m.participant.as_str(), &info.id, &answer);
         Ok(obj(
             json!({ "sdpAnswer": answer.sdp, "id": info.id, "createdAt": info.created_at }),
         ))
     }
 
-    async fn receive_video_from(&mut self, binding: &Binding, params: &Value) -> Reply {
+    async fn receive_video_from(&mut self, m: &Member, params: &Value) -> Reply {
         let sender = str_param(params, "sender")?;
         let offer = params
             .get("sdpOffer")
@@ -979,36 +836,18 @@ impl Connection {
                 )
             })?
             .to_owned();
-        let (publisher, out) = binding
-            .room
-            .prepare_subscribe(binding.participant.as_str(), sender, crate::rooms::now_ms())
-            .await
-            .map_err(|_| RpcError(202, "session closed".into()))?
-            .map_err(media_error)?;
-        let (endpoint, answer) = self
+        let (publisher, answer) = self
             .state
-            .media()
-            .subscribe(&out, offer, video_choice(&binding.room).await)
+            .calls()
+            .subscribe(m, sender, offer)
             .await
-            .map_err(|e| RpcError(302, e.to_string()))?;
+            .map_err(call_error)?;
         self.trickle(
             publisher.as_str(),
-            &format!("{}_{sender}", binding.participant.as_str()),
+            &format!("{}_{sender}", m.participant.as_str()),
             &answer,
         );
-        binding
-            .room
-            .attach_subscriber(binding.participant.as_str(), publisher, endpoint)
-            .await;
         Ok(obj(json!({ "sdpAnswer": answer.sdp })))
-    }
-
-    /// Caps the video a publisher sends at its receive limit (see `publish_cap`).
-    async fn cap(&self, binding: &Binding, answer: &mut Answer) {
-        let default = self.state.settled().config.video_max_recv_bandwidth;
-        if let Some(kbps) = publish_cap(binding, default).await {
-            answer.sdp = crate::media::cap_video_bitrate(&answer.sdp, kbps);
-        }
     }
 
     /// Queues the server's candidates of a new peer connection as `iceCandidate`
@@ -1027,36 +866,6 @@ impl Connection {
                 }),
             ));
         }
-    }
-
-    async fn force_disconnect(&mut self, binding: &Binding, params: &Value) -> Reply {
-        if !current_role(binding).await.can_moderate() {
-            return Err(RpcError(
-                401,
-                "only a MODERATOR may force a disconnect".into(),
-            ));
-        }
-        let target = str_param(params, "connectionId")?;
-        let active = matches!(
-            binding
-                .room
-                .snapshot(false)
-                .await
-                .map(|r| r.participant(target).is_some()),
-            Ok(true)
-        );
-        if !active {
-            return Err(RpcError(
-                102,
-                format!("connection '{target}' is not in the session"),
-            ));
-        }
-        self.state
-            .rooms_handle()
-            .remove(&binding.room, target, EndReason::ForceDisconnectByUser)
-            .await
-            .map_err(|e| RpcError(102, e.to_string()))?;
-        Ok(Map::new())
     }
 }
 

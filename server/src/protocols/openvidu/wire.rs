@@ -1,45 +1,15 @@
 //! OpenVidu's JSON: enum spellings, and the Session, Connection and Token documents built
 //! from core state with exactly the keys OpenVidu 2.32 writes.
 
+use crate::recording::StopReason;
 use crate::room::{
     EndReason, MediaLimits, MediaMode, OutputMode, Participant, ParticipantState,
     RecordingDefaults, RecordingLayout, RecordingMode, Role, Room, VideoCodec,
 };
 use serde_json::{Map, Value, json};
 
-/// An enum with fixed wire spellings.
-pub trait WireEnum: Sized + Copy + PartialEq + 'static {
-    /// Every value with its spelling.
-    const TABLE: &'static [(&'static str, Self)];
-
-    /// The value spelled exactly `text`.
-    fn parse(text: &str) -> Option<Self> {
-        Self::TABLE
-            .iter()
-            .find(|(n, _)| *n == text)
-            .map(|(_, v)| *v)
-    }
-    /// The spelling of a value.
-    fn name(self) -> &'static str {
-        Self::TABLE
-            .iter()
-            .find(|(_, v)| *v == self)
-            .map(|(n, _)| *n)
-            .expect("every value is in its table")
-    }
-    /// Every spelling.
-    fn names() -> Vec<&'static str> {
-        Self::TABLE.iter().map(|(n, _)| *n).collect()
-    }
-}
-
-macro_rules! wire_enum {
-    ($t:ty { $($name:literal => $v:expr),+ $(,)? }) => {
-        impl WireEnum for $t {
-            const TABLE: &'static [(&'static str, Self)] = &[$(($name, $v)),+];
-        }
-    };
-}
+pub use crate::spelling::WireEnum;
+use crate::wire_enum;
 
 wire_enum!(MediaMode { "ROUTED" => MediaMode::Routed, "RELAYED" => MediaMode::Relayed });
 wire_enum!(RecordingMode { "ALWAYS" => RecordingMode::Always, "MANUAL" => RecordingMode::Manual });
@@ -78,11 +48,6 @@ pub enum ConnectionType {
     Ipcam,
 }
 wire_enum!(ConnectionType { "WEBRTC" => ConnectionType::Webrtc, "IPCAM" => ConnectionType::Ipcam });
-
-/// Parses a video codec name as the configuration gives it.
-pub fn parse_video_codec(text: &str) -> Option<VideoCodec> {
-    VideoCodec::parse(text)
-}
 
 /// `defaultRecordingProperties`: only the keys that apply to its mode.
 pub fn recording_defaults_json(d: &RecordingDefaults) -> Value {
@@ -288,17 +253,29 @@ pub fn token_json(session_id: &str, p: &Participant) -> Value {
 /// The name OpenVidu gives an end reason, in notifications and events.
 pub fn reason_name(r: EndReason) -> &'static str {
     match r {
-        EndReason::Disconnect => "disconnect",
-        EndReason::ForceDisconnectByUser => "forceDisconnectByUser",
-        EndReason::ForceDisconnectByServer => "forceDisconnectByServer",
+        EndReason::Left => "disconnect",
+        EndReason::EvictedByModerator => "forceDisconnectByUser",
+        EndReason::EvictedByApi => "forceDisconnectByServer",
         EndReason::LastParticipantLeft => "lastParticipantLeft",
-        EndReason::SessionClosedByServer => "sessionClosedByServer",
-        EndReason::NetworkDisconnect => "networkDisconnect",
+        EndReason::ClosedByApi => "sessionClosedByServer",
+        EndReason::ConnectionLost => "networkDisconnect",
         EndReason::ServerStopped => "openviduServerStopped",
-        EndReason::Unpublish => "unpublish",
-        EndReason::ForceUnpublishByUser => "forceUnpublishByUser",
-        EndReason::ForceUnpublishByServer => "forceUnpublishByServer",
-        EndReason::AutomaticStop => "automaticStop",
+        EndReason::Unpublished => "unpublish",
+        EndReason::UnpublishedByModerator => "forceUnpublishByUser",
+        EndReason::UnpublishedByApi => "forceUnpublishByServer",
+        EndReason::RecordingEnded => "automaticStop",
+    }
+}
+
+/// OpenVidu's name of why a recording stopped.
+pub fn stop_reason_name(r: StopReason) -> &'static str {
+    match r {
+        StopReason::StoppedByServer => "recordingStoppedByServer",
+        StopReason::AutomaticStop => "automaticStop",
+        StopReason::LastParticipantLeft => "lastParticipantLeft",
+        StopReason::SessionClosedByServer => "sessionClosedByServer",
+        StopReason::ServerStopped => "openviduServerStopped",
+        StopReason::NodeCrashed => "nodeCrashed",
     }
 }
 

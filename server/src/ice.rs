@@ -1,6 +1,6 @@
-//! ICE servers as OpenVidu accepts them: in a connection's `customIceServers` and in
-//! `OPENVIDU_WEBRTC_ICE_SERVERS`, with the same checks, and TURN credentials minted from a
-//! static auth secret.
+//! STUN and TURN servers handed to participants: the checks a server given by an API call or
+//! by the configuration must pass (as OpenVidu checks `customIceServers` and
+//! `OPENVIDU_WEBRTC_ICE_SERVERS`), and TURN credentials minted from a static auth secret.
 
 use crate::room::IceServer;
 use base64::Engine;

@@ -1,0 +1,471 @@
+//! The call layer: everything a user would call "the server", written once for every door.
+//!
+//! A door (OpenVidu's JSON-RPC and REST, later Janus and OpenTok) translates its wire
+//! protocol into calls on [`Calls`] and renders what comes back; it decides nothing. This
+//! layer owns the call flows: admission (a signed grant, or a door's own rule), publish,
+//! subscribe, unpublish, unsubscribe, reconnecting a stream, changing a stream's properties,
+//! moderation, signals, and keeping a participant through a dropped connection. It also owns
+//! the media policies those flows apply: the room's one video codec and the bitrate caps.
+//!
+//! Layer rule: `calls` names no door and no wire format; doors import it, never the other way
+//! round. It reaches the room through `rooms` and media through `media`.
+//!
+//! Invariant most likely to be broken: a flow that asks the media loop for an endpoint hands
+//! it to the room task (or drops it) before returning, so a failed or abandoned call leaves no
+//! peer connection behind.
+
+pub mod recording;
+
+use crate::media::{Answer, Endpoint, Media, VideoChoice};
+use crate::room::{
+    ActiveInfo, EndReason, MediaError as RoomMediaError, Participant, ParticipantId, Role, Room,
+    RoomId, StreamInfo, VideoCodec,
+};
+use crate::rooms::{AdmitError, RoomHandle, Rooms, SignalRequest, Sink};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The media policies every door's flows apply.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// The most video kbps the server takes from a publisher unless its grant says
+    /// otherwise; 0 = unlimited.
+    pub default_max_recv_kbps: u32,
+    /// How long a participant whose connection dropped stays in its room for a resume.
+    pub reconnect_grace: Duration,
+}
+
+/// A call that cannot be carried out, in the call layer's words; each door maps these to
+/// its own error codes in one table.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The room closed, or never existed.
+    #[error("the room is closed")]
+    RoomGone,
+    /// The participant's role does not allow the call.
+    #[error("the role {0:?} does not allow this")]
+    RoleForbids(Role),
+    /// The room refused the media command.
+    #[error(transparent)]
+    Room(#[from] RoomMediaError),
+    /// The media stack could not negotiate (bad SDP, a stack failure).
+    #[error("{0}")]
+    Negotiation(String),
+    /// No peer connection answers to that name.
+    #[error("no media endpoint for '{0}'")]
+    NoEndpoint(String),
+    /// The participant named is not in the room.
+    #[error("participant '{0}' is not in the room")]
+    NotInRoom(String),
+    /// No stream of that id is published in the room.
+    #[error("stream '{0}' is not published")]
+    StreamNotPublished(String),
+    /// The room or the store refused the change.
+    #[error(transparent)]
+    Rooms(#[from] crate::rooms::RoomsError),
+    /// The signal cannot be sent.
+    #[error(transparent)]
+    Signal(#[from] crate::room::SignalError),
+}
+
+impl From<crate::rooms::RoomGone> for CallError {
+    fn from(_: crate::rooms::RoomGone) -> Self {
+        CallError::RoomGone
+    }
+}
+
+impl From<crate::media::MediaError> for CallError {
+    fn from(e: crate::media::MediaError) -> Self {
+        CallError::Negotiation(e.to_string())
+    }
+}
+
+/// How a participant gets into a room: the protocol-neutral admission call takes one.
+pub enum Admission<'a> {
+    /// A grant signed by this server (carried in a token a backend obtained).
+    Signed(&'a str),
+}
+
+/// A participant in a room, as a door holds it: which room, who.
+#[derive(Clone)]
+pub struct Member {
+    /// The room.
+    pub room: RoomHandle,
+    /// The participant.
+    pub participant: ParticipantId,
+    /// Its role at join time; permission checks read the current one, since the REST API
+    /// may change it.
+    pub role: Role,
+}
+
+/// Where a participant stands across connections: bumped each time a connection takes it
+/// over, so that the grace timer of an older connection knows it lost.
+struct Resumable {
+    member: Member,
+    epoch: u64,
+}
+
+/// The protocol-neutral server: rooms, media and the policies (cheap to clone).
+#[derive(Clone)]
+pub struct Calls {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rooms: Rooms,
+    media: Media,
+    policy: Policy,
+    /// Joined participants a door may resume on a new connection, by the door's resume key.
+    resumable: Mutex<HashMap<String, Resumable>>,
+}
+
+/// The video codec a room forwards: its forced codec; VP8 when it forces none, since an SFU
+/// that does not transcode needs every peer to agree on one.
+pub fn room_video(room: &Room) -> VideoChoice {
+    match room.options().forced_video_codec {
+        VideoCodec::H264 => VideoChoice::H264,
+        VideoCodec::Vp9 => VideoChoice::Vp9,
+        _ => VideoChoice::Vp8,
+    }
+}
+
+impl Calls {
+    /// The call layer over `rooms` and `media` with `policy`.
+    pub fn new(rooms: Rooms, media: Media, policy: Policy) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                rooms,
+                media,
+                policy,
+                resumable: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The live rooms.
+    pub fn rooms(&self) -> &Rooms {
+        &self.inner.rooms
+    }
+
+    /// The media loop.
+    pub fn media(&self) -> &Media {
+        &self.inner.media
+    }
+
+    /// The policies applied.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    fn resumable(&self) -> std::sync::MutexGuard<'_, HashMap<String, Resumable>> {
+        // Every critical section is one map call; a panic cannot leave it half-changed.
+        self.inner
+            .resumable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Admits a client into `room`: the one admission call of every door. Notices for the
+    /// participant go to `sink`. Returns the member, the participant and the others in the
+    /// room.
+    pub async fn join(
+        &self,
+        room: &RoomId,
+        admission: Admission<'_>,
+        info: ActiveInfo,
+        sink: Sink,
+    ) -> Result<(Member, Participant, Vec<Participant>), AdmitError> {
+        let (handle, me, others) = match admission {
+            Admission::Signed(signed) => {
+                self.inner
+                    .rooms
+                    .admit(room.as_str(), signed, info, Some(sink))
+                    .await?
+            }
+        };
+        let member = Member {
+            room: handle,
+            participant: me.id.clone(),
+            role: me.role,
+        };
+        Ok((member, me, others))
+    }
+
+    /// Keeps `member` resumable under `key` (a door's own id for the joined connection).
+    pub fn keep_resumable(&self, key: &str, member: &Member) {
+        self.resumable().insert(
+            key.to_owned(),
+            Resumable {
+                member: member.clone(),
+                epoch: 0,
+            },
+        );
+    }
+
+    /// Forgets the resume key of a participant that left for good.
+    pub fn forget(&self, key: &str) {
+        self.resumable().remove(key);
+    }
+
+    /// Resumes the participant kept under `key` on a new connection whose notices go to
+    /// `sink`; `None` when there is none to resume (never kept, left, or evicted).
+    pub async fn resume(&self, key: &str, sink: Sink) -> Option<(Member, u64)> {
+        let taken = self.resumable().get_mut(key).map(|r| {
+            r.epoch += 1;
+            (r.member.clone(), r.epoch)
+        });
+        let (member, epoch) = taken?;
+        match member.room.attach(member.participant.as_str(), sink).await {
+            Ok(true) => Some((member, epoch)),
+            _ => {
+                self.forget(key);
+                None
+            }
+        }
+    }
+
+    /// The connection of the participant kept under `key` (taken over at `epoch`) is gone:
+    /// it stays in its room for the reconnect grace, and leaves with `NetworkDisconnect` if
+    /// no connection resumes it by then.
+    pub fn connection_lost(&self, key: String, epoch: u64) {
+        let calls = self.clone();
+        let grace = self.inner.policy.reconnect_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let member = {
+                let mut map = calls.resumable();
+                match map.get(&key) {
+                    Some(r) if r.epoch == epoch => map.remove(&key).map(|r| r.member),
+                    _ => None,
+                }
+            };
+            if let Some(m) = member {
+                let _ = calls
+                    .inner
+                    .rooms
+                    .remove(&m.room, m.participant.as_str(), EndReason::ConnectionLost)
+                    .await;
+            }
+        });
+    }
+
+    /// The participant's role now (the REST API may have changed it since the join).
+    pub async fn current_role(&self, m: &Member) -> Role {
+        m.room
+            .snapshot(false)
+            .await
+            .ok()
+            .and_then(|r| r.participant(m.participant.as_str()).map(|p| p.role))
+            .unwrap_or(m.role)
+    }
+
+    async fn require(&self, m: &Member, allowed: impl Fn(Role) -> bool) -> Result<(), CallError> {
+        let role = self.current_role(m).await;
+        if allowed(role) {
+            Ok(())
+        } else {
+            Err(CallError::RoleForbids(role))
+        }
+    }
+
+    /// The participant leaves by itself.
+    pub async fn leave(&self, m: &Member) -> Result<(), CallError> {
+        self.inner
+            .rooms
+            .remove(&m.room, m.participant.as_str(), EndReason::Left)
+            .await
+            .map(|_| ())
+            .map_err(CallError::from)
+    }
+
+    /// The most video kbps the server takes from `m`'s publisher: its grant's limit, else
+    /// the policy's default; `None` when that is 0 (unlimited).
+    async fn publish_cap(&self, m: &Member) -> Option<u32> {
+        let own = m.room.snapshot(false).await.ok().and_then(|r| {
+            r.participant(m.participant.as_str())
+                .and_then(|p| p.limits.as_ref().and_then(|l| l.video_max_recv_kbps))
+        });
+        let kbps = own.map_or(self.inner.policy.default_max_recv_kbps, |k| {
+            u32::try_from(k.max(0)).unwrap_or(u32::MAX)
+        });
+        (kbps > 0).then_some(kbps)
+    }
+
+    /// Caps the video a publisher sends at its receive limit.
+    async fn cap(&self, m: &Member, answer: &mut Answer) {
+        if let Some(kbps) = self.publish_cap(m).await {
+            answer.sdp = crate::media::cap_video_bitrate(&answer.sdp, kbps);
+        }
+    }
+
+    async fn video(&self, room: &RoomHandle) -> VideoChoice {
+        room.snapshot(false)
+            .await
+            .map_or(VideoChoice::Vp8, |r| room_video(&r))
+    }
+
+    /// `m` publishes `stream`, offered by the client as `offer`: a publisher peer connection
+    /// in the room's codec, its answer capped at the participant's bitrate.
+    pub async fn publish(
+        &self,
+        m: &Member,
+        stream: StreamInfo,
+        offer: String,
+    ) -> Result<Answer, CallError> {
+        self.require(m, Role::can_publish).await?;
+        let (endpoint, out, mut answer) = self
+            .inner
+            .media
+            .publish(offer, self.video(&m.room).await)
+            .await?;
+        self.cap(m, &mut answer).await;
+        m.room
+            .publish(m.participant.as_str(), stream, endpoint, out)
+            .await??;
+        Ok(answer)
+    }
+
+    /// A new publisher peer connection for `m`'s stream `stream` whose media failed; the
+    /// subscribers keep theirs and see one continuous stream. `None` when `m` does not
+    /// publish that stream.
+    pub async fn republish(
+        &self,
+        m: &Member,
+        stream: &str,
+        offer: String,
+    ) -> Result<Option<(StreamInfo, Answer)>, CallError> {
+        let own = m
+            .room
+            .published_stream(m.participant.as_str())
+            .await?
+            .filter(|(info, _)| info.id == stream);
+        let Some((info, out)) = own else {
+            return Ok(None);
+        };
+        let (endpoint, mut answer) = self
+            .inner
+            .media
+            .republish(&out, offer, self.video(&m.room).await)
+            .await?;
+        self.cap(m, &mut answer).await;
+        m.room
+            .replace_publisher(m.participant.as_str(), endpoint)
+            .await;
+        Ok(Some((info, answer)))
+    }
+
+    /// `m` receives `stream`, the client offering `offer`; returns the publisher and the
+    /// answer. A subscription to the same publisher replaces the earlier one.
+    pub async fn subscribe(
+        &self,
+        m: &Member,
+        stream: &str,
+        offer: String,
+    ) -> Result<(ParticipantId, Answer), CallError> {
+        let (publisher, out) = m
+            .room
+            .prepare_subscribe(m.participant.as_str(), stream, crate::rooms::now_ms())
+            .await??;
+        let (endpoint, answer): (Endpoint, Answer) = self
+            .inner
+            .media
+            .subscribe(&out, offer, self.video(&m.room).await)
+            .await?;
+        m.room
+            .attach_subscriber(m.participant.as_str(), publisher.clone(), endpoint)
+            .await;
+        Ok((publisher, answer))
+    }
+
+    /// `m` stops publishing.
+    pub async fn unpublish(&self, m: &Member) -> Result<(), CallError> {
+        m.room
+            .unpublish(m.participant.as_str(), EndReason::Unpublished)
+            .await??;
+        Ok(())
+    }
+
+    /// `m` stops receiving what `publisher` publishes.
+    pub async fn unsubscribe(&self, m: &Member, publisher: &str) -> Result<(), CallError> {
+        m.room
+            .unsubscribe(m.participant.as_str(), publisher)
+            .await??;
+        Ok(())
+    }
+
+    /// `m`'s stream changed (muted, resized); the room records it and tells the others.
+    pub async fn change_stream(
+        &self,
+        m: &Member,
+        property: &str,
+        value: String,
+        reason: String,
+    ) -> Result<(), CallError> {
+        m.room
+            .change_stream(m.participant.as_str(), property, value, reason)
+            .await??;
+        Ok(())
+    }
+
+    /// A candidate the client trickled for one of `m`'s peer connections: its publisher
+    /// connection when `name` is its own id, else the one receiving publisher `name`.
+    pub async fn add_candidate(
+        &self,
+        m: &Member,
+        name: &str,
+        candidate: String,
+        mid: Option<String>,
+        index: Option<u16>,
+    ) -> Result<(), CallError> {
+        let endpoint = m
+            .room
+            .endpoint_for(m.participant.as_str(), name)
+            .await?
+            .ok_or_else(|| CallError::NoEndpoint(name.to_owned()))?;
+        endpoint.add_candidate(candidate, mid, index).await?;
+        Ok(())
+    }
+
+    /// A moderator puts `target` out of the room.
+    pub async fn force_disconnect(&self, m: &Member, target: &str) -> Result<(), CallError> {
+        self.require(m, Role::can_moderate).await?;
+        let present = matches!(
+            m.room
+                .snapshot(false)
+                .await
+                .map(|r| r.participant(target).is_some()),
+            Ok(true)
+        );
+        if !present {
+            return Err(CallError::NotInRoom(target.to_owned()));
+        }
+        self.inner
+            .rooms
+            .remove(&m.room, target, EndReason::EvictedByModerator)
+            .await?;
+        Ok(())
+    }
+
+    /// A moderator stops the stream `stream`.
+    pub async fn force_unpublish(&self, m: &Member, stream: &str) -> Result<(), CallError> {
+        self.require(m, Role::can_moderate).await?;
+        let owner = m
+            .room
+            .snapshot(false)
+            .await
+            .ok()
+            .and_then(|r| r.publisher_of(stream).map(|p| p.id.clone()))
+            .ok_or_else(|| CallError::StreamNotPublished(stream.to_owned()))?;
+        m.room
+            .unpublish(owner.as_str(), EndReason::UnpublishedByModerator)
+            .await??;
+        Ok(())
+    }
+
+    /// `m` sends a signal through its room.
+    pub async fn signal(&self, m: &Member, request: SignalRequest) -> Result<(), CallError> {
+        m.room.signal(request).await??;
+        Ok(())
+    }
+}
