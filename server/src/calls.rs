@@ -19,8 +19,9 @@ pub mod recording;
 use crate::media::{Answer, Endpoint, Media, VideoChoice};
 use crate::room::{
     ActiveInfo, EndReason, MediaError as RoomMediaError, Participant, ParticipantId, Role, Room,
-    RoomId, StreamInfo, VideoCodec,
+    RoomId, StreamChange, StreamId, StreamInfo, VideoCodec,
 };
+pub use crate::rooms::Leg;
 use crate::rooms::{AdmitError, RoomHandle, Rooms, SignalRequest, Sink};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,15 +53,15 @@ pub enum CallError {
     /// The media stack could not negotiate (bad SDP, a stack failure).
     #[error("{0}")]
     Negotiation(String),
-    /// No peer connection answers to that name.
-    #[error("no media endpoint for '{0}'")]
-    NoEndpoint(String),
+    /// The participant has no such peer connection.
+    #[error("no media endpoint for {0:?}")]
+    NoEndpoint(Leg),
     /// The participant named is not in the room.
     #[error("participant '{0}' is not in the room")]
-    NotInRoom(String),
+    NotInRoom(ParticipantId),
     /// No stream of that id is published in the room.
     #[error("stream '{0}' is not published")]
-    StreamNotPublished(String),
+    StreamNotPublished(StreamId),
     /// The room or the store refused the change.
     #[error(transparent)]
     Rooms(#[from] crate::rooms::RoomsError),
@@ -180,7 +181,7 @@ impl Calls {
             Admission::Signed(signed) => {
                 self.inner
                     .rooms
-                    .admit(room.as_str(), signed, info, Some(sink))
+                    .admit(room, signed, info, Some(sink))
                     .await?
             }
         };
@@ -216,7 +217,7 @@ impl Calls {
             (r.member.clone(), r.epoch)
         });
         let (member, epoch) = taken?;
-        match member.room.attach(member.participant.as_str(), sink).await {
+        match member.room.attach(&member.participant, sink).await {
             Ok(true) => Some((member, epoch)),
             _ => {
                 self.forget(key);
@@ -244,7 +245,7 @@ impl Calls {
                 let _ = calls
                     .inner
                     .rooms
-                    .remove(&m.room, m.participant.as_str(), EndReason::ConnectionLost)
+                    .remove(&m.room, &m.participant, EndReason::ConnectionLost)
                     .await;
             }
         });
@@ -252,12 +253,17 @@ impl Calls {
 
     /// The participant's role now (the REST API may have changed it since the join).
     pub async fn current_role(&self, m: &Member) -> Role {
+        self.participant(m).await.map_or(m.role, |p| p.role)
+    }
+
+    /// The participant as it is now (its streams, its subscriptions, its role); `None` once
+    /// it left.
+    pub async fn participant(&self, m: &Member) -> Option<Participant> {
         m.room
             .snapshot(false)
             .await
             .ok()
-            .and_then(|r| r.participant(m.participant.as_str()).map(|p| p.role))
-            .unwrap_or(m.role)
+            .and_then(|r| r.participant(&m.participant).cloned())
     }
 
     async fn require(&self, m: &Member, allowed: impl Fn(Role) -> bool) -> Result<(), CallError> {
@@ -273,7 +279,7 @@ impl Calls {
     pub async fn leave(&self, m: &Member) -> Result<(), CallError> {
         self.inner
             .rooms
-            .remove(&m.room, m.participant.as_str(), EndReason::Left)
+            .remove(&m.room, &m.participant, EndReason::Left)
             .await
             .map(|_| ())
             .map_err(CallError::from)
@@ -282,10 +288,10 @@ impl Calls {
     /// The most video kbps the server takes from `m`'s publisher: its grant's limit, else
     /// the policy's default; `None` when that is 0 (unlimited).
     async fn publish_cap(&self, m: &Member) -> Option<u32> {
-        let own = m.room.snapshot(false).await.ok().and_then(|r| {
-            r.participant(m.participant.as_str())
-                .and_then(|p| p.limits.as_ref().and_then(|l| l.video_max_recv_kbps))
-        });
+        let own = self
+            .participant(m)
+            .await
+            .and_then(|p| p.limits.and_then(|l| l.video_max_recv_kbps));
         let kbps = own.map_or(self.inner.policy.default_max_recv_kbps, |k| {
             u32::try_from(k.max(0)).unwrap_or(u32::MAX)
         });
@@ -306,12 +312,14 @@ impl Calls {
     }
 
     /// `m` publishes `stream`, offered by the client as `offer`: a publisher peer connection
-    /// in the room's codec, its answer capped at the participant's bitrate.
+    /// in the room's codec, its answer capped at the participant's bitrate. `exclusive`:
+    /// refused when `m` already publishes (a door with one stream per participant).
     pub async fn publish(
         &self,
         m: &Member,
         stream: StreamInfo,
         offer: String,
+        exclusive: bool,
     ) -> Result<Answer, CallError> {
         self.require(m, Role::can_publish).await?;
         let (endpoint, out, mut answer) = self
@@ -321,7 +329,7 @@ impl Calls {
             .await?;
         self.cap(m, &mut answer).await;
         m.room
-            .publish(m.participant.as_str(), stream, endpoint, out)
+            .publish(&m.participant, stream, exclusive, endpoint, out)
             .await??;
         Ok(answer)
     }
@@ -332,15 +340,10 @@ impl Calls {
     pub async fn republish(
         &self,
         m: &Member,
-        stream: &str,
+        stream: &StreamId,
         offer: String,
     ) -> Result<Option<(StreamInfo, Answer)>, CallError> {
-        let own = m
-            .room
-            .published_stream(m.participant.as_str())
-            .await?
-            .filter(|(info, _)| info.id == stream);
-        let Some((info, out)) = own else {
+        let Some((info, out)) = m.room.published_stream(&m.participant, stream).await? else {
             return Ok(None);
         };
         let (endpoint, mut answer) = self
@@ -349,23 +352,21 @@ impl Calls {
             .republish(&out, offer, self.video(&m.room).await)
             .await?;
         self.cap(m, &mut answer).await;
-        m.room
-            .replace_publisher(m.participant.as_str(), endpoint)
-            .await;
+        m.room.replace_publisher(stream, endpoint).await;
         Ok(Some((info, answer)))
     }
 
     /// `m` receives `stream`, the client offering `offer`; returns the publisher and the
-    /// answer. A subscription to the same publisher replaces the earlier one.
+    /// answer. A subscription to the same stream replaces the earlier one.
     pub async fn subscribe(
         &self,
         m: &Member,
-        stream: &str,
+        stream: &StreamId,
         offer: String,
     ) -> Result<(ParticipantId, Answer), CallError> {
         let (publisher, out) = m
             .room
-            .prepare_subscribe(m.participant.as_str(), stream, crate::rooms::now_ms())
+            .prepare_subscribe(&m.participant, stream, crate::rooms::now_ms())
             .await??;
         let (endpoint, answer): (Endpoint, Answer) = self
             .inner
@@ -373,62 +374,64 @@ impl Calls {
             .subscribe(&out, offer, self.video(&m.room).await)
             .await?;
         m.room
-            .attach_subscriber(m.participant.as_str(), publisher.clone(), endpoint)
+            .attach_subscriber(&m.participant, stream.clone(), endpoint)
             .await;
         Ok((publisher, answer))
     }
 
-    /// `m` stops publishing.
-    pub async fn unpublish(&self, m: &Member) -> Result<(), CallError> {
+    /// `m` stops publishing `stream`.
+    pub async fn unpublish(&self, m: &Member, stream: &StreamId) -> Result<(), CallError> {
         m.room
-            .unpublish(m.participant.as_str(), EndReason::Unpublished)
+            .unpublish(&m.participant, stream, EndReason::Unpublished)
             .await??;
         Ok(())
     }
 
-    /// `m` stops receiving what `publisher` publishes.
-    pub async fn unsubscribe(&self, m: &Member, publisher: &str) -> Result<(), CallError> {
-        m.room
-            .unsubscribe(m.participant.as_str(), publisher)
-            .await??;
+    /// `m` stops receiving `stream`.
+    pub async fn unsubscribe(&self, m: &Member, stream: &StreamId) -> Result<(), CallError> {
+        m.room.unsubscribe(&m.participant, stream).await??;
         Ok(())
     }
 
-    /// `m`'s stream changed (muted, resized); the room records it and tells the others.
+    /// `m`'s stream `stream` changed (muted, resized); the room records it and tells the
+    /// others.
     pub async fn change_stream(
         &self,
         m: &Member,
-        property: &str,
-        value: String,
+        stream: &StreamId,
+        change: StreamChange,
         reason: String,
     ) -> Result<(), CallError> {
         m.room
-            .change_stream(m.participant.as_str(), property, value, reason)
+            .change_stream(&m.participant, stream, change, reason)
             .await??;
         Ok(())
     }
 
-    /// A candidate the client trickled for one of `m`'s peer connections: its publisher
-    /// connection when `name` is its own id, else the one receiving publisher `name`.
+    /// A candidate the client trickled for one of `m`'s peer connections.
     pub async fn add_candidate(
         &self,
         m: &Member,
-        name: &str,
+        leg: Leg,
         candidate: String,
         mid: Option<String>,
         index: Option<u16>,
     ) -> Result<(), CallError> {
         let endpoint = m
             .room
-            .endpoint_for(m.participant.as_str(), name)
+            .endpoint_for(&m.participant, leg.clone())
             .await?
-            .ok_or_else(|| CallError::NoEndpoint(name.to_owned()))?;
+            .ok_or(CallError::NoEndpoint(leg))?;
         endpoint.add_candidate(candidate, mid, index).await?;
         Ok(())
     }
 
     /// A moderator puts `target` out of the room.
-    pub async fn force_disconnect(&self, m: &Member, target: &str) -> Result<(), CallError> {
+    pub async fn force_disconnect(
+        &self,
+        m: &Member,
+        target: &ParticipantId,
+    ) -> Result<(), CallError> {
         self.require(m, Role::can_moderate).await?;
         let present = matches!(
             m.room
@@ -438,7 +441,7 @@ impl Calls {
             Ok(true)
         );
         if !present {
-            return Err(CallError::NotInRoom(target.to_owned()));
+            return Err(CallError::NotInRoom(target.clone()));
         }
         self.inner
             .rooms
@@ -448,7 +451,7 @@ impl Calls {
     }
 
     /// A moderator stops the stream `stream`.
-    pub async fn force_unpublish(&self, m: &Member, stream: &str) -> Result<(), CallError> {
+    pub async fn force_unpublish(&self, m: &Member, stream: &StreamId) -> Result<(), CallError> {
         self.require(m, Role::can_moderate).await?;
         let owner = m
             .room
@@ -456,9 +459,9 @@ impl Calls {
             .await
             .ok()
             .and_then(|r| r.publisher_of(stream).map(|p| p.id.clone()))
-            .ok_or_else(|| CallError::StreamNotPublished(stream.to_owned()))?;
+            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))?;
         m.room
-            .unpublish(owner.as_str(), EndReason::UnpublishedByModerator)
+            .unpublish(&owner, stream, EndReason::UnpublishedByModerator)
             .await??;
         Ok(())
     }

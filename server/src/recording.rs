@@ -283,12 +283,6 @@ fn plain_name(name: &str) -> bool {
 }
 
 /// The `{"width":W,"height":H}` a publisher announced.
-fn dimensions(json: &str) -> Option<(u16, u16)> {
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    let side = |k: &str| v.get(k)?.as_u64().and_then(|n| u16::try_from(n).ok());
-    Some((side("width")?, side("height")?))
-}
-
 /// Copies a stream's packets into a WebM file until the copy ends; `t0` is the recording's
 /// start.
 fn write_stream(
@@ -487,7 +481,9 @@ impl Recorder {
             video: has_video && stream.has_video && video != VideoChoice::Vp9,
             audio: has_audio && stream.has_audio,
             h264: video == VideoChoice::H264,
-            size: dimensions(&stream.video_dimensions),
+            size: stream
+                .dimensions
+                .and_then(|d| Some((u16::try_from(d.width).ok()?, u16::try_from(d.height).ok()?))),
         };
         if !tracks.video && !tracks.audio {
             return Ok(());
@@ -503,7 +499,7 @@ impl Recorder {
         let Some(l) = live.get_mut(&id) else {
             return Ok(());
         };
-        let n = l.files.entry(stream.id.clone()).or_insert(0);
+        let n = l.files.entry(stream.id.as_str().to_owned()).or_insert(0);
         // H.264 goes in Matroska; VP8 (and audio alone) in WebM.
         let ext = if tracks.video && tracks.h264 {
             "mkv"

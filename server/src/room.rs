@@ -9,13 +9,13 @@ mod options;
 mod participant;
 mod state;
 
-pub use ids::{ParticipantId, RoomId};
+pub use ids::{ParticipantId, RoomId, StreamId};
 pub use options::{
     MediaMode, OptionsError, OutputMode, RecordingDefaults, RecordingLayout, RecordingMode,
     RecordingValueError, RoomOptions, VideoCodec,
 };
 pub use participant::{
-    ActiveInfo, IceServer, MAX_DATA_CHARS, MediaLimits, Participant, ParticipantState, Role,
-    StreamInfo, Subscription,
+    ActiveInfo, Dimensions, IceServer, MAX_DATA_CHARS, MediaLimits, Participant, ParticipantState,
+    Role, StreamChange, StreamInfo, Subscription, VideoSource,
 };
 pub use state::{EndReason, JoinError, MediaError, Room, RoomError, RoomEvent, SignalError};

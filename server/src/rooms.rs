@@ -12,11 +12,14 @@
 
 mod handle;
 
-pub use handle::{Notice, Published, RoomGone, RoomHandle, SINK_CAPACITY, SignalRequest, Sink};
+pub use handle::{
+    Leg, Notice, Published, RoomGone, RoomHandle, SINK_CAPACITY, SignalRequest, Sink,
+};
 
 use crate::grant::GrantKey;
 use crate::room::{
-    EndReason, JoinError, Participant, Role, Room, RoomError, RoomEvent, RoomId, RoomOptions,
+    EndReason, JoinError, Participant, ParticipantId, Role, Room, RoomError, RoomEvent, RoomId,
+    RoomOptions,
 };
 use crate::store::{Store, StoreError, Write};
 use std::collections::HashMap;
@@ -195,7 +198,7 @@ impl Rooms {
     }
 
     /// The handle of a live room.
-    pub fn get(&self, id: &str) -> Option<RoomHandle> {
+    pub fn get(&self, id: &RoomId) -> Option<RoomHandle> {
         self.registry().get(id).cloned()
     }
 
@@ -214,7 +217,7 @@ impl Rooms {
         now: i64,
     ) -> Result<Room, RoomsError> {
         let room = Room::new(id.clone(), now, options);
-        if self.get(id.as_str()).is_some() {
+        if self.get(&id).is_some() {
             return Err(RoomsError::RoomExists(id));
         }
         let mut writes = vec![Write::insert_room(&room)];
@@ -266,7 +269,7 @@ impl Rooms {
     pub async fn update(
         &self,
         room: &RoomHandle,
-        id: &str,
+        id: &ParticipantId,
         role: Option<Role>,
         record: Option<bool>,
     ) -> Result<Participant, RoomsError> {
@@ -279,19 +282,19 @@ impl Rooms {
     /// checked without a lookup, then the room consumes the grant once.
     pub async fn admit(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         signed: &str,
         info: crate::room::ActiveInfo,
         sink: Option<Sink>,
     ) -> Result<(RoomHandle, Participant, Vec<Participant>), AdmitError> {
         let now = now_ms();
         let grant = self.inner.grant_key.verify(signed, now / 1000)?;
-        if grant.room.as_str() != room_id {
+        if &grant.room != room_id {
             return Err(AdmitError::WrongRoom);
         }
         let room = self.get(room_id).ok_or(AdmitError::RoomNotFound)?;
         let (participant, others, stored) = room
-            .join(grant.sub.as_str(), now, info, sink)
+            .join(&grant.sub, now, info, sink)
             .await
             .map_err(|_| AdmitError::RoomNotFound)??;
         stored.wait().await?;
@@ -302,7 +305,7 @@ impl Rooms {
     pub async fn remove(
         &self,
         room: &RoomHandle,
-        id: &str,
+        id: &ParticipantId,
         reason: EndReason,
     ) -> Result<Vec<RoomEvent>, RoomsError> {
         let (events, stored) = room.remove(id, reason).await??;

@@ -11,7 +11,7 @@
 use crate::recording::{
     Recorder, Recording, RecordingError, RecordingListener, Start, Status, StopReason,
 };
-use crate::room::{EndReason, ParticipantId, RecordingMode, Role, Room, RoomEvent, RoomId};
+use crate::room::{EndReason, RecordingMode, Role, Room, RoomEvent, RoomId, StreamId};
 use crate::rooms::{Notice, Observer, Rooms};
 use crate::store::{Event, Store, Write};
 use std::sync::{Arc, OnceLock};
@@ -27,8 +27,8 @@ pub trait RecordingEvents: Send + Sync {
 /// What a room did that its recording must follow.
 #[derive(Debug)]
 pub enum Change {
-    /// A participant started publishing.
-    Published(RoomId, ParticipantId),
+    /// A stream was published.
+    Published(RoomId, StreamId),
     /// A stream ended or a participant left: the room may have nobody publishing now.
     Quieter(RoomId),
     /// A recording of the room started.
@@ -67,7 +67,9 @@ impl Observer for RoomFeed {
     fn changed(&self, _: &Room, after: &Room, events: &[RoomEvent], _: i64) -> Vec<Event> {
         for e in events {
             let change = match e {
-                RoomEvent::StreamPublished(p) => Change::Published(after.id().clone(), p.clone()),
+                RoomEvent::StreamPublished(_, stream) => {
+                    Change::Published(after.id().clone(), stream.clone())
+                }
                 RoomEvent::RoomClosed(reason) => Change::Closed(after.id().clone(), *reason),
                 RoomEvent::StreamUnpublished(..) | RoomEvent::ParticipantLeft(..) => {
                     Change::Quieter(after.id().clone())
@@ -132,7 +134,7 @@ async fn countdown(
     timers: &mut Countdowns,
 ) {
     let recording = recorder.recording_of(room.as_str());
-    let handle = rooms.get(room.as_str());
+    let handle = rooms.get(room);
     let quiet = match (&recording, &handle) {
         (Some(_), Some(h)) => h.publishers().await.is_ok_and(|p| p.is_empty()),
         _ => false,
@@ -192,9 +194,9 @@ pub async fn follow(
             Change::Quieter(room) | Change::Recording(room) => {
                 countdown(&room, &rooms, &recorder, autostop, &mut timers).await;
             }
-            Change::Published(room, participant) => {
+            Change::Published(room, stream) => {
                 countdown(&room, &rooms, &recorder, autostop, &mut timers).await;
-                let Some(handle) = rooms.get(room.as_str()) else {
+                let Some(handle) = rooms.get(&room) else {
                     continue;
                 };
                 let (Ok(snapshot), Ok(published)) =
@@ -205,7 +207,7 @@ pub async fn follow(
                 let video = super::room_video(&snapshot);
                 if recorder.recording_of(room.as_str()).is_some() {
                     let Some((p, stream, out)) =
-                        published.into_iter().find(|(p, _, _)| p.id == participant)
+                        published.into_iter().find(|(_, s, _)| s.id == stream)
                     else {
                         continue;
                     };
@@ -283,7 +285,7 @@ impl Announcer {
         let r = rooms.clone();
         tokio::spawn(async move {
             while let Some((session, on, reason)) = rx.recv().await {
-                if let Some(handle) = r.get(&session)
+                if let Some(handle) = r.get(&RoomId::new(session.as_str()))
                     && let Err(e) = r.hold(&handle, on, reason).await
                 {
                     tracing::warn!(session, error = %e, "holding the room failed");
@@ -335,7 +337,8 @@ impl RecordingListener for Announcer {
             },
             _ => return,
         };
-        if let Some(room) = self.rooms.get().and_then(|rooms| rooms.get(&r.session_id)) {
+        let id = RoomId::new(r.session_id.as_str());
+        if let Some(room) = self.rooms.get().and_then(|rooms| rooms.get(&id)) {
             room.notify(notice, self.roles.clone());
         }
     }

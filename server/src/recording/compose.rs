@@ -5,7 +5,8 @@
 //! making one leaves the stream files for the next start to try again.
 
 use super::Recording;
-use crate::room::{OutputMode, Participant, StreamInfo};
+use crate::room::{OutputMode, Participant, StreamInfo, VideoSource};
+use crate::spelling::WireEnum;
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::Path;
@@ -200,7 +201,7 @@ fn sync_json(meta: &Recording, parts: &[Part]) -> serde_json::Value {
                 "endTimeOffset": p.end_ms,
             });
             if p.meta.video {
-                f["typeOfVideo"] = s.type_of_video.clone().into();
+                f["typeOfVideo"] = s.video_source.name().into();
             }
             f
         })
@@ -355,7 +356,7 @@ fn compose_args(
             let mut videos = videos;
             if let Some(k) = videos
                 .iter()
-                .position(|(_, p)| p.meta.stream.type_of_video == "SCREEN")
+                .position(|(_, p)| p.meta.stream.video_source == VideoSource::Screen)
             {
                 let featured = videos.remove(k);
                 videos.insert(0, featured);

@@ -40,6 +40,12 @@ id_type!(
     RoomId
 );
 id_type!(
-    /// Identifies a participant inside one room (an OpenVidu connection).
+    /// Identifies a participant inside one room (an OpenVidu connection, a Janus publisher or
+    /// subscriber handle's participant, an OpenTok connection).
     ParticipantId
+);
+id_type!(
+    /// Identifies a published stream inside one room; a participant may publish several (a
+    /// camera and a screen, a Janus multistream publisher, two OpenTok publishers).
+    StreamId
 );

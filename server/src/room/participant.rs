@@ -1,6 +1,6 @@
 //! Participants of a room: their role, their grant, and whether they have joined.
 
-use super::ParticipantId;
+use super::{ParticipantId, StreamId};
 use serde::{Deserialize, Serialize};
 
 /// The most characters of server data a participant may carry.
@@ -60,11 +60,34 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
-/// A stream a participant publishes (one per participant).
+/// What a stream's video shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VideoSource {
+    /// A camera.
+    #[default]
+    Camera,
+    /// A captured screen or window.
+    Screen,
+    /// Any other source the client chose (a canvas, a file).
+    Custom,
+    /// A network camera the server pulls.
+    IpCamera,
+}
+
+/// The size of a stream's video, in pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dimensions {
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+/// A stream a participant publishes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamInfo {
     /// Its id, new on every publish.
-    pub id: String,
+    pub id: StreamId,
     /// When it was published, ms since the epoch.
     pub created_at: i64,
     /// It carries audio.
@@ -75,19 +98,52 @@ pub struct StreamInfo {
     pub audio_active: bool,
     /// Its video is not muted.
     pub video_active: bool,
-    /// Camera, screen or custom.
-    pub type_of_video: String,
-    /// Frames per second asked for, -1 when unknown.
-    pub frame_rate: i64,
-    /// `{"width":W,"height":H}` as the client gave it.
-    pub video_dimensions: String,
+    /// What its video shows.
+    #[serde(default)]
+    pub video_source: VideoSource,
+    /// Frames per second asked for, when the client said.
+    #[serde(default)]
+    pub frame_rate: Option<u32>,
+    /// The size of its video, when known.
+    #[serde(default)]
+    pub dimensions: Option<Dimensions>,
+}
+
+/// A change of a published stream's properties.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamChange {
+    /// Its audio was muted (`false`) or unmuted.
+    AudioActive(bool),
+    /// Its video was muted (`false`) or unmuted.
+    VideoActive(bool),
+    /// Its video changed size.
+    Dimensions(Dimensions),
+    /// The client replaced one of its tracks; `detail` is relayed as the client gave it.
+    TrackReplaced {
+        /// The video track (else the audio track).
+        video: bool,
+        /// The client's description of the new track.
+        detail: String,
+    },
+}
+
+impl StreamInfo {
+    /// Applies `change` to the stream's properties.
+    pub fn apply(&mut self, change: &StreamChange) {
+        match change {
+            StreamChange::AudioActive(on) => self.audio_active = *on,
+            StreamChange::VideoActive(on) => self.video_active = *on,
+            StreamChange::Dimensions(d) => self.dimensions = Some(*d),
+            StreamChange::TrackReplaced { .. } => {}
+        }
+    }
 }
 
 /// A stream a participant receives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscription {
     /// The stream.
-    pub stream: String,
+    pub stream: StreamId,
     /// The participant publishing it.
     pub publisher: ParticipantId,
     /// When the subscription started, ms since the epoch.
@@ -105,9 +161,9 @@ pub struct ActiveInfo {
     pub platform: String,
     /// Data the client attached when joining.
     pub client_data: String,
-    /// What it publishes.
+    /// What it publishes, in the order it started.
     #[serde(default)]
-    pub stream: Option<StreamInfo>,
+    pub streams: Vec<StreamInfo>,
     /// What it receives.
     #[serde(default)]
     pub subscriptions: Vec<Subscription>,
@@ -161,9 +217,19 @@ impl Participant {
         }
     }
 
-    /// The stream it publishes.
-    pub fn stream(&self) -> Option<&StreamInfo> {
-        self.active().and_then(|a| a.stream.as_ref())
+    /// The streams it publishes, in the order they started.
+    pub fn streams(&self) -> &[StreamInfo] {
+        self.active().map_or(&[], |a| a.streams.as_slice())
+    }
+
+    /// One stream it publishes.
+    pub fn stream(&self, id: &StreamId) -> Option<&StreamInfo> {
+        self.streams().iter().find(|s| &s.id == id)
+    }
+
+    /// What it receives.
+    pub fn subscriptions(&self) -> &[Subscription] {
+        self.active().map_or(&[], |a| a.subscriptions.as_slice())
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::{
     ActiveInfo, Participant, ParticipantId, ParticipantState, Role, RoomId, RoomOptions,
-    StreamInfo, Subscription,
+    StreamChange, StreamId, StreamInfo, Subscription,
 };
 use indexmap::IndexMap;
 
@@ -59,19 +59,19 @@ pub enum RoomEvent {
     ParticipantEvicted(ParticipantId, EndReason),
     /// The room closed.
     RoomClosed(EndReason),
-    /// A participant started publishing its stream.
-    StreamPublished(ParticipantId),
+    /// A participant started publishing a stream.
+    StreamPublished(ParticipantId, StreamId),
     /// A participant's stream ended (the participant stays).
-    StreamUnpublished(ParticipantId, EndReason),
+    StreamUnpublished(ParticipantId, StreamId, EndReason),
     /// A property of a participant's stream changed.
     StreamChanged {
         /// The publisher.
         participant: ParticipantId,
-        /// The property, in the client's words.
-        property: String,
-        /// The new value, as the client encoded it.
-        value: String,
-        /// Why, in the client's words.
+        /// The stream.
+        stream: StreamId,
+        /// What changed.
+        change: StreamChange,
+        /// Why, in the client's words (relayed verbatim).
         reason: String,
     },
     /// A signal is to be delivered to active participants.
@@ -95,7 +95,7 @@ pub enum SignalError {
     NobodyConnected,
     /// Some recipients are not active participants.
     #[error("recipients not connected: {0:?}")]
-    RecipientsNotConnected(Vec<String>),
+    RecipientsNotConnected(Vec<ParticipantId>),
 }
 
 /// A room command that cannot be carried out.
@@ -121,18 +121,21 @@ pub enum MediaError {
     /// The participant's role does not allow it.
     #[error("the role {0:?} does not allow this")]
     RoleForbids(Role),
-    /// The participant already publishes a stream.
+    /// The participant already publishes a stream and asked to publish only one.
     #[error("participant {0} already publishes a stream")]
     AlreadyPublishing(ParticipantId),
-    /// The participant publishes nothing.
-    #[error("participant {0} publishes no stream")]
+    /// A stream with that id is already published.
+    #[error("stream {0} is already published")]
+    DuplicateStream(StreamId),
+    /// The participant does not publish that stream.
+    #[error("participant {0} does not publish that stream")]
     NotPublishing(ParticipantId),
     /// No such stream in the room.
     #[error("stream {0} is not published in this room")]
-    StreamNotFound(String),
-    /// The participant does not receive that publisher.
+    StreamNotFound(StreamId),
+    /// The participant does not receive that stream.
     #[error("not subscribed to {0}")]
-    NotSubscribed(String),
+    NotSubscribed(StreamId),
 }
 
 /// A join that is refused.
@@ -211,7 +214,7 @@ impl Room {
         self.active.values()
     }
     /// One participant, active or pending.
-    pub fn participant(&self, id: &str) -> Option<&Participant> {
+    pub fn participant(&self, id: &ParticipantId) -> Option<&Participant> {
         self.active.get(id).or_else(|| self.pending.get(id))
     }
 
@@ -262,7 +265,7 @@ impl Room {
     /// Adds a pending participant (a grant not yet used).
     pub fn grant(&mut self, participant: Participant) -> Result<Vec<RoomEvent>, RoomError> {
         self.open()?;
-        if self.participant(participant.id.as_str()).is_some() {
+        if self.participant(&participant.id).is_some() {
             return Err(RoomError::DuplicateParticipant(participant.id));
         }
         let id = participant.id.clone();
@@ -277,7 +280,7 @@ impl Room {
     /// Changes the role and recording flag of a participant.
     pub fn update(
         &mut self,
-        id: &str,
+        id: &ParticipantId,
         role: Option<Role>,
         record: Option<bool>,
     ) -> Result<&Participant, RoomError> {
@@ -287,7 +290,7 @@ impl Room {
             None => self
                 .pending
                 .get_mut(id)
-                .ok_or_else(|| RoomError::ParticipantNotFound(ParticipantId::new(id)))?,
+                .ok_or_else(|| RoomError::ParticipantNotFound(id.clone()))?,
         };
         if let Some(role) = role {
             p.role = role;
@@ -301,7 +304,7 @@ impl Room {
     /// Uses a pending grant: the participant becomes active.
     pub fn join(
         &mut self,
-        id: &str,
+        id: &ParticipantId,
         now: i64,
         info: ActiveInfo,
     ) -> Result<(&Participant, Vec<RoomEvent>), JoinError> {
@@ -309,10 +312,10 @@ impl Room {
             return Err(JoinError::RoomClosed);
         }
         let Some(expires_at) = self.pending.get(id).map(|p| p.expires_at) else {
-            return Err(JoinError::GrantNotPending(ParticipantId::new(id)));
+            return Err(JoinError::GrantNotPending(id.clone()));
         };
         if now >= expires_at {
-            return Err(JoinError::GrantExpired(ParticipantId::new(id)));
+            return Err(JoinError::GrantExpired(id.clone()));
         }
         let (key, mut p) = self
             .pending
@@ -327,7 +330,11 @@ impl Room {
 
     /// Removes a participant: an active one leaves for `reason`, a pending one loses its
     /// grant. When the last active participant leaves, the room closes, unless it is held.
-    pub fn remove(&mut self, id: &str, reason: EndReason) -> Result<Vec<RoomEvent>, RoomError> {
+    pub fn remove(
+        &mut self,
+        id: &ParticipantId,
+        reason: EndReason,
+    ) -> Result<Vec<RoomEvent>, RoomError> {
         self.open()?;
         if let Some(p) = self.pending.shift_remove(id) {
             return Ok(vec![RoomEvent::GrantRevoked(p.id)]);
@@ -335,10 +342,9 @@ impl Room {
         let p = self
             .active
             .shift_remove(id)
-            .ok_or_else(|| RoomError::ParticipantNotFound(ParticipantId::new(id)))?;
-        if let Some(stream) = p.stream() {
-            let stream = stream.id.clone();
-            self.drop_subscriptions_to(&stream);
+            .ok_or_else(|| RoomError::ParticipantNotFound(id.clone()))?;
+        for stream in p.streams() {
+            self.drop_subscriptions_to(&stream.id);
         }
         let mut events = vec![RoomEvent::ParticipantLeft(p.id.clone(), reason)];
         if reason.is_eviction() {
@@ -368,124 +374,150 @@ impl Room {
         events
     }
 
-    fn active_mut(&mut self, id: &str) -> Result<&mut ActiveInfo, MediaError> {
+    fn active_mut(&mut self, id: &ParticipantId) -> Result<&mut ActiveInfo, MediaError> {
         match self.active.get_mut(id).map(|p| &mut p.state) {
             Some(ParticipantState::Active(a)) => Ok(a),
-            _ => Err(MediaError::NotJoined(ParticipantId::new(id))),
+            _ => Err(MediaError::NotJoined(id.clone())),
         }
     }
 
-    /// Starts `id` publishing `stream`.
-    pub fn publish(&mut self, id: &str, stream: StreamInfo) -> Result<Vec<RoomEvent>, MediaError> {
+    /// Starts `id` publishing `stream`; `exclusive`: refused when `id` already publishes one
+    /// (a door whose protocol has one stream per participant).
+    pub fn publish(
+        &mut self,
+        id: &ParticipantId,
+        stream: StreamInfo,
+        exclusive: bool,
+    ) -> Result<Vec<RoomEvent>, MediaError> {
         let role = self
             .active
             .get(id)
             .map(|p| p.role)
-            .ok_or_else(|| MediaError::NotJoined(ParticipantId::new(id)))?;
+            .ok_or_else(|| MediaError::NotJoined(id.clone()))?;
         if !role.can_publish() {
             return Err(MediaError::RoleForbids(role));
         }
-        let a = self.active_mut(id)?;
-        if a.stream.is_some() {
-            return Err(MediaError::AlreadyPublishing(ParticipantId::new(id)));
+        if self.publisher_of(&stream.id).is_some() {
+            return Err(MediaError::DuplicateStream(stream.id));
         }
-        a.stream = Some(stream);
-        Ok(vec![RoomEvent::StreamPublished(ParticipantId::new(id))])
+        let a = self.active_mut(id)?;
+        if exclusive && !a.streams.is_empty() {
+            return Err(MediaError::AlreadyPublishing(id.clone()));
+        }
+        let stream_id = stream.id.clone();
+        a.streams.push(stream);
+        Ok(vec![RoomEvent::StreamPublished(id.clone(), stream_id)])
     }
 
-    /// Ends the stream `id` publishes; every subscription to it ends too.
-    pub fn unpublish(&mut self, id: &str, reason: EndReason) -> Result<Vec<RoomEvent>, MediaError> {
-        let stream = self
-            .active_mut(id)?
-            .stream
-            .take()
-            .ok_or_else(|| MediaError::NotPublishing(ParticipantId::new(id)))?;
-        self.drop_subscriptions_to(&stream.id);
+    /// Ends `id`'s stream `stream`; every subscription to it ends too.
+    pub fn unpublish(
+        &mut self,
+        id: &ParticipantId,
+        stream: &StreamId,
+        reason: EndReason,
+    ) -> Result<Vec<RoomEvent>, MediaError> {
+        let a = self.active_mut(id)?;
+        let at = a
+            .streams
+            .iter()
+            .position(|s| &s.id == stream)
+            .ok_or_else(|| MediaError::NotPublishing(id.clone()))?;
+        a.streams.remove(at);
+        self.drop_subscriptions_to(stream);
         Ok(vec![RoomEvent::StreamUnpublished(
-            ParticipantId::new(id),
+            id.clone(),
+            stream.clone(),
             reason,
         )])
     }
 
-    fn drop_subscriptions_to(&mut self, stream: &str) {
+    fn drop_subscriptions_to(&mut self, stream: &StreamId) {
         for p in self.active.values_mut() {
             if let ParticipantState::Active(a) = &mut p.state {
-                a.subscriptions.retain(|s| s.stream != stream);
+                a.subscriptions.retain(|s| &s.stream != stream);
             }
         }
     }
 
     /// The publisher of `stream`.
-    pub fn publisher_of(&self, stream: &str) -> Option<&Participant> {
-        self.active
-            .values()
-            .find(|p| p.stream().is_some_and(|s| s.id == stream))
+    pub fn publisher_of(&self, stream: &StreamId) -> Option<&Participant> {
+        self.active.values().find(|p| p.stream(stream).is_some())
     }
 
-    /// Starts `id` receiving `stream`; returns the publisher.
+    /// A stream published in the room, with its publisher.
+    pub fn published(&self, stream: &StreamId) -> Option<(&Participant, &StreamInfo)> {
+        self.active
+            .values()
+            .find_map(|p| p.stream(stream).map(|s| (p, s)))
+    }
+
+    /// Every stream published in the room, with its publisher.
+    pub fn streams(&self) -> impl Iterator<Item = (&Participant, &StreamInfo)> {
+        self.active
+            .values()
+            .flat_map(|p| p.streams().iter().map(move |s| (p, s)))
+    }
+
+    /// Starts `id` receiving `stream`; returns the publisher. A subscription to the same
+    /// stream replaces the earlier one.
     pub fn subscribe(
         &mut self,
-        id: &str,
-        stream: &str,
+        id: &ParticipantId,
+        stream: &StreamId,
         now: i64,
     ) -> Result<ParticipantId, MediaError> {
         let role = self
             .active
             .get(id)
             .map(|p| p.role)
-            .ok_or_else(|| MediaError::NotJoined(ParticipantId::new(id)))?;
+            .ok_or_else(|| MediaError::NotJoined(id.clone()))?;
         if !role.can_subscribe() {
             return Err(MediaError::RoleForbids(role));
         }
         let publisher = self
             .publisher_of(stream)
             .map(|p| p.id.clone())
-            .ok_or_else(|| MediaError::StreamNotFound(stream.to_owned()))?;
+            .ok_or_else(|| MediaError::StreamNotFound(stream.clone()))?;
         let a = self.active_mut(id)?;
-        a.subscriptions.retain(|s| s.publisher != publisher);
+        a.subscriptions.retain(|s| &s.stream != stream);
         a.subscriptions.push(Subscription {
-            stream: stream.to_owned(),
+            stream: stream.clone(),
             publisher: publisher.clone(),
             created_at: now,
         });
         Ok(publisher)
     }
 
-    /// Stops `id` receiving what `publisher` publishes.
-    pub fn unsubscribe(&mut self, id: &str, publisher: &str) -> Result<(), MediaError> {
+    /// Stops `id` receiving `stream`.
+    pub fn unsubscribe(&mut self, id: &ParticipantId, stream: &StreamId) -> Result<(), MediaError> {
         let a = self.active_mut(id)?;
         let before = a.subscriptions.len();
-        a.subscriptions
-            .retain(|s| s.publisher.as_str() != publisher);
+        a.subscriptions.retain(|s| &s.stream != stream);
         if a.subscriptions.len() == before {
-            return Err(MediaError::NotSubscribed(publisher.to_owned()));
+            return Err(MediaError::NotSubscribed(stream.clone()));
         }
         Ok(())
     }
 
-    /// Records a change of `id`'s stream (mute, dimensions) and announces it.
+    /// Records a change of `id`'s stream `stream` (mute, size) and announces it.
     pub fn change_stream(
         &mut self,
-        id: &str,
-        property: &str,
-        value: String,
+        id: &ParticipantId,
+        stream: &StreamId,
+        change: StreamChange,
         reason: String,
     ) -> Result<Vec<RoomEvent>, MediaError> {
         let a = self.active_mut(id)?;
-        let stream = a
-            .stream
-            .as_mut()
-            .ok_or_else(|| MediaError::NotPublishing(ParticipantId::new(id)))?;
-        match property {
-            "audioActive" => stream.audio_active = value == "true",
-            "videoActive" => stream.video_active = value == "true",
-            "videoDimensions" => stream.video_dimensions = value.clone(),
-            _ => {}
-        }
+        let info = a
+            .streams
+            .iter_mut()
+            .find(|s| &s.id == stream)
+            .ok_or_else(|| MediaError::NotPublishing(id.clone()))?;
+        info.apply(&change);
         Ok(vec![RoomEvent::StreamChanged {
-            participant: ParticipantId::new(id),
-            property: property.to_owned(),
-            value,
+            participant: id.clone(),
+            stream: stream.clone(),
+            change,
             reason,
         }])
     }
@@ -494,7 +526,7 @@ impl Room {
     pub fn signal(
         &self,
         from: Option<ParticipantId>,
-        to: &[String],
+        to: &[ParticipantId],
         kind: Option<String>,
         data: Option<String>,
     ) -> Result<RoomEvent, SignalError> {
@@ -504,17 +536,15 @@ impl Room {
         let recipients: Vec<ParticipantId> = if to.is_empty() {
             self.active.keys().cloned().collect()
         } else {
-            let unknown: Vec<String> = to
+            let unknown: Vec<ParticipantId> = to
                 .iter()
-                .filter(|id| !self.active.contains_key(id.as_str()))
+                .filter(|id| !self.active.contains_key(*id))
                 .cloned()
                 .collect();
             if !unknown.is_empty() {
                 return Err(SignalError::RecipientsNotConnected(unknown));
             }
-            to.iter()
-                .map(|id| ParticipantId::new(id.as_str()))
-                .collect()
+            to.to_vec()
         };
         Ok(RoomEvent::SignalSent {
             from,
@@ -569,8 +599,26 @@ mod tests {
             ip: "127.0.0.1".into(),
             platform: "test".into(),
             client_data: String::new(),
-            stream: None,
+            streams: Vec::new(),
             subscriptions: Vec::new(),
+        }
+    }
+
+    fn id(s: &str) -> ParticipantId {
+        ParticipantId::new(s)
+    }
+
+    fn stream(id: &str) -> StreamInfo {
+        StreamInfo {
+            id: StreamId::new(id),
+            created_at: 0,
+            has_audio: true,
+            has_video: true,
+            audio_active: true,
+            video_active: true,
+            video_source: super::super::VideoSource::Camera,
+            frame_rate: None,
+            dimensions: None,
         }
     }
 
@@ -583,7 +631,7 @@ mod tests {
         let mut r = room();
         r.grant(pending("a", 10_000)).expect("fresh id");
         assert!(!r.is_active());
-        let (p, ev) = r.join("a", 2_000, info(2_000)).expect("pending grant");
+        let (p, ev) = r.join(&id("a"), 2_000, info(2_000)).expect("pending grant");
         assert!(p.is_active());
         assert_eq!(
             ev,
@@ -591,7 +639,7 @@ mod tests {
         );
         assert!(r.is_active());
         assert_eq!(
-            r.join("a", 2_001, info(2_001)).map(|_| ()),
+            r.join(&id("a"), 2_001, info(2_001)).map(|_| ()),
             Err(JoinError::GrantNotPending(ParticipantId::new("a")))
         );
     }
@@ -602,15 +650,15 @@ mod tests {
         r.grant(pending("a", 5_000)).expect("fresh id");
         r.grant(pending("b", 9_000)).expect("fresh id");
         assert_eq!(
-            r.join("a", 5_000, info(5_000)).map(|_| ()),
+            r.join(&id("a"), 5_000, info(5_000)).map(|_| ()),
             Err(JoinError::GrantExpired(ParticipantId::new("a")))
         );
         assert_eq!(
             r.expire_grants(6_000),
             vec![RoomEvent::GrantRevoked(ParticipantId::new("a"))]
         );
-        assert!(r.participant("a").is_none());
-        assert!(r.participant("b").is_some());
+        assert!(r.participant(&id("a")).is_none());
+        assert!(r.participant(&id("b")).is_some());
     }
 
     #[test]
@@ -622,15 +670,15 @@ mod tests {
             Err(RoomError::DuplicateParticipant(ParticipantId::new("a")))
         );
         assert_eq!(
-            r.remove("zz", EndReason::EvictedByApi),
+            r.remove(&id("zz"), EndReason::EvictedByApi),
             Err(RoomError::ParticipantNotFound(ParticipantId::new("zz")))
         );
         assert_eq!(
-            r.update("zz", Some(Role::Moderator), None).map(|_| ()),
+            r.update(&id("zz"), Some(Role::Moderator), None).map(|_| ()),
             Err(RoomError::ParticipantNotFound(ParticipantId::new("zz")))
         );
         let p = r
-            .update("a", Some(Role::Moderator), Some(false))
+            .update(&id("a"), Some(Role::Moderator), Some(false))
             .expect("exists");
         assert_eq!((p.role, p.record), (Role::Moderator, false));
     }
@@ -640,8 +688,8 @@ mod tests {
         let mut r = room();
         r.grant(pending("a", 10_000)).expect("fresh id");
         r.grant(pending("b", 10_000)).expect("fresh id");
-        r.join("a", 2_000, info(2_000)).expect("pending");
-        let ev = r.remove("a", EndReason::Left).expect("active");
+        r.join(&id("a"), 2_000, info(2_000)).expect("pending");
+        let ev = r.remove(&id("a"), EndReason::Left).expect("active");
         assert_eq!(
             ev,
             vec![
@@ -652,7 +700,7 @@ mod tests {
         assert_eq!(r.closed(), Some(EndReason::LastParticipantLeft));
         assert_eq!(r.grant(pending("c", 10)), Err(RoomError::Closed));
         assert_eq!(
-            r.join("b", 2_000, info(2_000)).map(|_| ()),
+            r.join(&id("b"), 2_000, info(2_000)).map(|_| ()),
             Err(JoinError::RoomClosed)
         );
         assert!(r.close(EndReason::ClosedByApi).is_empty());
@@ -663,9 +711,9 @@ mod tests {
         let mut r = room();
         r.grant(pending("a", 10_000)).expect("fresh id");
         r.grant(pending("b", 10_000)).expect("fresh id");
-        r.join("a", 2_000, info(2_000)).expect("pending");
+        r.join(&id("a"), 2_000, info(2_000)).expect("pending");
         assert!(r.hold(true, EndReason::RecordingEnded).is_empty());
-        let ev = r.remove("a", EndReason::Left).expect("active");
+        let ev = r.remove(&id("a"), EndReason::Left).expect("active");
         assert_eq!(
             ev,
             vec![RoomEvent::ParticipantLeft(
@@ -675,8 +723,8 @@ mod tests {
         );
         assert_eq!(r.closed(), None);
         // Someone may still come back while it is held.
-        r.join("b", 3_000, info(3_000)).expect("still open");
-        r.remove("b", EndReason::Left).expect("active");
+        r.join(&id("b"), 3_000, info(3_000)).expect("still open");
+        r.remove(&id("b"), EndReason::Left).expect("active");
         assert_eq!(
             r.hold(false, EndReason::RecordingEnded),
             vec![RoomEvent::RoomClosed(EndReason::RecordingEnded)]
@@ -694,7 +742,7 @@ mod tests {
         let mut r = room();
         r.grant(pending("a", 10)).expect("fresh id");
         assert_eq!(
-            r.remove("a", EndReason::EvictedByApi),
+            r.remove(&id("a"), EndReason::EvictedByApi),
             Ok(vec![RoomEvent::GrantRevoked(ParticipantId::new("a"))])
         );
         assert_eq!(r.closed(), None);
@@ -705,7 +753,7 @@ mod tests {
         let mut r = room();
         r.grant(pending("a", 10_000)).expect("fresh id");
         r.grant(pending("b", 10_000)).expect("fresh id");
-        r.join("a", 2_000, info(2_000)).expect("pending");
+        r.join(&id("a"), 2_000, info(2_000)).expect("pending");
         assert_eq!(
             r.close(EndReason::ClosedByApi),
             vec![
@@ -726,13 +774,10 @@ mod tests {
             r.signal(None, &[], None, None),
             Err(SignalError::NobodyConnected)
         );
-        r.join("a", 2_000, info(2_000)).expect("pending");
+        r.join(&id("a"), 2_000, info(2_000)).expect("pending");
         assert_eq!(
-            r.signal(None, &["b".into(), "zz".into()], None, None),
-            Err(SignalError::RecipientsNotConnected(vec![
-                "b".into(),
-                "zz".into()
-            ]))
+            r.signal(None, &[id("b"), id("zz")], None, None),
+            Err(SignalError::RecipientsNotConnected(vec![id("b"), id("zz")]))
         );
         assert_eq!(
             r.signal(None, &[], Some("chat".into()), Some("hi".into())),
@@ -751,7 +796,83 @@ mod tests {
         assert!(!r.is_garbage(1_500, 1_000));
         assert!(r.is_garbage(2_000, 1_000));
         r.grant(pending("a", 10_000)).expect("fresh id");
-        r.join("a", 1_200, info(1_200)).expect("pending");
+        r.join(&id("a"), 1_200, info(1_200)).expect("pending");
         assert!(!r.is_garbage(5_000, 1_000));
+    }
+
+    #[test]
+    fn a_participant_publishes_several_streams_and_each_has_its_subscribers() {
+        let mut r = room();
+        for p in ["a", "b"] {
+            r.grant(pending(p, 10_000)).expect("fresh id");
+            r.join(&id(p), 2_000, info(2_000)).expect("pending");
+        }
+        let (cam, screen) = (StreamId::new("cam"), StreamId::new("screen"));
+        assert_eq!(
+            r.publish(&id("a"), stream("cam"), false),
+            Ok(vec![RoomEvent::StreamPublished(id("a"), cam.clone())])
+        );
+        r.publish(&id("a"), stream("screen"), false)
+            .expect("a second stream");
+        // A door with one stream per participant asks for exclusivity.
+        assert_eq!(
+            r.publish(&id("a"), stream("third"), true),
+            Err(MediaError::AlreadyPublishing(id("a")))
+        );
+        assert_eq!(
+            r.publish(&id("b"), stream("cam"), false),
+            Err(MediaError::DuplicateStream(cam.clone()))
+        );
+        assert_eq!(r.subscribe(&id("b"), &cam, 3_000), Ok(id("a")));
+        assert_eq!(r.subscribe(&id("b"), &screen, 3_000), Ok(id("a")));
+        assert_eq!(
+            r.participant(&id("b")).map(|p| p.subscriptions().len()),
+            Some(2)
+        );
+        // Ending one stream ends only its subscriptions.
+        r.unpublish(&id("a"), &screen, EndReason::Unpublished)
+            .expect("published");
+        let subs = r
+            .participant(&id("b"))
+            .expect("in")
+            .subscriptions()
+            .to_vec();
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].stream, cam);
+        assert_eq!(
+            r.unsubscribe(&id("b"), &screen),
+            Err(MediaError::NotSubscribed(screen.clone()))
+        );
+        // Typed property changes land on the stream they name.
+        let d = super::super::Dimensions {
+            width: 640,
+            height: 480,
+        };
+        r.change_stream(
+            &id("a"),
+            &cam,
+            StreamChange::Dimensions(d),
+            "screenResized".into(),
+        )
+        .expect("published");
+        r.change_stream(
+            &id("a"),
+            &cam,
+            StreamChange::AudioActive(false),
+            String::new(),
+        )
+        .expect("published");
+        let (_, info) = r.published(&cam).expect("published");
+        assert_eq!((info.dimensions, info.audio_active), (Some(d), false));
+        assert_eq!(
+            r.change_stream(
+                &id("a"),
+                &screen,
+                StreamChange::VideoActive(false),
+                String::new()
+            )
+            .map(|_| ()),
+            Err(MediaError::NotPublishing(id("a")))
+        );
     }
 }

@@ -5,7 +5,7 @@ use super::Observer;
 use crate::media::{Endpoint, StreamOut};
 use crate::room::{
     ActiveInfo, EndReason, JoinError, MediaError, Participant, ParticipantId, Role, Room,
-    RoomError, RoomEvent, RoomId, SignalError, StreamInfo,
+    RoomError, RoomEvent, RoomId, SignalError, StreamChange, StreamId, StreamInfo,
 };
 use crate::store::{Durable, Store, Write};
 use std::collections::HashMap;
@@ -21,21 +21,19 @@ pub enum Notice {
     Left(ParticipantId, EndReason),
     /// A participant was put out; sent to everyone who was in the room, that one included.
     Evicted(ParticipantId, EndReason),
-    /// Another participant started publishing.
-    Published(Box<Participant>),
+    /// Another participant started publishing a stream.
+    Published(Box<Participant>, StreamInfo),
     /// A participant's stream ended; the owner hears it too when it was forced.
-    Unpublished(ParticipantId, EndReason),
+    Unpublished(ParticipantId, StreamId, EndReason),
     /// A property of another participant's stream changed.
     StreamChanged {
         /// The publisher.
         participant: ParticipantId,
         /// Its stream.
-        stream: String,
-        /// The property.
-        property: String,
-        /// The new value (plain: `true`, `{"width":..}`).
-        value: String,
-        /// Why.
+        stream: StreamId,
+        /// What changed.
+        change: StreamChange,
+        /// Why, as the client said.
         reason: String,
     },
     /// The receiver's role was changed through the server API.
@@ -108,21 +106,21 @@ enum Command {
         oneshot::Sender<Result<Vec<RoomEvent>, RoomError>>,
     ),
     Update(
-        String,
+        ParticipantId,
         Option<Role>,
         Option<bool>,
         oneshot::Sender<Result<(Participant, Durable), RoomError>>,
     ),
     Join(
-        String,
+        ParticipantId,
         i64,
         ActiveInfo,
         Option<Sink>,
         oneshot::Sender<Result<Joined, JoinError>>,
     ),
-    Attach(String, Sink, oneshot::Sender<bool>),
+    Attach(ParticipantId, Sink, oneshot::Sender<bool>),
     Remove(
-        String,
+        ParticipantId,
         EndReason,
         oneshot::Sender<Result<(Vec<RoomEvent>, Durable), RoomError>>,
     ),
@@ -134,37 +132,60 @@ enum Command {
     ),
     Sweep(i64, i64, oneshot::Sender<SweepOutcome>),
     Publish(
-        String,
+        ParticipantId,
         StreamInfo,
+        bool,
         Endpoint,
         StreamOut,
         oneshot::Sender<Result<Durable, MediaError>>,
     ),
     Unpublish(
-        String,
+        ParticipantId,
+        StreamId,
         EndReason,
         oneshot::Sender<Result<Durable, MediaError>>,
     ),
     PrepareSubscribe(
-        String,
-        String,
+        ParticipantId,
+        StreamId,
         i64,
         oneshot::Sender<Result<(ParticipantId, StreamOut, Durable), MediaError>>,
     ),
-    AttachSubscriber(String, ParticipantId, Endpoint),
-    Unsubscribe(String, String, oneshot::Sender<Result<Durable, MediaError>>),
+    AttachSubscriber(ParticipantId, StreamId, Endpoint),
+    Unsubscribe(
+        ParticipantId,
+        StreamId,
+        oneshot::Sender<Result<Durable, MediaError>>,
+    ),
     ChangeStream(
-        String,
-        String,
-        String,
+        ParticipantId,
+        StreamId,
+        StreamChange,
         String,
         oneshot::Sender<Result<(), MediaError>>,
     ),
-    EndpointFor(String, String, oneshot::Sender<Option<Endpoint>>),
-    PublishedStream(String, oneshot::Sender<Option<(StreamInfo, StreamOut)>>),
-    ReplacePublisher(String, Endpoint),
+    EndpointFor(ParticipantId, Leg, oneshot::Sender<Option<Endpoint>>),
+    PublishedStream(
+        ParticipantId,
+        StreamId,
+        oneshot::Sender<Option<(StreamInfo, StreamOut)>>,
+    ),
+    ReplacePublisher(StreamId, Endpoint),
     Publishers(oneshot::Sender<Vec<Published>>),
     Notify(Notice, Vec<Role>),
+}
+
+/// One of a participant's peer connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leg {
+    /// The one sending its stream `0`.
+    Publishing(StreamId),
+    /// The one receiving stream `0`.
+    Receiving(StreamId),
+    /// The one sending the first stream it published (doors with one stream per participant).
+    FirstPublished,
+    /// The one receiving the first stream it subscribed to from participant `0`.
+    FirstFrom(ParticipantId),
 }
 
 /// A stream being published: who publishes it, the stream, and its fan-out.
@@ -176,7 +197,7 @@ pub struct SignalRequest {
     /// The sender, or `None` for the server API.
     pub from: Option<ParticipantId>,
     /// The recipients; empty means every active participant.
-    pub to: Vec<String>,
+    pub to: Vec<ParticipantId>,
     /// The signal's type.
     pub kind: Option<String>,
     /// The signal's payload.
@@ -265,11 +286,11 @@ impl RoomHandle {
     /// the returned job is.
     pub async fn update(
         &self,
-        id: &str,
+        id: &ParticipantId,
         role: Option<Role>,
         record: Option<bool>,
     ) -> Result<Result<(Participant, Durable), RoomError>, RoomGone> {
-        self.ask(|r| Command::Update(id.to_owned(), role, record, r))
+        self.ask(|r| Command::Update(id.clone(), role, record, r))
             .await
     }
 
@@ -277,29 +298,28 @@ impl RoomHandle {
     /// participant, the others in the room, and the job that stores the join and its events.
     pub async fn join(
         &self,
-        id: &str,
+        id: &ParticipantId,
         now: i64,
         info: ActiveInfo,
         sink: Option<Sink>,
     ) -> Result<Result<Joined, JoinError>, RoomGone> {
-        self.ask(|r| Command::Join(id.to_owned(), now, info, sink, r))
+        self.ask(|r| Command::Join(id.clone(), now, info, sink, r))
             .await
     }
 
     /// Sends an active participant's notices to a new sink (after a reconnect); false when
     /// the participant is no longer in the room.
-    pub async fn attach(&self, id: &str, sink: Sink) -> Result<bool, RoomGone> {
-        self.ask(|r| Command::Attach(id.to_owned(), sink, r)).await
+    pub async fn attach(&self, id: &ParticipantId, sink: Sink) -> Result<bool, RoomGone> {
+        self.ask(|r| Command::Attach(id.clone(), sink, r)).await
     }
 
     /// Removes a participant; returns what happened and the job that stores it.
     pub async fn remove(
         &self,
-        id: &str,
+        id: &ParticipantId,
         reason: EndReason,
     ) -> Result<Result<(Vec<RoomEvent>, Durable), RoomError>, RoomGone> {
-        self.ask(|r| Command::Remove(id.to_owned(), reason, r))
-            .await
+        self.ask(|r| Command::Remove(id.clone(), reason, r)).await
     }
 
     /// Closes the room; its task ends after replying. `silent`: no events (a room nobody
@@ -336,15 +356,17 @@ impl RoomHandle {
     }
 
     /// Starts `id` publishing `stream` through `endpoint`; the room keeps the endpoint.
+    /// `exclusive`: refused when `id` already publishes a stream.
     pub async fn publish(
         &self,
-        id: &str,
+        id: &ParticipantId,
         stream: StreamInfo,
+        exclusive: bool,
         endpoint: Endpoint,
         out: StreamOut,
     ) -> Result<Result<(), MediaError>, RoomGone> {
         let result = self
-            .ask(|r| Command::Publish(id.to_owned(), stream, endpoint, out, r))
+            .ask(|r| Command::Publish(id.clone(), stream, exclusive, endpoint, out, r))
             .await?;
         Ok(self.settled(result).await)
     }
@@ -355,14 +377,15 @@ impl RoomHandle {
         Ok(())
     }
 
-    /// Ends `id`'s stream, its endpoint and every subscription to it.
+    /// Ends `id`'s stream `stream`, its endpoint and every subscription to it.
     pub async fn unpublish(
         &self,
-        id: &str,
+        id: &ParticipantId,
+        stream: &StreamId,
         reason: EndReason,
     ) -> Result<Result<(), MediaError>, RoomGone> {
         let result = self
-            .ask(|r| Command::Unpublish(id.to_owned(), reason, r))
+            .ask(|r| Command::Unpublish(id.clone(), stream.clone(), reason, r))
             .await?;
         Ok(self.settled(result).await)
     }
@@ -370,12 +393,12 @@ impl RoomHandle {
     /// Records that `id` receives `stream`; returns its publisher and fan-out.
     pub async fn prepare_subscribe(
         &self,
-        id: &str,
-        stream: &str,
+        id: &ParticipantId,
+        stream: &StreamId,
         now: i64,
     ) -> Result<Result<(ParticipantId, StreamOut), MediaError>, RoomGone> {
         match self
-            .ask(|r| Command::PrepareSubscribe(id.to_owned(), stream.to_owned(), now, r))
+            .ask(|r| Command::PrepareSubscribe(id.clone(), stream.clone(), now, r))
             .await?
         {
             Ok((publisher, out, durable)) => {
@@ -386,57 +409,65 @@ impl RoomHandle {
         }
     }
 
-    /// Hands the room the endpoint `id` receives `publisher` on.
-    pub async fn attach_subscriber(&self, id: &str, publisher: ParticipantId, endpoint: Endpoint) {
-        let command = Command::AttachSubscriber(id.to_owned(), publisher, endpoint.clone());
+    /// Hands the room the endpoint `id` receives `stream` on.
+    pub async fn attach_subscriber(
+        &self,
+        id: &ParticipantId,
+        stream: StreamId,
+        endpoint: Endpoint,
+    ) {
+        let command = Command::AttachSubscriber(id.clone(), stream, endpoint.clone());
         if self.tx.send(command).await.is_err() {
             endpoint.close();
         }
     }
 
-    /// Stops `id` receiving `publisher`.
+    /// Stops `id` receiving `stream`.
     pub async fn unsubscribe(
         &self,
-        id: &str,
-        publisher: &str,
+        id: &ParticipantId,
+        stream: &StreamId,
     ) -> Result<Result<(), MediaError>, RoomGone> {
         let result = self
-            .ask(|r| Command::Unsubscribe(id.to_owned(), publisher.to_owned(), r))
+            .ask(|r| Command::Unsubscribe(id.clone(), stream.clone(), r))
             .await?;
         Ok(self.settled(result).await)
     }
 
-    /// Records and announces a change of `id`'s stream.
+    /// Records and announces a change of `id`'s stream `stream`.
     pub async fn change_stream(
         &self,
-        id: &str,
-        property: &str,
-        value: String,
+        id: &ParticipantId,
+        stream: &StreamId,
+        change: StreamChange,
         reason: String,
     ) -> Result<Result<(), MediaError>, RoomGone> {
-        self.ask(|r| Command::ChangeStream(id.to_owned(), property.to_owned(), value, reason, r))
+        self.ask(|r| Command::ChangeStream(id.clone(), stream.clone(), change, reason, r))
             .await
     }
 
-    /// The endpoint a candidate from `id` names: its own publisher endpoint when `name` is
-    /// its id, else its subscriber endpoint for publisher `name`.
-    pub async fn endpoint_for(&self, id: &str, name: &str) -> Result<Option<Endpoint>, RoomGone> {
-        self.ask(|r| Command::EndpointFor(id.to_owned(), name.to_owned(), r))
-            .await
+    /// The endpoint of `id`'s peer connection `leg`.
+    pub async fn endpoint_for(
+        &self,
+        id: &ParticipantId,
+        leg: Leg,
+    ) -> Result<Option<Endpoint>, RoomGone> {
+        self.ask(|r| Command::EndpointFor(id.clone(), leg, r)).await
     }
 
-    /// What `id` publishes, with its fan-out (for a stream reconnect).
+    /// `id`'s stream `stream`, with its fan-out (for a stream reconnect).
     pub async fn published_stream(
         &self,
-        id: &str,
+        id: &ParticipantId,
+        stream: &StreamId,
     ) -> Result<Option<(StreamInfo, StreamOut)>, RoomGone> {
-        self.ask(|r| Command::PublishedStream(id.to_owned(), r))
+        self.ask(|r| Command::PublishedStream(id.clone(), stream.clone(), r))
             .await
     }
 
-    /// Gives `id`'s stream a new publisher endpoint; the old one closes.
-    pub async fn replace_publisher(&self, id: &str, endpoint: Endpoint) {
-        let command = Command::ReplacePublisher(id.to_owned(), endpoint.clone());
+    /// Gives the stream `stream` a new publisher endpoint; the old one closes.
+    pub async fn replace_publisher(&self, stream: &StreamId, endpoint: Endpoint) {
+        let command = Command::ReplacePublisher(stream.clone(), endpoint.clone());
         if self.tx.send(command).await.is_err() {
             endpoint.close();
         }
@@ -466,8 +497,10 @@ struct RoomTask {
     observer: Option<Arc<dyn Observer>>,
     rx: mpsc::Receiver<Command>,
     sinks: HashMap<ParticipantId, Sink>,
-    publishers: HashMap<ParticipantId, (Endpoint, StreamOut)>,
-    subscribers: HashMap<(ParticipantId, ParticipantId), Endpoint>,
+    /// Each published stream's publisher endpoint and fan-out.
+    publishers: HashMap<StreamId, (Endpoint, StreamOut)>,
+    /// Each subscription's endpoint, by subscriber and stream.
+    subscribers: HashMap<(ParticipantId, StreamId), Endpoint>,
 }
 
 impl RoomTask {
@@ -552,7 +585,7 @@ impl RoomTask {
         for event in events {
             match event {
                 RoomEvent::ParticipantJoined(id) => {
-                    let Some(p) = self.room.participant(id.as_str()) else {
+                    let Some(p) = self.room.participant(id) else {
                         continue;
                     };
                     let notice = Notice::Joined(Box::new(p.clone()));
@@ -582,35 +615,29 @@ impl RoomTask {
                         self.send(id, &notice);
                     }
                 }
-                RoomEvent::StreamPublished(id) => {
-                    let Some(p) = self.room.participant(id.as_str()) else {
+                RoomEvent::StreamPublished(id, stream) => {
+                    let Some((p, s)) = self.room.published(stream) else {
                         continue;
                     };
-                    let notice = Notice::Published(Box::new(p.clone()));
+                    let notice = Notice::Published(Box::new(p.clone()), s.clone());
                     self.send_to_active(notice, Some(id));
                 }
-                RoomEvent::StreamUnpublished(id, reason) => {
+                RoomEvent::StreamUnpublished(id, stream, reason) => {
                     // A forced unpublish is news to the owner too.
                     let except = (*reason == EndReason::Unpublished).then_some(id);
-                    self.send_to_active(Notice::Unpublished(id.clone(), *reason), except);
+                    let notice = Notice::Unpublished(id.clone(), stream.clone(), *reason);
+                    self.send_to_active(notice, except);
                 }
                 RoomEvent::StreamChanged {
                     participant,
-                    property,
-                    value,
+                    stream,
+                    change,
                     reason,
                 } => {
-                    let stream = self
-                        .room
-                        .participant(participant.as_str())
-                        .and_then(|p| p.stream())
-                        .map(|s| s.id.clone())
-                        .unwrap_or_default();
                     let notice = Notice::StreamChanged {
                         participant: participant.clone(),
-                        stream,
-                        property: property.clone(),
-                        value: value.clone(),
+                        stream: stream.clone(),
+                        change: change.clone(),
                         reason: reason.clone(),
                     };
                     self.send_to_active(notice, Some(participant));
@@ -623,7 +650,7 @@ impl RoomTask {
         // Whoever is no longer in the room hears nothing more.
         let room = &self.room;
         self.sinks
-            .retain(|id, _| room.participant(id.as_str()).is_some_and(|p| p.is_active()));
+            .retain(|id, _| room.participant(id).is_some_and(|p| p.is_active()));
         self.reconcile_media();
     }
 
@@ -631,31 +658,26 @@ impl RoomTask {
     /// participants who left, subscriptions that stopped.
     fn reconcile_media(&mut self) {
         let room = &self.room;
-        let ended: Vec<ParticipantId> = self
+        let ended: Vec<StreamId> = self
             .publishers
             .keys()
-            .filter(|id| {
-                room.participant(id.as_str())
-                    .and_then(|p| p.stream())
-                    .is_none()
-            })
+            .filter(|stream| room.published(stream).is_none())
             .cloned()
             .collect();
-        for id in ended {
-            if let Some((endpoint, _)) = self.publishers.remove(&id) {
+        for stream in ended {
+            if let Some((endpoint, _)) = self.publishers.remove(&stream) {
                 endpoint.close();
             }
         }
         let publishers = &self.publishers;
-        let stale: Vec<(ParticipantId, ParticipantId)> = self
+        let stale: Vec<(ParticipantId, StreamId)> = self
             .subscribers
             .keys()
-            .filter(|(sub, publisher)| {
+            .filter(|(sub, stream)| {
                 let subscribed = room
-                    .participant(sub.as_str())
-                    .and_then(|p| p.active())
-                    .is_some_and(|a| a.subscriptions.iter().any(|s| &s.publisher == publisher));
-                !subscribed || !publishers.contains_key(publisher)
+                    .participant(sub)
+                    .is_some_and(|p| p.subscriptions().iter().any(|s| &s.stream == stream));
+                !subscribed || !publishers.contains_key(stream)
             })
             .cloned()
             .collect();
@@ -729,7 +751,7 @@ impl RoomTask {
                 Command::Attach(id, sink, r) => {
                     let active = self.room.participant(&id).is_some_and(|p| p.is_active());
                     if active {
-                        self.sinks.insert(ParticipantId::new(id), sink);
+                        self.sinks.insert(id, sink);
                     }
                     let _ = r.send(active);
                 }
@@ -739,7 +761,7 @@ impl RoomTask {
                     let result = self.room.remove(&id, reason).map(|events| {
                         let mut writes = vec![Write::DeleteParticipant {
                             room: self.room.id().as_str().to_owned(),
-                            id: id.clone(),
+                            id: id.as_str().to_owned(),
                         }];
                         if self.room.closed().is_some() {
                             writes.push(Write::DeleteRoom {
@@ -777,9 +799,10 @@ impl RoomTask {
                     }
                     let _ = r.send(result);
                 }
-                Command::Publish(id, stream, endpoint, out, r) => {
+                Command::Publish(id, stream, exclusive, endpoint, out, r) => {
                     let room_before = self.before();
-                    match self.room.publish(&id, stream) {
+                    let stream_id = stream.id.clone();
+                    match self.room.publish(&id, stream, exclusive) {
                         Ok(events) => {
                             let stored = self.journal(
                                 room_before.as_ref(),
@@ -787,8 +810,7 @@ impl RoomTask {
                                 Vec::new(),
                                 super::now_ms(),
                             );
-                            self.publishers
-                                .insert(ParticipantId::new(id), (endpoint, out));
+                            self.publishers.insert(stream_id, (endpoint, out));
                             self.deliver(&[], &events);
                             let _ = r.send(Ok(stored));
                         }
@@ -798,9 +820,9 @@ impl RoomTask {
                         }
                     }
                 }
-                Command::Unpublish(id, reason, r) => {
+                Command::Unpublish(id, stream, reason, r) => {
                     let room_before = self.before();
-                    let result = self.room.unpublish(&id, reason).map(|events| {
+                    let result = self.room.unpublish(&id, &stream, reason).map(|events| {
                         let stored = self.journal(
                             room_before.as_ref(),
                             &events,
@@ -820,11 +842,11 @@ impl RoomTask {
                         .room
                         .subscribe(&id, &stream, now)
                         .and_then(|publisher| {
-                            match self.publishers.get(&publisher) {
+                            match self.publishers.get(&stream) {
                                 Some((_, out)) => Ok((publisher, out.clone())),
                                 None => {
                                     // No fan-out (its media failed): the subscription is undone.
-                                    let _ = self.room.unsubscribe(&id, publisher.as_str());
+                                    let _ = self.room.unsubscribe(&id, &stream);
                                     Err(MediaError::StreamNotFound(stream.clone()))
                                 }
                             }
@@ -835,56 +857,75 @@ impl RoomTask {
                     });
                     let _ = r.send(result);
                 }
-                Command::AttachSubscriber(id, publisher, endpoint) => {
-                    let key = (ParticipantId::new(id), publisher);
-                    if let Some(old) = self.subscribers.insert(key, endpoint) {
+                Command::AttachSubscriber(id, stream, endpoint) => {
+                    if let Some(old) = self.subscribers.insert((id, stream), endpoint) {
                         old.close();
                     }
                     self.reconcile_media();
                 }
-                Command::Unsubscribe(id, publisher, r) => {
+                Command::Unsubscribe(id, stream, r) => {
                     let room_before = self.before();
-                    let result = self.room.unsubscribe(&id, &publisher).map(|()| {
+                    let result = self.room.unsubscribe(&id, &stream).map(|()| {
                         self.journal(room_before.as_ref(), &[], Vec::new(), super::now_ms())
                     });
                     self.reconcile_media();
                     let _ = r.send(result);
                 }
-                Command::ChangeStream(id, property, value, reason, r) => {
-                    let result = self.room.change_stream(&id, &property, value, reason);
+                Command::ChangeStream(id, stream, change, reason, r) => {
+                    let result = self.room.change_stream(&id, &stream, change, reason);
                     if let Ok(events) = &result {
                         self.deliver(&[], events);
                     }
                     let _ = r.send(result.map(|_| ()));
                 }
-                Command::EndpointFor(id, name, r) => {
-                    let endpoint = if id == name {
-                        self.publishers.get(id.as_str()).map(|(e, _)| e.clone())
-                    } else {
-                        self.subscribers
-                            .get(&(ParticipantId::new(id), ParticipantId::new(name)))
-                            .cloned()
+                Command::EndpointFor(id, leg, r) => {
+                    let participant = self.room.participant(&id);
+                    let stream = match leg {
+                        Leg::Publishing(stream) => participant
+                            .and_then(|p| p.stream(&stream))
+                            .map(|s| (true, s.id.clone())),
+                        Leg::FirstPublished => participant
+                            .and_then(|p| p.streams().first())
+                            .map(|s| (true, s.id.clone())),
+                        Leg::Receiving(stream) => Some((false, stream)),
+                        Leg::FirstFrom(publisher) => participant.and_then(|p| {
+                            p.subscriptions()
+                                .iter()
+                                .find(|s| s.publisher == publisher)
+                                .map(|s| (false, s.stream.clone()))
+                        }),
+                    };
+                    let endpoint = match stream {
+                        Some((true, stream)) => {
+                            self.publishers.get(&stream).map(|(e, _)| e.clone())
+                        }
+                        Some((false, stream)) => self.subscribers.get(&(id, stream)).cloned(),
+                        None => None,
                     };
                     let _ = r.send(endpoint);
                 }
-                Command::PublishedStream(id, r) => {
-                    let stream = self.room.participant(&id).and_then(|p| p.stream()).cloned();
-                    let out = self.publishers.get(id.as_str()).map(|(_, o)| o.clone());
-                    let _ = r.send(stream.zip(out));
+                Command::PublishedStream(id, stream, r) => {
+                    let info = self
+                        .room
+                        .participant(&id)
+                        .and_then(|p| p.stream(&stream))
+                        .cloned();
+                    let out = self.publishers.get(&stream).map(|(_, o)| o.clone());
+                    let _ = r.send(info.zip(out));
                 }
-                Command::ReplacePublisher(id, endpoint) => {
-                    match self.publishers.get_mut(id.as_str()) {
+                Command::ReplacePublisher(stream, endpoint) => {
+                    match self.publishers.get_mut(&stream) {
                         Some((current, _)) => std::mem::replace(current, endpoint).close(),
                         None => endpoint.close(),
                     }
                 }
                 Command::Publishers(r) => {
                     let published = self
-                        .publishers
-                        .iter()
-                        .filter_map(|(id, (_, out))| {
-                            let p = self.room.participant(id.as_str())?;
-                            Some((p.clone(), p.stream()?.clone(), out.clone()))
+                        .room
+                        .streams()
+                        .filter_map(|(p, s)| {
+                            let (_, out) = self.publishers.get(&s.id)?;
+                            Some((p.clone(), s.clone(), out.clone()))
                         })
                         .collect();
                     let _ = r.send(published);

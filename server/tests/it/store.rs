@@ -2,7 +2,7 @@
 //! token is admitted once, and refused when forged, expired, reused or for a closed session.
 
 use crate::support::{Server, TempDir};
-use camerata_server::room::ActiveInfo;
+use camerata_server::room::{ActiveInfo, RoomId};
 use camerata_server::rooms::{AdmitError, Lifetimes, Rooms};
 use camerata_server::store::Store;
 use std::time::Duration;
@@ -15,7 +15,7 @@ fn info() -> ActiveInfo {
         ip: "127.0.0.1".into(),
         platform: "test".into(),
         client_data: String::new(),
-        stream: None,
+        streams: Vec::new(),
         subscriptions: Vec::new(),
     }
 }
@@ -139,12 +139,14 @@ async fn restart_keeps_sessions_and_tokens(database_url: &str, dir: std::path::P
         .expect("rooms load");
     let token = c.json["token"].as_str().expect("token");
     let (_, joined, _) = rooms
-        .admit(&sid, jwt(token), info(), None)
+        .admit(&RoomId::new(sid.as_str()), jwt(token), info(), None)
         .await
         .expect("admitted");
     assert!(joined.is_active());
     assert!(matches!(
-        rooms.admit(&sid, jwt(token), info(), None).await,
+        rooms
+            .admit(&RoomId::new(sid.as_str()), jwt(token), info(), None)
+            .await,
         Err(AdmitError::Join(_))
     ));
     rooms.shutdown().await;
@@ -155,7 +157,9 @@ async fn restart_keeps_sessions_and_tokens(database_url: &str, dir: std::path::P
         .await
         .expect("rooms load");
     assert!(matches!(
-        rooms.admit(&sid, jwt(token), info(), None).await,
+        rooms
+            .admit(&RoomId::new(sid.as_str()), jwt(token), info(), None)
+            .await,
         Err(AdmitError::Join(_))
     ));
     rooms.shutdown().await;
@@ -229,33 +233,45 @@ async fn tokens_are_refused_when_forged_expired_foreign_or_closed() {
     let mut parts: Vec<String> = jwt(&for_a).split('.').map(str::to_owned).collect();
     parts[2] = "AAAA".into();
     assert!(matches!(
-        rooms.admit(&a, &parts.join("."), info(), None).await,
+        rooms
+            .admit(&RoomId::new(a.as_str()), &parts.join("."), info(), None)
+            .await,
         Err(AdmitError::Grant(_))
     ));
     assert!(matches!(
-        rooms.admit(&a, "garbage", info(), None).await,
+        rooms
+            .admit(&RoomId::new(a.as_str()), "garbage", info(), None)
+            .await,
         Err(AdmitError::Grant(_))
     ));
     // For another session than the one joined.
     assert!(matches!(
-        rooms.admit(&b, jwt(&for_a), info(), None).await,
+        rooms
+            .admit(&RoomId::new(b.as_str()), jwt(&for_a), info(), None)
+            .await,
         Err(AdmitError::WrongRoom)
     ));
     // Of a closed session.
     assert!(matches!(
-        rooms.admit(&b, jwt(&for_b), info(), None).await,
+        rooms
+            .admit(&RoomId::new(b.as_str()), jwt(&for_b), info(), None)
+            .await,
         Err(AdmitError::RoomNotFound)
     ));
     // Expired (the TTL was one second).
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(matches!(
-        rooms.admit(&a, jwt(&expiring), info(), None).await,
+        rooms
+            .admit(&RoomId::new(a.as_str()), jwt(&expiring), info(), None)
+            .await,
         Err(AdmitError::Grant(
             camerata_server::grant::GrantError::Expired
         ))
     ));
     // A valid grant still gets in, once.
-    let admitted = rooms.admit(&a, jwt(&for_a), info(), None).await;
+    let admitted = rooms
+        .admit(&RoomId::new(a.as_str()), jwt(&for_a), info(), None)
+        .await;
     assert!(admitted.is_ok(), "{:?}", admitted.err());
     rooms.shutdown().await;
 }

@@ -66,7 +66,7 @@ pub async fn dev_token(State(s): State<RestState>, body: Body) -> Result<Json<Va
     }
     let handle = s
         .rooms()
-        .get(&room)
+        .get(&RoomId::new(room.as_str()))
         .ok_or_else(|| RestError::SessionNotFound(room.clone()))?;
     let participant = grant_connection(
         &s,

@@ -13,7 +13,7 @@ use crate::ice::{IceServerRequest, check_ice_server};
 use crate::room::{
     EndReason, MAX_DATA_CHARS, MediaLimits, MediaMode, OutputMode, Participant, ParticipantId,
     ParticipantState, RecordingDefaults, RecordingLayout, RecordingMode, Role, RoomError, RoomId,
-    RoomOptions, SignalError, VideoCodec,
+    RoomOptions, SignalError, StreamId, VideoCodec,
 };
 use crate::rooms::{RoomHandle, Rooms, RoomsError, SignalRequest, now_ms};
 use axum::extract::{Path, Query, Request, State};
@@ -253,14 +253,14 @@ fn session_view(s: &RestState, room: &crate::room::Room, with_pending: bool) -> 
 
 pub(super) fn handle(s: &RestState, session: &str) -> Rest<RoomHandle> {
     s.rooms()
-        .get(session)
+        .get(&RoomId::new(session))
         .ok_or_else(|| RestError::SessionNotFound(session.to_owned()))
 }
 
 /// The same lookup, for the routes where OpenVidu answers 400 to an unknown session.
 fn handle_400(s: &RestState, session: &str) -> Rest<RoomHandle> {
     s.rooms()
-        .get(session)
+        .get(&RoomId::new(session))
         .ok_or_else(|| RestError::SessionNotFoundBadRequest(session.to_owned()))
 }
 
@@ -684,7 +684,7 @@ async fn get_connection(
     let h = handle_400(&s, &session)?;
     let room = snapshot(&h, true).await?;
     let p = room
-        .participant(&connection)
+        .participant(&ParticipantId::new(connection.as_str()))
         .ok_or_else(|| RestError::ConnectionNotFound {
             session: session.clone(),
             connection: connection.clone(),
@@ -703,7 +703,7 @@ async fn update_connection(
     let record = f.bool("record")?;
     let p = s
         .rooms()
-        .update(&h, &connection, role, record)
+        .update(&h, &ParticipantId::new(connection.as_str()), role, record)
         .await
         .map_err(|e| rooms_error(&session, e))?;
     Ok(Json(connection_json(&session, &p)))
@@ -715,7 +715,11 @@ async fn delete_connection(
 ) -> Rest<StatusCode> {
     let h = handle_400(&s, &session)?;
     s.rooms()
-        .remove(&h, &connection, EndReason::EvictedByApi)
+        .remove(
+            &h,
+            &ParticipantId::new(connection.as_str()),
+            EndReason::EvictedByApi,
+        )
         .await
         .map_err(|e| rooms_error(&session, e))?;
     Ok(StatusCode::NO_CONTENT)
@@ -734,9 +738,14 @@ async fn delete_stream(
         session: session.clone(),
         stream: stream.clone(),
     };
-    let owner = room.publisher_of(&stream).ok_or_else(not_found)?.id.clone();
+    let stream_id = StreamId::new(stream.as_str());
+    let owner = room
+        .publisher_of(&stream_id)
+        .ok_or_else(not_found)?
+        .id
+        .clone();
     match h
-        .unpublish(owner.as_str(), EndReason::UnpublishedByApi)
+        .unpublish(&owner, &stream_id, EndReason::UnpublishedByApi)
         .await
     {
         Ok(Ok(())) => Ok(StatusCode::NO_CONTENT),
@@ -761,9 +770,9 @@ async fn signal(State(s): State<RestState>, body: Body) -> Rest<StatusCode> {
         .ok_or(RestError::MissingField("session"))?
         .to_owned();
     let h = handle(&s, &session)?;
-    let recipients: Vec<String> = to
+    let recipients: Vec<ParticipantId> = to
         .iter()
-        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .map(|v| ParticipantId::new(v.as_str().unwrap_or_default()))
         .collect();
     let request = SignalRequest {
         from: None,
@@ -777,7 +786,11 @@ async fn signal(State(s): State<RestState>, body: Body) -> Rest<StatusCode> {
         Ok(Err(SignalError::RecipientsNotConnected(ids))) => {
             Err(RestError::SignalRecipientsNotConnected {
                 session,
-                recipients: ids.join(", "),
+                recipients: ids
+                    .iter()
+                    .map(ParticipantId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })
         }
         Ok(Ok(_)) => Ok(StatusCode::OK),

@@ -1,19 +1,28 @@
 //! The OpenVidu JSON-RPC signaling that openvidu-browser speaks over a WebSocket at
-//! `/openvidu`: keep-alive, join with a token, leave, signals, moderation, and resuming a
-//! participant on a new socket within a grace period. Room notices are rendered here into
-//! OpenVidu's notifications. Media methods answer with an error naming what is missing until
-//! the SFU layer serves them.
+//! `/openvidu`: keep-alive, join with a token, leave, signals, moderation, publishing and
+//! subscribing, and resuming a participant on a new socket within a grace period.
+//!
+//! This door only translates: each request is read into its params struct
+//! (`messages`), carried out by the call layer (`crate::calls`), and answered with its reply
+//! struct or an [`RpcError`] from the one error table; room notices are rendered here into
+//! OpenVidu's notifications.
+
+mod messages;
 
 use super::rest::RestState;
-use crate::calls::{Admission, CallError, Member};
+use super::wire;
+use crate::calls::{Admission, Leg, Member};
 use crate::media::Answer;
 use crate::room::{
-    ActiveInfo, MediaError as RoomMediaError, Participant, RoomId, SignalError, StreamInfo,
+    ActiveInfo, Participant, ParticipantId, RoomId, StreamId, StreamInfo, VideoSource,
 };
 use crate::rooms::{AdmitError, Notice, SINK_CAPACITY, SignalRequest};
+use crate::spelling::WireEnum;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
+use messages::{RpcError, params};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,32 +87,20 @@ struct Connection {
     after: Vec<String>,
 }
 
-/// A JSON-RPC error: code and message, as the browser reads them.
-struct RpcError(i64, String);
-
 type Reply = Result<Map<String, Value>, RpcError>;
 
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
+/// A reply struct as the result object.
+fn reply<T: Serialize>(value: T) -> Reply {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Ok(Map::new()),
     }
-}
-
-fn str_param<'a>(params: &'a Value, key: &str) -> Result<&'a str, RpcError> {
-    params
-        .get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| RpcError(-32602, format!("parameter '{key}' must be a string")))
 }
 
 /// What other browsers see as a connection's data: client data, server data, or both
 /// joined with `%/%`.
 fn metadata(p: &Participant) -> String {
-    let client = match &p.state {
-        crate::room::ParticipantState::Active(a) => a.client_data.as_str(),
-        crate::room::ParticipantState::Pending => "",
-    };
+    let client = p.active().map_or("", |a| a.client_data.as_str());
     match (client.is_empty(), p.data.is_empty()) {
         (false, false) => format!("{client}%/%{}", p.data),
         (false, true) => client.to_owned(),
@@ -112,16 +109,13 @@ fn metadata(p: &Participant) -> String {
 }
 
 fn joined_at(p: &Participant) -> i64 {
-    match &p.state {
-        crate::room::ParticipantState::Active(a) => a.joined_at,
-        crate::room::ParticipantState::Pending => p.created_at,
-    }
+    p.active().map_or(p.created_at, |a| a.joined_at)
 }
 
 /// A stream object as `joinRoom.value[].streams[]` and `participantPublished` show it.
 fn stream_json(s: &StreamInfo) -> Value {
-    let mut m = super::wire::media_options(s);
-    m.insert("id".into(), s.id.clone().into());
+    let mut m = wire::media_options(s);
+    m.insert("id".into(), s.id.as_str().into());
     m.insert("createdAt".into(), s.created_at.into());
     Value::Object(m)
 }
@@ -129,15 +123,15 @@ fn stream_json(s: &StreamInfo) -> Value {
 /// A remote connection as `joinRoom.value[]` and `participantJoined` show it (never a role).
 fn remote_json(p: &Participant) -> Value {
     let mut v = json!({ "id": p.id.as_str(), "createdAt": joined_at(p), "metadata": metadata(p) });
-    if let Some(s) = p.stream() {
-        v["streams"] = json!([stream_json(s)]);
+    if !p.streams().is_empty() {
+        v["streams"] = p.streams().iter().map(stream_json).collect();
     }
     v
 }
 
 /// `str_` + the first three letters of the video type (`MIC` for audio only) + `_` + one
 /// letter and three alphanumerics + `_` + the connection id.
-fn stream_id(type_of_video: Option<&str>, connection: &str) -> String {
+fn stream_id(type_of_video: Option<&str>, connection: &str) -> StreamId {
     use rand::Rng;
     use rand::distr::{Alphanumeric, SampleString};
     let kind: String = match type_of_video {
@@ -151,46 +145,10 @@ fn stream_id(type_of_video: Option<&str>, connection: &str) -> String {
     };
     let mut rng = rand::rng();
     let first = char::from(b'A' + rng.random_range(0..26u8));
-    format!(
+    StreamId::new(format!(
         "str_{kind}_{first}{}_{connection}",
         Alphanumeric.sample_string(&mut rng, 3)
-    )
-}
-
-/// The one table from call-layer failures to OpenVidu's JSON-RPC error codes.
-fn call_error(e: CallError) -> RpcError {
-    match e {
-        CallError::RoomGone => RpcError(202, "session closed".into()),
-        CallError::RoleForbids(role) => {
-            RpcError(401, format!("the role {role:?} does not allow this"))
-        }
-        CallError::Room(e) => media_error(e),
-        CallError::Negotiation(m) => RpcError(302, m),
-        CallError::NoEndpoint(_) | CallError::NotInRoom(_) | CallError::Rooms(_) => {
-            RpcError(102, e.to_string())
-        }
-        CallError::StreamNotPublished(_) => RpcError(105, e.to_string()),
-        CallError::Signal(e) => signal_error(&e),
-    }
-}
-
-fn signal_error(e: &SignalError) -> RpcError {
-    RpcError(601, e.to_string())
-}
-
-fn media_error(e: RoomMediaError) -> RpcError {
-    match e {
-        RoomMediaError::RoleForbids(role) => {
-            RpcError(401, format!("the role {role:?} does not allow this"))
-        }
-        RoomMediaError::AlreadyPublishing(_) => RpcError(106, e.to_string()),
-        RoomMediaError::NotPublishing(_) | RoomMediaError::StreamNotFound(_) => {
-            RpcError(105, e.to_string())
-        }
-        RoomMediaError::NotJoined(_) | RoomMediaError::NotSubscribed(_) => {
-            RpcError(102, e.to_string())
-        }
-    }
+    ))
 }
 
 fn rpc_session_id() -> String {
@@ -205,6 +163,31 @@ fn rpc_session_id() -> String {
 fn notification(method: &str, params: Value) -> String {
     json!({ "jsonrpc": "2.0", "method": method, "params": params }).to_string()
 }
+
+/// Methods that need a joined session (the others: `ping`, `joinRoom`, `connect`).
+const JOINED_METHODS: &[&str] = &[
+    "leaveRoom",
+    "sendMessage",
+    "forceDisconnect",
+    "forceUnpublish",
+    "publishVideo",
+    "receiveVideoFrom",
+    "prepareReceiveVideoFrom",
+    "unpublishVideo",
+    "streamPropertyChanged",
+    "reconnectStream",
+    "unsubscribeFromVideo",
+    "onIceCandidate",
+    "videoData",
+    "echo",
+    "applyFilter",
+    "removeFilter",
+    "execFilterMethod",
+    "addFilterEventListener",
+    "removeFilterEventListener",
+    "subscribeToSpeechToText",
+    "unsubscribeFromSpeechToText",
+];
 
 impl Connection {
     async fn run(mut self, mut socket: WebSocket) {
@@ -251,9 +234,9 @@ impl Connection {
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
-                        let reply = json!({"id": null, "jsonrpc": "2.0",
-                            "error": {"code": -32700, "message": "binary frames are not JSON-RPC"}});
-                        if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+                        let e = RpcError::Parse("binary frames are not JSON-RPC".into());
+                        let reply = error_frame(&Value::Null, &e);
+                        if socket.send(Message::Text(reply.into())).await.is_err() {
                             break;
                         }
                     }
@@ -305,7 +288,7 @@ impl Connection {
             Notice::Joined(p) => notification("participantJoined", remote_json(p)),
             Notice::Left(id, reason) => notification(
                 "participantLeft",
-                json!({ "connectionId": id.as_str(), "reason": super::wire::reason_name(*reason) }),
+                json!({ "connectionId": id.as_str(), "reason": wire::reason_name(*reason) }),
             ),
             Notice::Evicted(id, reason) => {
                 let me = self
@@ -321,39 +304,33 @@ impl Connection {
                 }
                 notification(
                     "participantEvicted",
-                    json!({ "connectionId": id.as_str(), "reason": super::wire::reason_name(*reason) }),
+                    json!({ "connectionId": id.as_str(), "reason": wire::reason_name(*reason) }),
                 )
             }
-            Notice::Published(p) => notification(
+            Notice::Published(p, s) => notification(
                 "participantPublished",
-                json!({ "id": p.id.as_str(), "streams": p.stream().map(stream_json).into_iter().collect::<Vec<_>>() }),
+                json!({ "id": p.id.as_str(), "streams": [stream_json(s)] }),
             ),
-            Notice::Unpublished(id, reason) => notification(
+            Notice::Unpublished(id, _, reason) => notification(
                 "participantUnpublished",
-                json!({ "connectionId": id.as_str(), "reason": super::wire::reason_name(*reason) }),
+                json!({ "connectionId": id.as_str(), "reason": wire::reason_name(*reason) }),
             ),
             Notice::StreamChanged {
                 participant,
                 stream,
-                property,
-                value,
+                change,
                 reason,
             } => {
-                // The browser decodes `newValue` per property: booleans as the strings
-                // "true"/"false", dimensions as JSON text inside a string.
-                let new_value: Value = match property.as_str() {
-                    "videoDimensions" => Value::String(Value::String(value.clone()).to_string()),
-                    _ => Value::String(value.clone()),
-                };
+                let (property, new_value) = wire::stream_change_wire(change);
                 notification(
                     "streamPropertyChanged",
-                    json!({ "connectionId": participant.as_str(), "streamId": stream,
+                    json!({ "connectionId": participant.as_str(), "streamId": stream.as_str(),
                             "property": property, "newValue": new_value, "reason": reason }),
                 )
             }
             Notice::RoleChanged(role) => notification(
                 "connectionPropertyChanged",
-                json!({ "property": "role", "newValue": super::wire::WireEnum::name(*role) }),
+                json!({ "property": "role", "newValue": role.name() }),
             ),
             Notice::RecordChanged(record) => notification(
                 "connectionPropertyChanged",
@@ -365,7 +342,7 @@ impl Connection {
             Notice::RecordingStopped { id, name, reason } => notification(
                 "recordingStopped",
                 json!({ "id": id, "name": name,
-                        "reason": reason.map(super::wire::stop_reason_name).unwrap_or_default() }),
+                        "reason": reason.map(wire::stop_reason_name).unwrap_or_default() }),
             ),
             Notice::Signal { from, kind, data } => {
                 let mut params = Map::new();
@@ -387,29 +364,16 @@ impl Connection {
     async fn handle(&mut self, text: &str) -> Option<String> {
         let request: Value = match serde_json::from_str(text) {
             Ok(v) => v,
-            Err(e) => {
-                return Some(
-                    json!({"id": null, "jsonrpc": "2.0",
-                        "error": {"code": -32700, "message": format!("parse error: {e}")}})
-                    .to_string(),
-                );
-            }
+            Err(e) => return Some(error_frame(&Value::Null, &RpcError::Parse(e.to_string()))),
         };
         let id = request.get("id").cloned().unwrap_or(Value::Null);
         let Some(method) = request.get("method").and_then(Value::as_str) else {
-            return Some(
-                json!({"id": id, "jsonrpc": "2.0",
-                    "error": {"code": -32600, "message": "invalid request: no method"}})
-                .to_string(),
-            );
+            return Some(error_frame(&id, &RpcError::InvalidRequest("no method")));
         };
         let params = request.get("params").cloned().unwrap_or(Value::Null);
         if !params.is_null() && !params.is_object() {
-            return Some(
-                json!({"id": id, "jsonrpc": "2.0",
-                    "error": {"code": -32602, "message": "params must be an object"}})
-                .to_string(),
-            );
+            let e = RpcError::InvalidParams("params must be an object".into());
+            return Some(error_frame(&id, &e));
         }
         let result = self.dispatch(method, &params).await;
         if id.is_null() {
@@ -424,209 +388,145 @@ impl Connection {
                 }
                 json!({ "id": id, "result": result, "jsonrpc": "2.0" })
             }
-            Err(RpcError(code, message)) => {
-                json!({ "id": id, "error": { "code": code, "message": message }, "jsonrpc": "2.0" })
-            }
+            Err(e) => return Some(error_frame(&id, &e)),
         };
         Some(frame.to_string())
     }
 
-    async fn dispatch(&mut self, method: &str, params: &Value) -> Reply {
+    async fn dispatch(&mut self, method: &str, p: &Value) -> Reply {
         match method {
-            "ping" => return Ok(obj(json!({ "value": "pong" }))),
-            "joinRoom" => return self.join_room(params).await,
-            "connect" => return self.connect(params).await,
+            "ping" => return reply(json!({ "value": "pong" })),
+            "joinRoom" => return self.join_room(params(p)?).await,
+            "connect" => return self.connect(params(p)?).await,
             _ => {}
         }
-        const KNOWN: &[&str] = &[
-            "leaveRoom",
-            "sendMessage",
-            "forceDisconnect",
-            "forceUnpublish",
-            "publishVideo",
-            "receiveVideoFrom",
-            "prepareReceiveVideoFrom",
-            "unpublishVideo",
-            "streamPropertyChanged",
-            "reconnectStream",
-            "unsubscribeFromVideo",
-            "onIceCandidate",
-            "videoData",
-            "echo",
-            "applyFilter",
-            "removeFilter",
-            "execFilterMethod",
-            "addFilterEventListener",
-            "removeFilterEventListener",
-            "subscribeToSpeechToText",
-            "unsubscribeFromSpeechToText",
-        ];
-        if !KNOWN.contains(&method) {
-            return Err(RpcError(-32601, format!("method not found: {method}")));
+        if !JOINED_METHODS.contains(&method) {
+            return Err(RpcError::MethodNotFound(method.to_owned()));
         }
         let Some(joined) = &self.joined else {
-            return Err(RpcError(
-                803,
-                format!("'{method}' needs a joined session: call joinRoom first"),
-            ));
+            return Err(RpcError::NotJoined(method.to_owned()));
         };
         let m = joined.member.clone();
-        let calls = self.state.calls();
+        let calls = self.state.calls().clone();
         match method {
             "leaveRoom" => self.leave_room(&m).await,
-            "sendMessage" => self.send_message(&m, params).await,
+            "sendMessage" => self.send_message(&m, params(p)?).await,
             "forceDisconnect" => {
-                let target = str_param(params, "connectionId")?;
-                calls
-                    .force_disconnect(&m, target)
-                    .await
-                    .map_err(call_error)?;
+                let q: messages::ForceDisconnect = params(p)?;
+                let target = ParticipantId::new(q.connection_id);
+                calls.force_disconnect(&m, &target).await?;
                 Ok(Map::new())
             }
             "forceUnpublish" => {
-                let stream = str_param(params, "streamId")?;
+                let q: messages::ForceUnpublish = params(p)?;
                 calls
-                    .force_unpublish(&m, stream)
-                    .await
-                    .map_err(call_error)?;
+                    .force_unpublish(&m, &StreamId::new(q.stream_id))
+                    .await?;
                 Ok(Map::new())
             }
-            "publishVideo" => self.publish_video(&m, params).await,
-            "receiveVideoFrom" => self.receive_video_from(&m, params).await,
-            "prepareReceiveVideoFrom" => Err(RpcError(
-                400,
-                "this server answers subscriptions offered by the browser (mediaServer kurento)"
-                    .into(),
-            )),
+            "publishVideo" => self.publish_video(&m, params(p)?).await,
+            "receiveVideoFrom" => self.receive_video_from(&m, params(p)?).await,
+            "prepareReceiveVideoFrom" => Err(RpcError::ServerOfferUnsupported),
             "unpublishVideo" => {
-                calls.unpublish(&m).await.map_err(call_error)?;
+                calls.unpublish(&m, &own_stream(&calls, &m).await?).await?;
                 Ok(Map::new())
             }
             "streamPropertyChanged" => {
-                let property = str_param(params, "property")?;
-                const PROPERTIES: &[&str] = &[
-                    "audioActive",
-                    "videoActive",
-                    "videoDimensions",
-                    "videoTrack",
-                    "audioTrack",
-                ];
-                if !PROPERTIES.contains(&property) {
-                    return Err(RpcError(
-                        -32602,
-                        format!("unknown stream property '{property}'"),
-                    ));
-                }
-                let reason = params
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let value = match params.get("newValue") {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                    None => return Err(RpcError(-32602, "parameter 'newValue' is missing".into())),
-                };
-                calls
-                    .change_stream(&m, property, value, reason.to_owned())
-                    .await
-                    .map_err(call_error)?;
+                let q: messages::StreamPropertyChanged = params(p)?;
+                let value = q.new_value.ok_or_else(|| {
+                    RpcError::InvalidParams("parameter 'newValue' is missing".into())
+                })?;
+                let change = wire::stream_change(&q.property, &value).ok_or_else(|| {
+                    RpcError::InvalidParams(format!(
+                        "unknown stream property '{}' or a value it cannot take",
+                        q.property
+                    ))
+                })?;
+                let stream = own_stream(&calls, &m).await?;
+                calls.change_stream(&m, &stream, change, q.reason).await?;
                 Ok(Map::new())
             }
-            "reconnectStream" => self.reconnect_stream(&m, params).await,
+            "reconnectStream" => self.reconnect_stream(&m, params(p)?).await,
             "unsubscribeFromVideo" => {
-                let sender = str_param(params, "sender")?;
-                calls.unsubscribe(&m, sender).await.map_err(call_error)?;
+                let q: messages::UnsubscribeFromVideo = params(p)?;
+                let from = ParticipantId::new(q.sender);
+                let stream = calls
+                    .participant(&m)
+                    .await
+                    .and_then(|me| {
+                        me.subscriptions()
+                            .iter()
+                            .find(|s| s.publisher == from)
+                            .map(|s| s.stream.clone())
+                    })
+                    .ok_or_else(|| RpcError::UserNotFound(format!("not subscribed to '{from}'")))?;
+                calls.unsubscribe(&m, &stream).await?;
                 Ok(Map::new())
             }
             "onIceCandidate" => {
-                let name = str_param(params, "endpointName")?;
-                let candidate = params
-                    .get("candidate")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let mid = params
-                    .get("sdpMid")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                let index = params
-                    .get("sdpMLineIndex")
-                    .and_then(Value::as_u64)
-                    .and_then(|i| u16::try_from(i).ok());
+                let q: messages::OnIceCandidate = params(p)?;
+                // The endpoint is named by its publisher's connection: the caller's own id
+                // for its publisher connection.
+                let publisher = ParticipantId::new(q.endpoint_name);
+                let leg = if publisher == m.participant {
+                    Leg::FirstPublished
+                } else {
+                    Leg::FirstFrom(publisher)
+                };
+                let index = q.sdp_m_line_index.and_then(|i| u16::try_from(i).ok());
                 calls
-                    .add_candidate(&m, name, candidate.to_owned(), mid, index)
-                    .await
-                    .map_err(call_error)?;
+                    .add_candidate(&m, leg, q.candidate, q.sdp_mid, index)
+                    .await?;
                 Ok(Map::new())
             }
             "videoData" | "echo" => Ok(Map::new()),
-            "applyFilter" => Err(RpcError(
-                406,
-                "filters are not supported by Camerata".into(),
-            )),
+            "applyFilter" => Err(RpcError::FilterUnsupported),
             "removeFilter"
             | "execFilterMethod"
             | "addFilterEventListener"
-            | "removeFilterEventListener" => Err(RpcError(
-                400,
-                "filters are not supported by Camerata".into(),
-            )),
-            "subscribeToSpeechToText" | "unsubscribeFromSpeechToText" => Err(RpcError(
-                997,
-                "speech to text is not supported by Camerata".into(),
-            )),
-            other => Err(RpcError(-32601, format!("method not found: {other}"))),
+            | "removeFilterEventListener" => Err(RpcError::FilterMethodUnsupported),
+            "subscribeToSpeechToText" | "unsubscribeFromSpeechToText" => {
+                Err(RpcError::SpeechToTextUnsupported)
+            }
+            other => Err(RpcError::MethodNotFound(other.to_owned())),
         }
     }
 
-    async fn join_room(&mut self, params: &Value) -> Reply {
+    async fn join_room(&mut self, q: messages::JoinRoom) -> Reply {
         if self.joined.is_some() {
-            return Err(RpcError(
-                400,
-                "this socket has already joined a session".into(),
-            ));
+            return Err(RpcError::AlreadyJoined);
         }
-        let token = str_param(params, "token")?;
-        let session = params
-            .get("session")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let invalid = || RpcError(401, format!("Token {token} is not valid"));
+        let token = q.token.as_str();
+        let session = q.session.as_str();
+        let invalid = || RpcError::TokenInvalid(token.to_owned());
         let jwt = token
             .split_once('?')
             .map(|(_, q)| q)
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=tok_")))
             .ok_or_else(invalid)?;
-        let platform = params
-            .get("platform")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown");
-        let client_data = params
-            .get("metadata")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
         let info = ActiveInfo {
             joined_at: crate::rooms::now_ms(),
             ip: self.peer.ip().to_string(),
-            platform: platform.to_owned(),
-            client_data: client_data.to_owned(),
-            stream: None,
+            platform: q.platform.clone().unwrap_or_else(|| "unknown".to_owned()),
+            client_data: q.metadata.clone().unwrap_or_default(),
+            streams: Vec::new(),
             subscriptions: Vec::new(),
         };
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
-        let calls = self.state.calls();
+        let calls = self.state.calls().clone();
         let room = RoomId::new(session);
         let (member, me, others) = match calls.join(&room, Admission::Signed(jwt), info, tx).await {
             Ok(admitted) => admitted,
             Err(AdmitError::RoomNotFound) => {
-                return Err(RpcError(202, format!("Session {session} not found")));
+                return Err(RpcError::SessionNotFound(session.to_owned()));
             }
             Err(AdmitError::Join(crate::room::JoinError::RoomClosed)) => {
-                return Err(RpcError(203, format!("Session {session} is closed")));
+                return Err(RpcError::SessionClosed(session.to_owned()));
             }
-            Err(AdmitError::Store(e)) => return Err(RpcError(500, format!("store failure: {e}"))),
+            Err(AdmitError::Store(e)) => return Err(RpcError::Store(e.to_string())),
             Err(AdmitError::Grant(crate::grant::GrantError::Expired))
             | Err(AdmitError::Join(crate::room::JoinError::GrantExpired(_))) => {
-                return Err(RpcError(401, format!("Token {token} has expired")));
+                return Err(RpcError::TokenExpired(token.to_owned()));
             }
             Err(_) => return Err(invalid()),
         };
@@ -638,35 +538,29 @@ impl Connection {
             member,
             epoch: 0,
         });
-        let mut result = obj(json!({
-            "id": me.id.as_str(),
-            "finalUserId": rpc_id[..16].to_uppercase(),
-            "createdAt": joined_at(&me),
-            "metadata": metadata(&me),
-            "value": others.iter().map(remote_json).collect::<Vec<_>>(),
-            "session": session,
-            "version": VERSION,
-            "mediaServer": "kurento",
-            "videoSimulcast": false,
-            "record": me.record,
-            "role": super::wire::WireEnum::name(me.role),
-            "sessionId": rpc_id,
-        }));
-        // Only a non-empty list: the browser takes an empty one as "none given" anyway.
-        if !me.ice_servers.is_empty() {
-            result.insert(
-                "customIceServers".into(),
-                super::wire::ice_servers_json(&me),
-            );
-        }
-        Ok(result)
+        reply(messages::Joined {
+            id: me.id.as_str().to_owned(),
+            final_user_id: rpc_id[..16].to_uppercase(),
+            created_at: joined_at(&me),
+            metadata: metadata(&me),
+            value: others.iter().map(remote_json).collect(),
+            session: session.to_owned(),
+            version: VERSION,
+            media_server: "kurento",
+            video_simulcast: false,
+            record: me.record,
+            role: me.role.name(),
+            session_id: rpc_id,
+            // Only a non-empty list: the browser takes an empty one as "none given" anyway.
+            custom_ice_servers: (!me.ice_servers.is_empty()).then(|| wire::ice_servers_json(&me)),
+        })
     }
 
-    async fn connect(&mut self, params: &Value) -> Reply {
-        let rpc_id = str_param(params, "sessionId")?.to_owned();
+    async fn connect(&mut self, q: messages::Connect) -> Reply {
+        let rpc_id = q.session_id;
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
         let Some((member, epoch)) = self.state.calls().resume(&rpc_id, tx).await else {
-            return Err(RpcError(40007, "reconnection error".into()));
+            return Err(RpcError::Reconnection);
         };
         self.notices = Some(rx);
         self.joined = Some(Joined {
@@ -674,9 +568,7 @@ impl Connection {
             member,
             epoch,
         });
-        Ok(obj(
-            json!({ "value": "reconnection successful", "sessionId": rpc_id }),
-        ))
+        reply(json!({ "value": "reconnection successful", "sessionId": rpc_id }))
     }
 
     async fn leave_room(&mut self, m: &Member) -> Reply {
@@ -688,73 +580,50 @@ impl Connection {
         self.notices = None;
         match result {
             Ok(()) => Ok(match rpc_id {
-                Some(id) => obj(json!({ "sessionId": id })),
+                Some(id) => reply(json!({ "sessionId": id }))?,
                 None => Map::new(),
             }),
-            Err(e) => Err(RpcError(102, format!("leave failed: {e}"))),
+            Err(e) => Err(RpcError::UserNotFound(format!("leave failed: {e}"))),
         }
     }
 
-    async fn send_message(&mut self, m: &Member, params: &Value) -> Reply {
-        let inner = str_param(params, "message")?;
-        let message: Value = serde_json::from_str(inner)
-            .map_err(|e| RpcError(600, format!("message is not JSON: {e}")))?;
-        let mut to = Vec::new();
-        match message.get("to") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(items)) => {
-                for item in items {
-                    match item.as_str() {
-                        Some(s) => to.push(s.to_owned()),
-                        None => {
-                            return Err(RpcError(
-                                601,
-                                "every 'to' entry must be a connection id".into(),
-                            ));
-                        }
-                    }
-                }
-            }
-            Some(_) => {
-                return Err(RpcError(
-                    601,
-                    "'to' must be an array of connection ids".into(),
-                ));
-            }
-        }
-        let kind = match message.get("type").and_then(Value::as_str) {
+    async fn send_message(&mut self, m: &Member, q: messages::SendMessage) -> Reply {
+        let message: Value =
+            serde_json::from_str(&q.message).map_err(|e| RpcError::SignalNotJson(e.to_string()))?;
+        let signal: messages::Signal = serde_json::from_value(message).map_err(|e| {
+            RpcError::Signal(format!(
+                "'to' must be an array of connection ids, 'type' and 'data' strings: {e}"
+            ))
+        })?;
+        let kind = match signal.kind.as_deref() {
             None | Some("") => "signal:signal".to_owned(),
             Some(t) if t.starts_with("signal:") => t.to_owned(),
             Some(t) => format!("signal:{t}"),
         };
-        let data = message
-            .get("data")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
         let request = SignalRequest {
             from: Some(m.participant.clone()),
-            to,
+            to: signal
+                .to
+                .unwrap_or_default()
+                .into_iter()
+                .map(ParticipantId::new)
+                .collect(),
             kind: Some(kind),
-            data: Some(data),
+            data: Some(signal.data.unwrap_or_default()),
         };
-        self.state
-            .calls()
-            .signal(m, request)
-            .await
-            .map_err(call_error)?;
+        self.state.calls().signal(m, request).await?;
         Ok(Map::new())
     }
 
-    async fn publish_video(&mut self, m: &Member, params: &Value) -> Reply {
-        let offer = str_param(params, "sdpOffer")?.to_owned();
-        if params.get("doLoopback").and_then(Value::as_bool) == Some(true) {
-            return Err(RpcError(302, "loopback publishing is not supported".into()));
+    async fn publish_video(&mut self, m: &Member, q: messages::PublishVideo) -> Reply {
+        if q.do_loopback == Some(true) {
+            return Err(RpcError::Media(
+                "loopback publishing is not supported".into(),
+            ));
         }
-        let flag = |k: &str| params.get(k).and_then(Value::as_bool);
-        let has_audio = flag("hasAudio").unwrap_or(true);
-        let has_video = flag("hasVideo").unwrap_or(true);
-        let type_of_video = params.get("typeOfVideo").and_then(Value::as_str);
+        let has_audio = q.has_audio.unwrap_or(true);
+        let has_video = q.has_video.unwrap_or(true);
+        let type_of_video = q.type_of_video.as_deref();
         let id = stream_id(
             if has_video {
                 type_of_video.or(Some("CAMERA"))
@@ -768,86 +637,88 @@ impl Connection {
             created_at: crate::rooms::now_ms(),
             has_audio,
             has_video,
-            audio_active: flag("audioActive").unwrap_or(true),
-            video_active: flag("videoActive").unwrap_or(true),
-            type_of_video: type_of_video.unwrap_or("CAMERA").to_owned(),
-            frame_rate: params
-                .get("frameRate")
-                .and_then(Value::as_i64)
-                .unwrap_or(-1),
-            video_dimensions: params
-                .get("videoDimensions")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            audio_active: q.audio_active.unwrap_or(true),
+            video_active: q.video_active.unwrap_or(true),
+            video_source: type_of_video.map_or(VideoSource::Camera, |t| {
+                VideoSource::parse(t).unwrap_or(VideoSource::Custom)
+            }),
+            frame_rate: q
+                .frame_rate
+                .filter(|f| f.is_finite() && *f > 0.0 && *f < 1000.0)
+                .map(|f| f.round() as u32),
+            dimensions: q
+                .video_dimensions
+                .as_deref()
+                .and_then(wire::parse_dimensions),
         };
         let created_at = stream.created_at;
+        // OpenVidu: one stream per connection (a screen share is a second connection).
         let answer = self
             .state
             .calls()
-            .publish(m, stream, offer)
-            .await
-            .map_err(call_error)?;
-        self.trickle(m.participant.as_str(), &id, &answer);
-        Ok(obj(
-            json!({ "sdpAnswer": answer.sdp, "id": id, "createdAt": created_at }),
-        ))
+            .publish(m, stream, q.sdp_offer, true)
+            .await?;
+        self.trickle(m.participant.as_str(), id.as_str(), &answer);
+        reply(messages::Published {
+            sdp_answer: answer.sdp,
+            id: id.as_str().to_owned(),
+            created_at,
+        })
     }
 
     /// A new peer connection for a stream whose media failed: the caller's own stream (a new
     /// publisher connection feeding the same subscribers), or one it receives.
-    async fn reconnect_stream(&mut self, m: &Member, params: &Value) -> Reply {
-        let stream = str_param(params, "stream")?.to_owned();
-        let own = match params.get("sdpString").and_then(Value::as_str) {
-            Some(offer) => self
-                .state
-                .calls()
-                .republish(m, &stream, offer.to_owned())
-                .await
-                .map_err(call_error)?,
+    async fn reconnect_stream(&mut self, m: &Member, q: messages::ReconnectStream) -> Reply {
+        let stream = StreamId::new(q.stream.as_str());
+        let own = match &q.sdp_string {
+            Some(offer) => {
+                self.state
+                    .calls()
+                    .republish(m, &stream, offer.clone())
+                    .await?
+            }
             None => None,
         };
         let Some((info, answer)) = own else {
-            let offer = params.get("sdpOffer").cloned().ok_or_else(|| {
-                RpcError(
-                    -32602,
+            let offer = q.sdp_offer.ok_or_else(|| {
+                RpcError::InvalidParams(
                     "parameter 'sdpOffer' must be a string (the browser offers)".into(),
                 )
             })?;
             return self
-                .receive_video_from(m, &json!({ "sender": stream, "sdpOffer": offer }))
+                .receive_video_from(
+                    m,
+                    messages::ReceiveVideoFrom {
+                        sender: q.stream,
+                        sdp_offer: Some(offer),
+                    },
+                )
                 .await;
         };
-        self.trickle(m.participant.as_str(), &info.id, &answer);
-        Ok(obj(
-            json!({ "sdpAnswer": answer.sdp, "id": info.id, "createdAt": info.created_at }),
-        ))
+        self.trickle(m.participant.as_str(), info.id.as_str(), &answer);
+        reply(messages::Published {
+            sdp_answer: answer.sdp,
+            id: info.id.as_str().to_owned(),
+            created_at: info.created_at,
+        })
     }
 
-    async fn receive_video_from(&mut self, m: &Member, params: &Value) -> Reply {
-        let sender = str_param(params, "sender")?;
-        let offer = params
-            .get("sdpOffer")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                RpcError(
-                    -32602,
-                    "parameter 'sdpOffer' must be a string (the browser offers)".into(),
-                )
-            })?
-            .to_owned();
-        let (publisher, answer) = self
-            .state
-            .calls()
-            .subscribe(m, sender, offer)
-            .await
-            .map_err(call_error)?;
+    async fn receive_video_from(&mut self, m: &Member, q: messages::ReceiveVideoFrom) -> Reply {
+        let offer = q.sdp_offer.ok_or_else(|| {
+            RpcError::InvalidParams(
+                "parameter 'sdpOffer' must be a string (the browser offers)".into(),
+            )
+        })?;
+        let stream = StreamId::new(q.sender.as_str());
+        let (publisher, answer) = self.state.calls().subscribe(m, &stream, offer).await?;
         self.trickle(
             publisher.as_str(),
-            &format!("{}_{sender}", m.participant.as_str()),
+            &format!("{}_{}", m.participant.as_str(), q.sender),
             &answer,
         );
-        Ok(obj(json!({ "sdpAnswer": answer.sdp })))
+        reply(messages::Subscribed {
+            sdp_answer: answer.sdp,
+        })
     }
 
     /// Queues the server's candidates of a new peer connection as `iceCandidate`
@@ -867,6 +738,21 @@ impl Connection {
             ));
         }
     }
+}
+
+/// The stream the caller publishes (one per connection in OpenVidu).
+async fn own_stream(calls: &crate::calls::Calls, m: &Member) -> Result<StreamId, RpcError> {
+    calls
+        .participant(m)
+        .await
+        .and_then(|p| p.streams().first().map(|s| s.id.clone()))
+        .ok_or_else(|| RpcError::NotPublishing(format!("{} publishes no stream", m.participant)))
+}
+
+/// An error reply to request `id`.
+fn error_frame(id: &Value, e: &RpcError) -> String {
+    json!({ "id": id, "error": { "code": e.code(), "message": e.to_string() }, "jsonrpc": "2.0" })
+        .to_string()
 }
 
 async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {

@@ -10,9 +10,10 @@
 use crate::config::Settled;
 use crate::delivery::Payloads;
 use crate::room::{
-    EndReason, Participant, ParticipantId, Room, RoomEvent, StreamInfo, Subscription,
+    EndReason, Participant, ParticipantId, Room, RoomEvent, StreamId, StreamInfo, Subscription,
 };
 use crate::rooms::Observer;
+use crate::spelling::WireEnum;
 use crate::store::Event;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -179,11 +180,14 @@ fn connection_fields(
         }
     }
     if stream.has_video {
-        m.insert("videoSource".into(), stream.type_of_video.as_str().into());
-        m.insert("videoFramerate".into(), stream.frame_rate.into());
+        m.insert("videoSource".into(), stream.video_source.name().into());
+        m.insert(
+            "videoFramerate".into(),
+            super::wire::frame_rate_value(stream.frame_rate).into(),
+        );
         m.insert(
             "videoDimensions".into(),
-            stream.video_dimensions.as_str().into(),
+            super::wire::dimensions_text(stream.dimensions).into(),
         );
     }
     m.insert("audioEnabled".into(), stream.has_audio.into());
@@ -214,7 +218,7 @@ struct Render<'a> {
     now: i64,
     out: Vec<Event>,
     /// Subscriptions of `before` already reported ended.
-    ended_subscriptions: Vec<(ParticipantId, String, i64)>,
+    ended_subscriptions: Vec<(ParticipantId, StreamId, i64)>,
 }
 
 impl Render<'_> {
@@ -231,11 +235,7 @@ impl Render<'_> {
             return;
         }
         self.ended_subscriptions.push(key);
-        let Some(stream) = self
-            .before
-            .participant(s.publisher.as_str())
-            .and_then(|p| p.stream())
-        else {
+        let Some((_, stream)) = self.before.published(&s.stream) else {
             return;
         };
         let mut fields = connection_fields(&subscriber.id, stream, Some(&s.publisher));
@@ -243,11 +243,8 @@ impl Render<'_> {
         self.push("webrtcConnectionDestroyed", self.now, fields);
     }
 
-    /// The end of `publisher`'s stream: everyone's subscriptions to it, then the stream.
-    fn stream_ended(&mut self, publisher: &Participant, reason: &str) {
-        let Some(stream) = publisher.stream() else {
-            return;
-        };
+    /// The end of `publisher`'s `stream`: everyone's subscriptions to it, then the stream.
+    fn stream_ended(&mut self, publisher: &Participant, stream: &StreamInfo, reason: &str) {
         for (sub, s) in subscriptions(self.before) {
             if s.stream == stream.id {
                 self.subscription_ended(sub, s, reason);
@@ -259,16 +256,16 @@ impl Render<'_> {
     }
 
     fn left(&mut self, id: &ParticipantId, reason: EndReason) {
-        let Some(p) = self.before.participant(id.as_str()) else {
+        let Some(p) = self.before.participant(id) else {
             return;
         };
         let reason = super::wire::reason_name(reason);
-        if let Some(a) = p.active() {
-            for s in &a.subscriptions {
-                self.subscription_ended(p, s, reason);
-            }
+        for s in p.subscriptions() {
+            self.subscription_ended(p, s, reason);
         }
-        self.stream_ended(p, reason);
+        for stream in p.streams() {
+            self.stream_ended(p, stream, reason);
+        }
         let mut fields = participant_fields(p);
         let joined = p.active().map_or(self.now, |a| a.joined_at);
         ended(&mut fields, joined, self.now, reason);
@@ -279,26 +276,22 @@ impl Render<'_> {
         for event in events {
             match event {
                 RoomEvent::ParticipantJoined(id) => {
-                    if let Some(p) = self.after.participant(id.as_str()) {
+                    if let Some(p) = self.after.participant(id) {
                         let at = p.active().map_or(self.now, |a| a.joined_at);
                         let fields = participant_fields(p);
                         self.push("participantJoined", at, fields);
                     }
                 }
                 RoomEvent::ParticipantLeft(id, reason) => self.left(id, *reason),
-                RoomEvent::StreamPublished(id) => {
-                    if let Some((p, s)) = self
-                        .after
-                        .participant(id.as_str())
-                        .and_then(|p| p.stream().map(|s| (p, s)))
-                    {
+                RoomEvent::StreamPublished(_, stream) => {
+                    if let Some((p, s)) = self.after.published(stream) {
                         let fields = connection_fields(&p.id, s, None);
                         self.push("webrtcConnectionCreated", s.created_at, fields);
                     }
                 }
-                RoomEvent::StreamUnpublished(id, reason) => {
-                    if let Some(p) = self.before.participant(id.as_str()) {
-                        self.stream_ended(p, super::wire::reason_name(*reason));
+                RoomEvent::StreamUnpublished(_, stream, reason) => {
+                    if let Some((p, s)) = self.before.published(stream) {
+                        self.stream_ended(p, s, super::wire::reason_name(*reason));
                     }
                 }
                 RoomEvent::SignalSent {
@@ -355,11 +348,7 @@ impl Render<'_> {
             if before.iter().any(|b| same_subscription(*b, (sub, s))) {
                 continue;
             }
-            if let Some(stream) = self
-                .after
-                .participant(s.publisher.as_str())
-                .and_then(|p| p.stream())
-            {
+            if let Some((_, stream)) = self.after.published(&s.stream) {
                 let fields = connection_fields(&sub.id, stream, Some(&s.publisher));
                 self.push("webrtcConnectionCreated", s.created_at, fields);
             }

@@ -3,8 +3,9 @@
 
 use crate::recording::StopReason;
 use crate::room::{
-    EndReason, MediaLimits, MediaMode, OutputMode, Participant, ParticipantState,
-    RecordingDefaults, RecordingLayout, RecordingMode, Role, Room, VideoCodec,
+    Dimensions, EndReason, MediaLimits, MediaMode, OutputMode, Participant, ParticipantState,
+    RecordingDefaults, RecordingLayout, RecordingMode, Role, Room, StreamChange, VideoCodec,
+    VideoSource,
 };
 use serde_json::{Map, Value, json};
 
@@ -38,6 +39,76 @@ wire_enum!(Role {
     "MODERATOR" => Role::Moderator,
     "PUBLISHER_ONLY" => Role::PublisherOnly,
 });
+
+wire_enum!(VideoSource {
+    "CAMERA" => VideoSource::Camera,
+    "SCREEN" => VideoSource::Screen,
+    "CUSTOM" => VideoSource::Custom,
+    "IPCAM" => VideoSource::IpCamera,
+});
+
+/// `videoDimensions` as OpenVidu carries it: JSON text `{"width":W,"height":H}`; empty when
+/// unknown.
+pub fn dimensions_text(d: Option<Dimensions>) -> String {
+    d.map(|d| json!({ "width": d.width, "height": d.height }).to_string())
+        .unwrap_or_default()
+}
+
+/// The dimensions in a `videoDimensions` text; `None` when it names none.
+pub fn parse_dimensions(text: &str) -> Option<Dimensions> {
+    let mut v: Value = serde_json::from_str(text).ok()?;
+    // Some clients encode the JSON text once more.
+    if let Value::String(inner) = &v {
+        v = serde_json::from_str(inner).ok()?;
+    }
+    let side = |k: &str| v.get(k)?.as_u64().and_then(|n| u32::try_from(n).ok());
+    Some(Dimensions {
+        width: side("width")?,
+        height: side("height")?,
+    })
+}
+
+/// `frameRate` as OpenVidu carries it: -1 when unknown.
+pub fn frame_rate_value(f: Option<u32>) -> i64 {
+    f.map_or(-1, i64::from)
+}
+
+/// A `streamPropertyChanged` request's property and `newValue`, as a typed change; `None`
+/// for a property OpenVidu does not define or a value it cannot carry.
+pub fn stream_change(property: &str, value: &Value) -> Option<StreamChange> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match property {
+        "audioActive" => Some(StreamChange::AudioActive(text == "true")),
+        "videoActive" => Some(StreamChange::VideoActive(text == "true")),
+        "videoDimensions" => parse_dimensions(&text).map(StreamChange::Dimensions),
+        "videoTrack" | "audioTrack" => Some(StreamChange::TrackReplaced {
+            video: property == "videoTrack",
+            detail: text,
+        }),
+        _ => None,
+    }
+}
+
+/// The property name and `newValue` of a `streamPropertyChanged` notification: booleans as
+/// the strings "true"/"false", dimensions as JSON text inside a string (the browser decodes
+/// each property so).
+pub fn stream_change_wire(change: &StreamChange) -> (&'static str, Value) {
+    match change {
+        StreamChange::AudioActive(on) => ("audioActive", Value::String(on.to_string())),
+        StreamChange::VideoActive(on) => ("videoActive", Value::String(on.to_string())),
+        StreamChange::Dimensions(d) => (
+            "videoDimensions",
+            Value::String(Value::String(dimensions_text(Some(*d))).to_string()),
+        ),
+        StreamChange::TrackReplaced { video, detail } => (
+            if *video { "videoTrack" } else { "audioTrack" },
+            Value::String(detail.clone()),
+        ),
+    }
+}
 
 /// The kind of an OpenVidu connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,9 +231,12 @@ pub fn media_options(s: &crate::room::StreamInfo) -> Map<String, Value> {
     m.insert("hasVideo".into(), s.has_video.into());
     if s.has_video {
         m.insert("videoActive".into(), s.video_active.into());
-        m.insert("typeOfVideo".into(), s.type_of_video.clone().into());
-        m.insert("frameRate".into(), s.frame_rate.into());
-        m.insert("videoDimensions".into(), s.video_dimensions.clone().into());
+        m.insert("typeOfVideo".into(), s.video_source.name().into());
+        m.insert("frameRate".into(), frame_rate_value(s.frame_rate).into());
+        m.insert(
+            "videoDimensions".into(),
+            dimensions_text(s.dimensions).into(),
+        );
     }
     m.insert("filter".into(), json!({}));
     m
@@ -194,7 +268,7 @@ pub fn connection_json(session_id: &str, p: &Participant) -> Value {
                 a.ip.clone().into(),
                 a.platform.clone().into(),
                 a.client_data.clone().into(),
-                a.stream
+                a.streams
                     .iter()
                     .map(publisher_json)
                     .collect::<Vec<_>>()
