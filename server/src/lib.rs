@@ -235,7 +235,8 @@ async fn prepare(
     let store = store::Store::open(&settled.database_url)
         .await
         .with_context(|| format!("cannot open database {}", redact(&settled.database_url)))?;
-    use calls::recording::{Announcer, Both, RoomFeed};
+    use calls::recording::{Announcer, RoomFeed};
+    use rooms::Both;
     let events: Vec<protocols::DoorEvents> = doors.iter().filter_map(|d| d.events()).collect();
     let mut observer: Option<Arc<dyn rooms::Observer>> = None;
     for e in &events {

@@ -2,10 +2,11 @@
 //! them. The operations here keep the live state and the store in step; every protocol
 //! adapter goes through them.
 //!
-//! Events: a room task hands each change to the store's journal together with the events
-//! an [`Observer`] (the protocol adapter that renders them) makes of it, in the order the
-//! room applied its commands, so the outbox holds a room's events in that order and in the
-//! same transaction as the change.
+//! Events: the room core returns typed events as it applies a command; a room task hands
+//! each change to the store's journal together with what an [`Observer`] (a door's
+//! renderer, the recording policy) makes of those events, in the order the room applied its
+//! commands, so the outbox holds a room's events in that order and in the same transaction
+//! as the change. No consumer compares the room before and after a command.
 //!
 //! Lock rule: the registry lock is held only to look up, insert or remove a handle, never
 //! across an `.await`. Room state is never behind a lock: only its task touches it.
@@ -39,15 +40,9 @@ pub fn now_ms() -> i64 {
 pub trait Observer: Send + Sync {
     /// Events for a room that was just created.
     fn created(&self, room: &Room) -> Vec<crate::store::Event>;
-    /// Events for a command that took the room from `before` to `after` at `now`, producing
-    /// `events`.
-    fn changed(
-        &self,
-        before: &Room,
-        after: &Room,
-        events: &[RoomEvent],
-        now: i64,
-    ) -> Vec<crate::store::Event>;
+    /// Events for what a command did to `room` at `now` (`room` as it is after it; the
+    /// events carry everything that ended).
+    fn changed(&self, room: &Room, events: &[RoomEvent], now: i64) -> Vec<crate::store::Event>;
     /// Events for a participant that was in `room` when the server stopped.
     fn vanished(
         &self,
@@ -55,6 +50,29 @@ pub trait Observer: Send + Sync {
         participant: &Participant,
         now: i64,
     ) -> Vec<crate::store::Event>;
+}
+
+/// Two observers as one: the events of both, in order.
+pub struct Both(pub Arc<dyn Observer>, pub Arc<dyn Observer>);
+
+impl Observer for Both {
+    fn created(&self, room: &Room) -> Vec<crate::store::Event> {
+        let mut e = self.0.created(room);
+        e.extend(self.1.created(room));
+        e
+    }
+
+    fn changed(&self, room: &Room, events: &[RoomEvent], now: i64) -> Vec<crate::store::Event> {
+        let mut e = self.0.changed(room, events, now);
+        e.extend(self.1.changed(room, events, now));
+        e
+    }
+
+    fn vanished(&self, room: &Room, p: &Participant, now: i64) -> Vec<crate::store::Event> {
+        let mut e = self.0.vanished(room, p, now);
+        e.extend(self.1.vanished(room, p, now));
+        e
+    }
 }
 
 /// How long grants live and when idle rooms are dropped.

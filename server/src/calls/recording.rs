@@ -64,11 +64,11 @@ impl Observer for RoomFeed {
         Vec::new()
     }
 
-    fn changed(&self, _: &Room, after: &Room, events: &[RoomEvent], _: i64) -> Vec<Event> {
+    fn changed(&self, after: &Room, events: &[RoomEvent], _: i64) -> Vec<Event> {
         for e in events {
             let change = match e {
                 RoomEvent::StreamPublished(_, stream) => {
-                    Change::Published(after.id().clone(), stream.clone())
+                    Change::Published(after.id().clone(), stream.id.clone())
                 }
                 RoomEvent::RoomClosed(reason) => Change::Closed(after.id().clone(), *reason),
                 RoomEvent::StreamUnpublished(..) | RoomEvent::ParticipantLeft(..) => {
@@ -83,29 +83,6 @@ impl Observer for RoomFeed {
 
     fn vanished(&self, _: &Room, _: &crate::room::Participant, _: i64) -> Vec<Event> {
         Vec::new()
-    }
-}
-
-/// Two observers as one: the events of both, in order.
-pub struct Both(pub Arc<dyn Observer>, pub Arc<dyn Observer>);
-
-impl Observer for Both {
-    fn created(&self, room: &Room) -> Vec<Event> {
-        let mut e = self.0.created(room);
-        e.extend(self.1.created(room));
-        e
-    }
-
-    fn changed(&self, before: &Room, after: &Room, events: &[RoomEvent], now: i64) -> Vec<Event> {
-        let mut e = self.0.changed(before, after, events, now);
-        e.extend(self.1.changed(before, after, events, now));
-        e
-    }
-
-    fn vanished(&self, room: &Room, p: &crate::room::Participant, now: i64) -> Vec<Event> {
-        let mut e = self.0.vanished(room, p, now);
-        e.extend(self.1.vanished(room, p, now));
-        e
     }
 }
 

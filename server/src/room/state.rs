@@ -35,6 +35,16 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Whether it ends only a stream (its publisher stays in the room).
+    pub fn ends_stream_only(self) -> bool {
+        matches!(
+            self,
+            EndReason::Unpublished
+                | EndReason::UnpublishedByModerator
+                | EndReason::UnpublishedByApi
+        )
+    }
+
     /// Whether the participant was put out rather than leaving: it is told so itself.
     pub fn is_eviction(self) -> bool {
         matches!(
@@ -44,7 +54,13 @@ impl EndReason {
     }
 }
 
-/// Something that happened in a room, for the consumers of room events.
+/// Something that happened in a room, for the consumers of room events (the participants'
+/// connections, each door's event renderer, the recording policy). Each event carries what
+/// its consumers need, so none of them compares the room before and after a command.
+///
+/// Order: what a participant's leaving or a stream's end takes with it comes first, in the
+/// order it ends: the participant's own subscriptions, then for each of its streams the
+/// subscriptions to it and the stream itself, then the participant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RoomEvent {
     /// A participant was granted (pending).
@@ -52,17 +68,39 @@ pub enum RoomEvent {
     /// A pending grant was withdrawn before use.
     GrantRevoked(ParticipantId),
     /// A participant joined.
-    ParticipantJoined(ParticipantId),
-    /// A participant left.
-    ParticipantLeft(ParticipantId, EndReason),
+    ParticipantJoined(Box<Participant>),
+    /// A participant left; it is given as it was when it left (its media already ended by
+    /// the events before this one).
+    ParticipantLeft(Box<Participant>, EndReason),
     /// A participant was put out (it is told, as are all who were in the room).
     ParticipantEvicted(ParticipantId, EndReason),
     /// The room closed.
     RoomClosed(EndReason),
     /// A participant started publishing a stream.
-    StreamPublished(ParticipantId, StreamId),
-    /// A participant's stream ended (the participant stays).
-    StreamUnpublished(ParticipantId, StreamId, EndReason),
+    StreamPublished(ParticipantId, StreamInfo),
+    /// A participant's stream ended, as it was when it ended.
+    StreamUnpublished(ParticipantId, StreamInfo, EndReason),
+    /// A participant started receiving a stream.
+    Subscribed {
+        /// The receiver.
+        subscriber: ParticipantId,
+        /// The subscription.
+        subscription: Subscription,
+        /// The stream received.
+        stream: StreamInfo,
+    },
+    /// A participant stopped receiving a stream.
+    SubscriptionEnded {
+        /// The receiver.
+        subscriber: ParticipantId,
+        /// The subscription that ended.
+        subscription: Subscription,
+        /// The stream it received.
+        stream: StreamInfo,
+        /// Why, when something else ended it (`None`: the receiver unsubscribed, or
+        /// subscribed again).
+        reason: Option<EndReason>,
+    },
     /// A property of a participant's stream changed.
     StreamChanged {
         /// The publisher.
@@ -323,7 +361,7 @@ impl Room {
             .expect("the grant was found just above");
         p.state = ParticipantState::Active(info);
         self.ever_active = true;
-        let event = RoomEvent::ParticipantJoined(key.clone());
+        let event = RoomEvent::ParticipantJoined(Box::new(p.clone()));
         let p = self.active.entry(key).insert_entry(p).into_mut();
         Ok((p, vec![event]))
     }
@@ -343,17 +381,38 @@ impl Room {
             .active
             .shift_remove(id)
             .ok_or_else(|| RoomError::ParticipantNotFound(id.clone()))?;
-        for stream in p.streams() {
-            self.drop_subscriptions_to(&stream.id);
-        }
-        let mut events = vec![RoomEvent::ParticipantLeft(p.id.clone(), reason)];
-        if reason.is_eviction() {
-            events.push(RoomEvent::ParticipantEvicted(p.id, reason));
-        }
+        let mut events = Vec::new();
+        self.leave(p, reason, &mut events);
         if self.active.is_empty() && !self.held {
             events.extend(self.close(EndReason::LastParticipantLeft));
         }
         Ok(events)
+    }
+
+    /// `p`, just taken out of the room, leaves for `reason`: its subscriptions end, then each
+    /// of its streams with the subscriptions to it, then the participant.
+    fn leave(&mut self, mut p: Participant, reason: EndReason, events: &mut Vec<RoomEvent>) {
+        if let ParticipantState::Active(a) = &mut p.state {
+            for subscription in std::mem::take(&mut a.subscriptions) {
+                if let Some((_, stream)) = self.published(&subscription.stream) {
+                    events.push(RoomEvent::SubscriptionEnded {
+                        subscriber: p.id.clone(),
+                        stream: stream.clone(),
+                        subscription,
+                        reason: Some(reason),
+                    });
+                }
+            }
+            for stream in std::mem::take(&mut a.streams) {
+                self.end_subscriptions_to(&stream, Some(reason), events);
+                events.push(RoomEvent::StreamUnpublished(p.id.clone(), stream, reason));
+            }
+        }
+        let id = p.id.clone();
+        events.push(RoomEvent::ParticipantLeft(Box::new(p), reason));
+        if reason.is_eviction() {
+            events.push(RoomEvent::ParticipantEvicted(id, reason));
+        }
     }
 
     /// Closes the room: every active participant leaves with `reason`, grants are dropped.
@@ -362,11 +421,8 @@ impl Room {
             return Vec::new();
         }
         let mut events = Vec::new();
-        for (id, _) in self.active.drain(..) {
-            events.push(RoomEvent::ParticipantLeft(id.clone(), reason));
-            if reason.is_eviction() {
-                events.push(RoomEvent::ParticipantEvicted(id, reason));
-            }
+        while let Some((_, p)) = self.active.shift_remove_index(0) {
+            self.leave(p, reason, &mut events);
         }
         self.pending.clear();
         self.closed = Some(reason);
@@ -404,9 +460,8 @@ impl Room {
         if exclusive && !a.streams.is_empty() {
             return Err(MediaError::AlreadyPublishing(id.clone()));
         }
-        let stream_id = stream.id.clone();
-        a.streams.push(stream);
-        Ok(vec![RoomEvent::StreamPublished(id.clone(), stream_id)])
+        a.streams.push(stream.clone());
+        Ok(vec![RoomEvent::StreamPublished(id.clone(), stream)])
     }
 
     /// Ends `id`'s stream `stream`; every subscription to it ends too.
@@ -422,19 +477,34 @@ impl Room {
             .iter()
             .position(|s| &s.id == stream)
             .ok_or_else(|| MediaError::NotPublishing(id.clone()))?;
-        a.streams.remove(at);
-        self.drop_subscriptions_to(stream);
-        Ok(vec![RoomEvent::StreamUnpublished(
-            id.clone(),
-            stream.clone(),
-            reason,
-        )])
+        let info = a.streams.remove(at);
+        let mut events = Vec::new();
+        self.end_subscriptions_to(&info, Some(reason), &mut events);
+        events.push(RoomEvent::StreamUnpublished(id.clone(), info, reason));
+        Ok(events)
     }
 
-    fn drop_subscriptions_to(&mut self, stream: &StreamId) {
+    /// Ends every subscription to `stream`, in the order the subscribers joined.
+    fn end_subscriptions_to(
+        &mut self,
+        stream: &StreamInfo,
+        reason: Option<EndReason>,
+        events: &mut Vec<RoomEvent>,
+    ) {
         for p in self.active.values_mut() {
             if let ParticipantState::Active(a) = &mut p.state {
-                a.subscriptions.retain(|s| &s.stream != stream);
+                let (ended, kept) = std::mem::take(&mut a.subscriptions)
+                    .into_iter()
+                    .partition(|s| s.stream == stream.id);
+                a.subscriptions = kept;
+                for subscription in ended {
+                    events.push(RoomEvent::SubscriptionEnded {
+                        subscriber: p.id.clone(),
+                        subscription,
+                        stream: stream.clone(),
+                        reason,
+                    });
+                }
             }
         }
     }
@@ -458,14 +528,14 @@ impl Room {
             .flat_map(|p| p.streams().iter().map(move |s| (p, s)))
     }
 
-    /// Starts `id` receiving `stream`; returns the publisher. A subscription to the same
-    /// stream replaces the earlier one.
+    /// Starts `id` receiving `stream`; returns the publisher and the events. A subscription
+    /// to the same stream replaces the earlier one.
     pub fn subscribe(
         &mut self,
         id: &ParticipantId,
         stream: &StreamId,
         now: i64,
-    ) -> Result<ParticipantId, MediaError> {
+    ) -> Result<(ParticipantId, Vec<RoomEvent>), MediaError> {
         let role = self
             .active
             .get(id)
@@ -474,29 +544,57 @@ impl Room {
         if !role.can_subscribe() {
             return Err(MediaError::RoleForbids(role));
         }
-        let publisher = self
-            .publisher_of(stream)
-            .map(|p| p.id.clone())
+        let (publisher, info) = self
+            .published(stream)
+            .map(|(p, s)| (p.id.clone(), s.clone()))
             .ok_or_else(|| MediaError::StreamNotFound(stream.clone()))?;
         let a = self.active_mut(id)?;
-        a.subscriptions.retain(|s| &s.stream != stream);
-        a.subscriptions.push(Subscription {
+        let mut events = Vec::new();
+        if let Some(at) = a.subscriptions.iter().position(|s| &s.stream == stream) {
+            events.push(RoomEvent::SubscriptionEnded {
+                subscriber: id.clone(),
+                subscription: a.subscriptions.remove(at),
+                stream: info.clone(),
+                reason: None,
+            });
+        }
+        let subscription = Subscription {
             stream: stream.clone(),
             publisher: publisher.clone(),
             created_at: now,
+        };
+        a.subscriptions.push(subscription.clone());
+        events.push(RoomEvent::Subscribed {
+            subscriber: id.clone(),
+            subscription,
+            stream: info,
         });
-        Ok(publisher)
+        Ok((publisher, events))
     }
 
     /// Stops `id` receiving `stream`.
-    pub fn unsubscribe(&mut self, id: &ParticipantId, stream: &StreamId) -> Result<(), MediaError> {
+    pub fn unsubscribe(
+        &mut self,
+        id: &ParticipantId,
+        stream: &StreamId,
+    ) -> Result<Vec<RoomEvent>, MediaError> {
+        let info = self.published(stream).map(|(_, s)| s.clone());
         let a = self.active_mut(id)?;
-        let before = a.subscriptions.len();
-        a.subscriptions.retain(|s| &s.stream != stream);
-        if a.subscriptions.len() == before {
-            return Err(MediaError::NotSubscribed(stream.clone()));
-        }
-        Ok(())
+        let at = a
+            .subscriptions
+            .iter()
+            .position(|s| &s.stream == stream)
+            .ok_or_else(|| MediaError::NotSubscribed(stream.clone()))?;
+        let subscription = a.subscriptions.remove(at);
+        Ok(info
+            .map(|stream| RoomEvent::SubscriptionEnded {
+                subscriber: id.clone(),
+                subscription,
+                stream,
+                reason: None,
+            })
+            .into_iter()
+            .collect())
     }
 
     /// Records a change of `id`'s stream `stream` (mute, size) and announces it.
@@ -622,6 +720,13 @@ mod tests {
         }
     }
 
+    /// `pending(id, expires_at)` as it is once joined at `at`.
+    fn joined(id: &str, expires_at: i64, at: i64) -> Box<Participant> {
+        let mut p = pending(id, expires_at);
+        p.state = ParticipantState::Active(info(at));
+        Box::new(p)
+    }
+
     fn room() -> Room {
         Room::new(RoomId::new("r"), 1_000, RoomOptions::default())
     }
@@ -635,7 +740,7 @@ mod tests {
         assert!(p.is_active());
         assert_eq!(
             ev,
-            vec![RoomEvent::ParticipantJoined(ParticipantId::new("a"))]
+            vec![RoomEvent::ParticipantJoined(joined("a", 10_000, 2_000))]
         );
         assert!(r.is_active());
         assert_eq!(
@@ -693,7 +798,7 @@ mod tests {
         assert_eq!(
             ev,
             vec![
-                RoomEvent::ParticipantLeft(ParticipantId::new("a"), EndReason::Left),
+                RoomEvent::ParticipantLeft(joined("a", 10_000, 2_000), EndReason::Left),
                 RoomEvent::RoomClosed(EndReason::LastParticipantLeft)
             ]
         );
@@ -717,7 +822,7 @@ mod tests {
         assert_eq!(
             ev,
             vec![RoomEvent::ParticipantLeft(
-                ParticipantId::new("a"),
+                joined("a", 10_000, 2_000),
                 EndReason::Left
             )]
         );
@@ -757,7 +862,7 @@ mod tests {
         assert_eq!(
             r.close(EndReason::ClosedByApi),
             vec![
-                RoomEvent::ParticipantLeft(ParticipantId::new("a"), EndReason::ClosedByApi),
+                RoomEvent::ParticipantLeft(joined("a", 10_000, 2_000), EndReason::ClosedByApi),
                 RoomEvent::ParticipantEvicted(ParticipantId::new("a"), EndReason::ClosedByApi),
                 RoomEvent::RoomClosed(EndReason::ClosedByApi)
             ]
@@ -810,7 +915,7 @@ mod tests {
         let (cam, screen) = (StreamId::new("cam"), StreamId::new("screen"));
         assert_eq!(
             r.publish(&id("a"), stream("cam"), false),
-            Ok(vec![RoomEvent::StreamPublished(id("a"), cam.clone())])
+            Ok(vec![RoomEvent::StreamPublished(id("a"), stream("cam"))])
         );
         r.publish(&id("a"), stream("screen"), false)
             .expect("a second stream");
@@ -823,8 +928,14 @@ mod tests {
             r.publish(&id("b"), stream("cam"), false),
             Err(MediaError::DuplicateStream(cam.clone()))
         );
-        assert_eq!(r.subscribe(&id("b"), &cam, 3_000), Ok(id("a")));
-        assert_eq!(r.subscribe(&id("b"), &screen, 3_000), Ok(id("a")));
+        assert_eq!(
+            r.subscribe(&id("b"), &cam, 3_000).map(|(p, _)| p),
+            Ok(id("a"))
+        );
+        assert_eq!(
+            r.subscribe(&id("b"), &screen, 3_000).map(|(p, _)| p),
+            Ok(id("a"))
+        );
         assert_eq!(
             r.participant(&id("b")).map(|p| p.subscriptions().len()),
             Some(2)
@@ -873,6 +984,80 @@ mod tests {
             )
             .map(|_| ()),
             Err(MediaError::NotPublishing(id("a")))
+        );
+    }
+
+    /// A short name for each event, to read an event sequence at a glance.
+    fn said(events: &[RoomEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                RoomEvent::Subscribed {
+                    subscriber, stream, ..
+                } => format!("subscribed {subscriber} {}", stream.id),
+                RoomEvent::SubscriptionEnded {
+                    subscriber,
+                    stream,
+                    reason,
+                    ..
+                } => format!("unsubscribed {subscriber} {} {reason:?}", stream.id),
+                RoomEvent::StreamUnpublished(p, s, reason) => {
+                    format!("unpublished {p} {} {reason:?}", s.id)
+                }
+                RoomEvent::ParticipantLeft(p, reason) => format!("left {} {reason:?}", p.id),
+                RoomEvent::ParticipantEvicted(p, reason) => format!("evicted {p} {reason:?}"),
+                RoomEvent::RoomClosed(reason) => format!("closed {reason:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn what_ends_is_told_once_in_the_order_it_ends() {
+        let mut r = room();
+        for p in ["a", "b", "c"] {
+            r.grant(pending(p, 10_000)).expect("fresh id");
+            r.join(&id(p), 2_000, info(2_000)).expect("pending");
+        }
+        r.publish(&id("a"), stream("a1"), false)
+            .expect("a publishes");
+        r.publish(&id("b"), stream("b1"), false)
+            .expect("b publishes");
+        for (sub, s) in [("a", "b1"), ("b", "a1"), ("c", "a1"), ("c", "b1")] {
+            r.subscribe(&id(sub), &StreamId::new(s), 3_000)
+                .expect("published");
+        }
+        // Subscribing again to the same stream replaces the subscription.
+        let (_, again) = r
+            .subscribe(&id("c"), &StreamId::new("b1"), 3_500)
+            .expect("published");
+        assert_eq!(said(&again), ["unsubscribed c b1 None", "subscribed c b1"]);
+        // Leaving: its own subscriptions, then its stream's subscribers and the stream.
+        let ev = r.remove(&id("a"), EndReason::EvictedByApi).expect("in");
+        assert_eq!(
+            said(&ev),
+            [
+                "unsubscribed a b1 Some(EvictedByApi)",
+                "unsubscribed b a1 Some(EvictedByApi)",
+                "unsubscribed c a1 Some(EvictedByApi)",
+                "unpublished a a1 EvictedByApi",
+                "left a EvictedByApi",
+                "evicted a EvictedByApi",
+            ]
+        );
+        // Closing: each participant in the order they joined; nothing twice.
+        let ev = r.close(EndReason::ClosedByApi);
+        assert_eq!(
+            said(&ev),
+            [
+                "unsubscribed c b1 Some(ClosedByApi)",
+                "unpublished b b1 ClosedByApi",
+                "left b ClosedByApi",
+                "evicted b ClosedByApi",
+                "left c ClosedByApi",
+                "evicted c ClosedByApi",
+                "closed ClosedByApi",
+            ]
         );
     }
 }

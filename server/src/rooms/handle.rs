@@ -22,7 +22,7 @@ pub enum Notice {
     /// A participant was put out; sent to everyone who was in the room, that one included.
     Evicted(ParticipantId, EndReason),
     /// Another participant started publishing a stream.
-    Published(Box<Participant>, StreamInfo),
+    Published(ParticipantId, StreamInfo),
     /// A participant's stream ended; the owner hears it too when it was forced.
     Unpublished(ParticipantId, StreamId, EndReason),
     /// A property of another participant's stream changed.
@@ -504,24 +504,14 @@ struct RoomTask {
 }
 
 impl RoomTask {
-    /// The room as it is now, when someone will want to compare it with what a command
-    /// makes of it.
-    fn before(&self) -> Option<Room> {
-        self.observer.as_ref().map(|_| self.room.clone())
-    }
-
-    /// Hands the journal `writes` and the events of going from `before` to the room now.
-    fn journal(
-        &self,
-        before: Option<&Room>,
-        events: &[RoomEvent],
-        mut writes: Vec<Write>,
-        now: i64,
-    ) -> Durable {
-        if let (Some(observer), Some(before)) = (&self.observer, before) {
+    /// Hands the journal `writes` and what the observer makes of `events`.
+    fn journal(&self, events: &[RoomEvent], mut writes: Vec<Write>, now: i64) -> Durable {
+        if let Some(observer) = &self.observer
+            && !events.is_empty()
+        {
             writes.extend(
                 observer
-                    .changed(before, &self.room, events, now)
+                    .changed(&self.room, events, now)
                     .into_iter()
                     .map(Write::Event),
             );
@@ -536,8 +526,6 @@ impl RoomTask {
         silent: bool,
         change: impl FnOnce(&mut Room) -> Vec<RoomEvent>,
     ) -> (Vec<RoomEvent>, Durable) {
-        let before = self.active_ids();
-        let room_before = if silent { None } else { self.before() };
         let events = change(&mut self.room);
         let writes = self
             .room
@@ -547,8 +535,9 @@ impl RoomTask {
             })
             .into_iter()
             .collect();
-        let stored = self.journal(room_before.as_ref(), &events, writes, super::now_ms());
-        self.deliver(&before, &events);
+        let told = if silent { &[][..] } else { &events[..] };
+        let stored = self.journal(told, writes, super::now_ms());
+        self.deliver(&events);
         (events, stored)
     }
 
@@ -579,25 +568,28 @@ impl RoomTask {
         }
     }
 
-    /// Tells each participant concerned what `events` did; `before` is who was in the room
-    /// before them.
-    fn deliver(&mut self, before: &[ParticipantId], events: &[RoomEvent]) {
+    /// Tells each participant concerned what `events` did.
+    fn deliver(&mut self, events: &[RoomEvent]) {
         for event in events {
             match event {
-                RoomEvent::ParticipantJoined(id) => {
-                    let Some(p) = self.room.participant(id) else {
-                        continue;
-                    };
-                    let notice = Notice::Joined(Box::new(p.clone()));
-                    self.send_to_active(notice, Some(id));
+                RoomEvent::ParticipantJoined(p) => {
+                    let notice = Notice::Joined(p.clone());
+                    self.send_to_active(notice, Some(&p.id));
                 }
-                RoomEvent::ParticipantLeft(id, reason) => {
-                    self.send_to_active(Notice::Left(id.clone(), *reason), None);
+                RoomEvent::ParticipantLeft(p, reason) => {
+                    self.send_to_active(Notice::Left(p.id.clone(), *reason), None);
                 }
                 RoomEvent::ParticipantEvicted(id, reason) => {
+                    // Everyone who was in the room hears it, the evicted one included: those
+                    // still in it and those who left with this command.
                     let notice = Arc::new(Notice::Evicted(id.clone(), *reason));
-                    for to in before {
-                        self.send(to, &notice);
+                    let mut audience = self.active_ids();
+                    audience.extend(events.iter().filter_map(|e| match e {
+                        RoomEvent::ParticipantLeft(p, _) => Some(p.id.clone()),
+                        _ => None,
+                    }));
+                    for to in audience {
+                        self.send(&to, &notice);
                     }
                 }
                 RoomEvent::SignalSent {
@@ -616,16 +608,14 @@ impl RoomTask {
                     }
                 }
                 RoomEvent::StreamPublished(id, stream) => {
-                    let Some((p, s)) = self.room.published(stream) else {
-                        continue;
-                    };
-                    let notice = Notice::Published(Box::new(p.clone()), s.clone());
+                    let notice = Notice::Published(id.clone(), stream.clone());
                     self.send_to_active(notice, Some(id));
                 }
-                RoomEvent::StreamUnpublished(id, stream, reason) => {
+                // A stream that ends with its participant is told by the participant's leaving.
+                RoomEvent::StreamUnpublished(id, stream, reason) if reason.ends_stream_only() => {
                     // A forced unpublish is news to the owner too.
                     let except = (*reason == EndReason::Unpublished).then_some(id);
-                    let notice = Notice::Unpublished(id.clone(), stream.clone(), *reason);
+                    let notice = Notice::Unpublished(id.clone(), stream.id.clone(), *reason);
                     self.send_to_active(notice, except);
                 }
                 RoomEvent::StreamChanged {
@@ -644,6 +634,9 @@ impl RoomTask {
                 }
                 RoomEvent::ParticipantGranted(_)
                 | RoomEvent::GrantRevoked(_)
+                | RoomEvent::StreamUnpublished(..)
+                | RoomEvent::Subscribed { .. }
+                | RoomEvent::SubscriptionEnded { .. }
                 | RoomEvent::RoomClosed(_) => {}
             }
         }
@@ -719,35 +712,30 @@ impl RoomTask {
                     }
                     let _ = r.send(result.map(|p| (p, stored.expect("stored when updated"))));
                 }
-                Command::Join(id, now, info, sink, r) => {
-                    let before = self.active_ids();
-                    let room_before = self.before();
-                    match self.room.join(&id, now, info) {
-                        Ok((p, events)) => {
-                            let joined = p.clone();
-                            let stored = self.journal(
-                                room_before.as_ref(),
-                                &events,
-                                vec![Write::update_participant(self.room.id(), &joined)],
-                                now,
-                            );
-                            let others = self
-                                .room
-                                .active_participants()
-                                .filter(|o| o.id != joined.id)
-                                .cloned()
-                                .collect();
-                            if let Some(sink) = sink {
-                                self.sinks.insert(joined.id.clone(), sink);
-                            }
-                            self.deliver(&before, &events);
-                            let _ = r.send(Ok((joined, others, stored)));
+                Command::Join(id, now, info, sink, r) => match self.room.join(&id, now, info) {
+                    Ok((p, events)) => {
+                        let joined = p.clone();
+                        let stored = self.journal(
+                            &events,
+                            vec![Write::update_participant(self.room.id(), &joined)],
+                            now,
+                        );
+                        let others = self
+                            .room
+                            .active_participants()
+                            .filter(|o| o.id != joined.id)
+                            .cloned()
+                            .collect();
+                        if let Some(sink) = sink {
+                            self.sinks.insert(joined.id.clone(), sink);
                         }
-                        Err(e) => {
-                            let _ = r.send(Err(e));
-                        }
+                        self.deliver(&events);
+                        let _ = r.send(Ok((joined, others, stored)));
                     }
-                }
+                    Err(e) => {
+                        let _ = r.send(Err(e));
+                    }
+                },
                 Command::Attach(id, sink, r) => {
                     let active = self.room.participant(&id).is_some_and(|p| p.is_active());
                     if active {
@@ -756,8 +744,6 @@ impl RoomTask {
                     let _ = r.send(active);
                 }
                 Command::Remove(id, reason, r) => {
-                    let before = self.active_ids();
-                    let room_before = self.before();
                     let result = self.room.remove(&id, reason).map(|events| {
                         let mut writes = vec![Write::DeleteParticipant {
                             room: self.room.id().as_str().to_owned(),
@@ -768,12 +754,11 @@ impl RoomTask {
                                 id: self.room.id().as_str().to_owned(),
                             });
                         }
-                        let stored =
-                            self.journal(room_before.as_ref(), &events, writes, super::now_ms());
+                        let stored = self.journal(&events, writes, super::now_ms());
                         (events, stored)
                     });
                     if let Ok((events, _)) = &result {
-                        self.deliver(&before, events);
+                        self.deliver(events);
                     }
                     let _ = r.send(result);
                 }
@@ -786,32 +771,22 @@ impl RoomTask {
                 Command::Signal(q, r) => {
                     let result = self.room.signal(q.from, &q.to, q.kind, q.data);
                     let result = result.map(|event| {
-                        let stored = self.journal(
-                            Some(&self.room),
-                            std::slice::from_ref(&event),
-                            Vec::new(),
-                            super::now_ms(),
-                        );
+                        let stored =
+                            self.journal(std::slice::from_ref(&event), Vec::new(), super::now_ms());
                         (event, stored)
                     });
                     if let Ok((event, _)) = &result {
-                        self.deliver(&[], std::slice::from_ref(event));
+                        self.deliver(std::slice::from_ref(event));
                     }
                     let _ = r.send(result);
                 }
                 Command::Publish(id, stream, exclusive, endpoint, out, r) => {
-                    let room_before = self.before();
                     let stream_id = stream.id.clone();
                     match self.room.publish(&id, stream, exclusive) {
                         Ok(events) => {
-                            let stored = self.journal(
-                                room_before.as_ref(),
-                                &events,
-                                Vec::new(),
-                                super::now_ms(),
-                            );
+                            let stored = self.journal(&events, Vec::new(), super::now_ms());
                             self.publishers.insert(stream_id, (endpoint, out));
-                            self.deliver(&[], &events);
+                            self.deliver(&events);
                             let _ = r.send(Ok(stored));
                         }
                         Err(e) => {
@@ -821,40 +796,32 @@ impl RoomTask {
                     }
                 }
                 Command::Unpublish(id, stream, reason, r) => {
-                    let room_before = self.before();
                     let result = self.room.unpublish(&id, &stream, reason).map(|events| {
-                        let stored = self.journal(
-                            room_before.as_ref(),
-                            &events,
-                            Vec::new(),
-                            super::now_ms(),
-                        );
+                        let stored = self.journal(&events, Vec::new(), super::now_ms());
                         (events, stored)
                     });
                     if let Ok((events, _)) = &result {
-                        self.deliver(&[], events);
+                        self.deliver(events);
                     }
                     let _ = r.send(result.map(|(_, stored)| stored));
                 }
                 Command::PrepareSubscribe(id, stream, now, r) => {
-                    let room_before = self.before();
-                    let result = self
-                        .room
-                        .subscribe(&id, &stream, now)
-                        .and_then(|publisher| {
-                            match self.publishers.get(&stream) {
-                                Some((_, out)) => Ok((publisher, out.clone())),
-                                None => {
-                                    // No fan-out (its media failed): the subscription is undone.
-                                    let _ = self.room.unsubscribe(&id, &stream);
-                                    Err(MediaError::StreamNotFound(stream.clone()))
-                                }
-                            }
-                        });
-                    let result = result.map(|(publisher, out)| {
-                        let stored = self.journal(room_before.as_ref(), &[], Vec::new(), now);
-                        (publisher, out, stored)
-                    });
+                    // A stream whose fan-out is gone (its media failed) takes no subscriber.
+                    let result = match self.publishers.get(&stream) {
+                        None if self.room.published(&stream).is_some() => {
+                            Err(MediaError::StreamNotFound(stream.clone()))
+                        }
+                        fan_out => {
+                            let out = fan_out.map(|(_, out)| out.clone());
+                            self.room
+                                .subscribe(&id, &stream, now)
+                                .map(|(publisher, events)| {
+                                    let stored = self.journal(&events, Vec::new(), now);
+                                    let out = out.expect("a published stream has its fan-out");
+                                    (publisher, out, stored)
+                                })
+                        }
+                    };
                     let _ = r.send(result);
                 }
                 Command::AttachSubscriber(id, stream, endpoint) => {
@@ -864,17 +831,17 @@ impl RoomTask {
                     self.reconcile_media();
                 }
                 Command::Unsubscribe(id, stream, r) => {
-                    let room_before = self.before();
-                    let result = self.room.unsubscribe(&id, &stream).map(|()| {
-                        self.journal(room_before.as_ref(), &[], Vec::new(), super::now_ms())
-                    });
+                    let result = self
+                        .room
+                        .unsubscribe(&id, &stream)
+                        .map(|events| self.journal(&events, Vec::new(), super::now_ms()));
                     self.reconcile_media();
                     let _ = r.send(result);
                 }
                 Command::ChangeStream(id, stream, change, reason, r) => {
                     let result = self.room.change_stream(&id, &stream, change, reason);
                     if let Ok(events) = &result {
-                        self.deliver(&[], events);
+                        self.deliver(events);
                     }
                     let _ = r.send(result.map(|_| ()));
                 }

@@ -309,7 +309,7 @@ impl Connection {
             }
             Notice::Published(p, s) => notification(
                 "participantPublished",
-                json!({ "id": p.id.as_str(), "streams": [stream_json(s)] }),
+                json!({ "id": p.as_str(), "streams": [stream_json(s)] }),
             ),
             Notice::Unpublished(id, _, reason) => notification(
                 "participantUnpublished",

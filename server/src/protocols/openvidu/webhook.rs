@@ -9,9 +9,7 @@
 
 use crate::config::Settled;
 use crate::delivery::Payloads;
-use crate::room::{
-    EndReason, Participant, ParticipantId, Room, RoomEvent, StreamId, StreamInfo, Subscription,
-};
+use crate::room::{EndReason, Participant, ParticipantId, Room, RoomEvent, StreamInfo};
 use crate::rooms::Observer;
 use crate::spelling::WireEnum;
 use crate::store::Event;
@@ -195,164 +193,97 @@ fn connection_fields(
     m
 }
 
-/// Every subscription in `room`, keyed by subscriber and its creation.
-fn subscriptions(room: &Room) -> Vec<(&Participant, &Subscription)> {
-    room.active_participants()
-        .flat_map(|p| {
-            p.active()
-                .into_iter()
-                .flat_map(move |a| a.subscriptions.iter().map(move |s| (p, s)))
-        })
-        .collect()
-}
-
-fn same_subscription(a: (&Participant, &Subscription), b: (&Participant, &Subscription)) -> bool {
-    a.0.id == b.0.id && a.1.stream == b.1.stream && a.1.created_at == b.1.created_at
-}
-
-/// What one command did, rendered in the order OpenVidu reports it.
-struct Render<'a> {
-    events: &'a OpenViduEvents,
-    before: &'a Room,
-    after: &'a Room,
-    now: i64,
-    out: Vec<Event>,
-    /// Subscriptions of `before` already reported ended.
-    ended_subscriptions: Vec<(ParticipantId, StreamId, i64)>,
-}
-
-impl Render<'_> {
-    fn push(&mut self, name: &str, at: i64, fields: Map<String, Value>) {
-        if let Some(e) = self.events.event(self.after, name, at, fields) {
-            self.out.push(e);
-        }
-    }
-
-    /// The end of a subscription that `before` had.
-    fn subscription_ended(&mut self, subscriber: &Participant, s: &Subscription, reason: &str) {
-        let key = (subscriber.id.clone(), s.stream.clone(), s.created_at);
-        if self.ended_subscriptions.contains(&key) {
-            return;
-        }
-        self.ended_subscriptions.push(key);
-        let Some((_, stream)) = self.before.published(&s.stream) else {
-            return;
+impl OpenViduEvents {
+    /// The OpenVidu event of one room event, if it has one.
+    fn render(&self, room: &Room, event: &RoomEvent, now: i64) -> Option<Event> {
+        let (name, at, fields) = match event {
+            RoomEvent::ParticipantJoined(p) => {
+                let at = p.active().map_or(now, |a| a.joined_at);
+                ("participantJoined", at, participant_fields(p))
+            }
+            RoomEvent::ParticipantLeft(p, reason) => {
+                let mut fields = participant_fields(p);
+                let joined = p.active().map_or(now, |a| a.joined_at);
+                ended(&mut fields, joined, now, super::wire::reason_name(*reason));
+                ("participantLeft", now, fields)
+            }
+            RoomEvent::StreamPublished(publisher, s) => (
+                "webrtcConnectionCreated",
+                s.created_at,
+                connection_fields(publisher, s, None),
+            ),
+            RoomEvent::StreamUnpublished(publisher, s, reason) => {
+                let mut fields = connection_fields(publisher, s, None);
+                ended(
+                    &mut fields,
+                    s.created_at,
+                    now,
+                    super::wire::reason_name(*reason),
+                );
+                ("webrtcConnectionDestroyed", now, fields)
+            }
+            RoomEvent::Subscribed {
+                subscriber,
+                subscription,
+                stream,
+            } => (
+                "webrtcConnectionCreated",
+                subscription.created_at,
+                connection_fields(subscriber, stream, Some(&subscription.publisher)),
+            ),
+            RoomEvent::SubscriptionEnded {
+                subscriber,
+                subscription,
+                stream,
+                reason,
+            } => {
+                let mut fields =
+                    connection_fields(subscriber, stream, Some(&subscription.publisher));
+                let reason = reason.map_or("unsubscribe", super::wire::reason_name);
+                ended(&mut fields, subscription.created_at, now, reason);
+                ("webrtcConnectionDestroyed", now, fields)
+            }
+            RoomEvent::SignalSent {
+                from,
+                to,
+                kind,
+                data,
+            } => {
+                // A browser's type carries the `signal:` prefix; the event drops it. The
+                // server API's type is reported as it was given.
+                let kind = match (from, kind) {
+                    (Some(_), Some(k)) => Value::from(k.strip_prefix("signal:").unwrap_or(k)),
+                    (_, k) => k.clone().map_or(Value::Null, Value::from),
+                };
+                let mut fields = Map::new();
+                fields.insert(
+                    "from".into(),
+                    from.as_ref().map_or(Value::Null, |f| f.as_str().into()),
+                );
+                fields.insert(
+                    "to".into(),
+                    to.iter().map(|t| Value::from(t.as_str())).collect(),
+                );
+                fields.insert("type".into(), kind);
+                fields.insert("data".into(), data.clone().map_or(Value::Null, Value::from));
+                ("signalSent", now, fields)
+            }
+            RoomEvent::RoomClosed(reason) => {
+                let mut fields = Map::new();
+                ended(
+                    &mut fields,
+                    room.created_at(),
+                    now,
+                    super::wire::reason_name(*reason),
+                );
+                ("sessionDestroyed", now, fields)
+            }
+            RoomEvent::ParticipantGranted(_)
+            | RoomEvent::GrantRevoked(_)
+            | RoomEvent::ParticipantEvicted(..)
+            | RoomEvent::StreamChanged { .. } => return None,
         };
-        let mut fields = connection_fields(&subscriber.id, stream, Some(&s.publisher));
-        ended(&mut fields, s.created_at, self.now, reason);
-        self.push("webrtcConnectionDestroyed", self.now, fields);
-    }
-
-    /// The end of `publisher`'s `stream`: everyone's subscriptions to it, then the stream.
-    fn stream_ended(&mut self, publisher: &Participant, stream: &StreamInfo, reason: &str) {
-        for (sub, s) in subscriptions(self.before) {
-            if s.stream == stream.id {
-                self.subscription_ended(sub, s, reason);
-            }
-        }
-        let mut fields = connection_fields(&publisher.id, stream, None);
-        ended(&mut fields, stream.created_at, self.now, reason);
-        self.push("webrtcConnectionDestroyed", self.now, fields);
-    }
-
-    fn left(&mut self, id: &ParticipantId, reason: EndReason) {
-        let Some(p) = self.before.participant(id) else {
-            return;
-        };
-        let reason = super::wire::reason_name(reason);
-        for s in p.subscriptions() {
-            self.subscription_ended(p, s, reason);
-        }
-        for stream in p.streams() {
-            self.stream_ended(p, stream, reason);
-        }
-        let mut fields = participant_fields(p);
-        let joined = p.active().map_or(self.now, |a| a.joined_at);
-        ended(&mut fields, joined, self.now, reason);
-        self.push("participantLeft", self.now, fields);
-    }
-
-    fn run(&mut self, events: &[RoomEvent]) {
-        for event in events {
-            match event {
-                RoomEvent::ParticipantJoined(id) => {
-                    if let Some(p) = self.after.participant(id) {
-                        let at = p.active().map_or(self.now, |a| a.joined_at);
-                        let fields = participant_fields(p);
-                        self.push("participantJoined", at, fields);
-                    }
-                }
-                RoomEvent::ParticipantLeft(id, reason) => self.left(id, *reason),
-                RoomEvent::StreamPublished(_, stream) => {
-                    if let Some((p, s)) = self.after.published(stream) {
-                        let fields = connection_fields(&p.id, s, None);
-                        self.push("webrtcConnectionCreated", s.created_at, fields);
-                    }
-                }
-                RoomEvent::StreamUnpublished(_, stream, reason) => {
-                    if let Some((p, s)) = self.before.published(stream) {
-                        self.stream_ended(p, s, super::wire::reason_name(*reason));
-                    }
-                }
-                RoomEvent::SignalSent {
-                    from,
-                    to,
-                    kind,
-                    data,
-                } => {
-                    // A browser's type carries the `signal:` prefix; the event drops it. The
-                    // server API's type is reported as it was given.
-                    let kind = match (from, kind) {
-                        (Some(_), Some(k)) => Value::from(k.strip_prefix("signal:").unwrap_or(k)),
-                        (_, k) => k.clone().map_or(Value::Null, Value::from),
-                    };
-                    let mut fields = Map::new();
-                    fields.insert(
-                        "from".into(),
-                        from.as_ref().map_or(Value::Null, |f| f.as_str().into()),
-                    );
-                    fields.insert(
-                        "to".into(),
-                        to.iter().map(|t| Value::from(t.as_str())).collect(),
-                    );
-                    fields.insert("type".into(), kind);
-                    fields.insert("data".into(), data.clone().map_or(Value::Null, Value::from));
-                    self.push("signalSent", self.now, fields);
-                }
-                RoomEvent::RoomClosed(reason) => {
-                    let mut fields = Map::new();
-                    ended(
-                        &mut fields,
-                        self.after.created_at(),
-                        self.now,
-                        super::wire::reason_name(*reason),
-                    );
-                    self.push("sessionDestroyed", self.now, fields);
-                }
-                RoomEvent::ParticipantGranted(_)
-                | RoomEvent::GrantRevoked(_)
-                | RoomEvent::ParticipantEvicted(..)
-                | RoomEvent::StreamChanged { .. } => {}
-            }
-        }
-        // Subscriptions that ended with no event naming why: unsubscribed.
-        let after = subscriptions(self.after);
-        for (sub, s) in subscriptions(self.before) {
-            if !after.iter().any(|a| same_subscription(*a, (sub, s))) {
-                self.subscription_ended(sub, s, "unsubscribe");
-            }
-        }
-        // Subscriptions that started.
-        let before = subscriptions(self.before);
-        for (sub, s) in subscriptions(self.after) {
-            if before.iter().any(|b| same_subscription(*b, (sub, s))) {
-                continue;
-            }
-            if let Some((_, stream)) = self.after.published(&s.stream) {
-                let fields = connection_fields(&sub.id, stream, Some(&s.publisher));
-                self.push("webrtcConnectionCreated", s.created_at, fields);
-            }
-        }
+        self.event(room, name, at, fields)
     }
 }
 
@@ -363,17 +294,11 @@ impl Observer for OpenViduEvents {
             .collect()
     }
 
-    fn changed(&self, before: &Room, after: &Room, events: &[RoomEvent], now: i64) -> Vec<Event> {
-        let mut render = Render {
-            events: self,
-            before,
-            after,
-            now,
-            out: Vec::new(),
-            ended_subscriptions: Vec::new(),
-        };
-        render.run(events);
-        render.out
+    fn changed(&self, room: &Room, events: &[RoomEvent], now: i64) -> Vec<Event> {
+        events
+            .iter()
+            .filter_map(|e| self.render(room, e, now))
+            .collect()
     }
 
     fn vanished(&self, room: &Room, participant: &Participant, now: i64) -> Vec<Event> {
