@@ -16,7 +16,7 @@
 
 pub mod recording;
 
-use crate::media::{Answer, Endpoint, Media, VideoChoice};
+use crate::media::{Description, Endpoint, Media, VideoChoice};
 use crate::room::{
     ActiveInfo, EndReason, MediaError as RoomMediaError, Participant, ParticipantId, Role, Room,
     RoomId, StreamChange, StreamId, StreamInfo, VideoCodec,
@@ -80,6 +80,15 @@ impl From<crate::media::MediaError> for CallError {
     fn from(e: crate::media::MediaError) -> Self {
         CallError::Negotiation(e.to_string())
     }
+}
+
+/// Where the server's candidates go when it makes an offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Candidates {
+    /// In the SDP (a door without trickle, such as Janus's usual flow).
+    InSdp,
+    /// Out of band: the door trickles them from the returned list.
+    Trickled,
 }
 
 /// How a participant gets into a room: the protocol-neutral admission call takes one.
@@ -299,7 +308,7 @@ impl Calls {
     }
 
     /// Caps the video a publisher sends at its receive limit.
-    async fn cap(&self, m: &Member, answer: &mut Answer) {
+    async fn cap(&self, m: &Member, answer: &mut Description) {
         if let Some(kbps) = self.publish_cap(m).await {
             answer.sdp = crate::media::cap_video_bitrate(&answer.sdp, kbps);
         }
@@ -320,7 +329,7 @@ impl Calls {
         stream: StreamInfo,
         offer: String,
         exclusive: bool,
-    ) -> Result<Answer, CallError> {
+    ) -> Result<Description, CallError> {
         self.require(m, Role::can_publish).await?;
         let (endpoint, out, mut answer) = self
             .inner
@@ -342,7 +351,7 @@ impl Calls {
         m: &Member,
         stream: &StreamId,
         offer: String,
-    ) -> Result<Option<(StreamInfo, Answer)>, CallError> {
+    ) -> Result<Option<(StreamInfo, Description)>, CallError> {
         let Some((info, out)) = m.room.published_stream(&m.participant, stream).await? else {
             return Ok(None);
         };
@@ -363,12 +372,12 @@ impl Calls {
         m: &Member,
         stream: &StreamId,
         offer: String,
-    ) -> Result<(ParticipantId, Answer), CallError> {
-        let (publisher, out) = m
+    ) -> Result<(ParticipantId, Description), CallError> {
+        let (publisher, _, out) = m
             .room
             .prepare_subscribe(&m.participant, stream, crate::rooms::now_ms())
             .await??;
-        let (endpoint, answer): (Endpoint, Answer) = self
+        let (endpoint, answer): (Endpoint, Description) = self
             .inner
             .media
             .subscribe(&out, offer, self.video(&m.room).await)
@@ -377,6 +386,53 @@ impl Calls {
             .attach_subscriber(&m.participant, stream.clone(), endpoint)
             .await;
         Ok((publisher, answer))
+    }
+
+    /// `m` receives `stream`, the server offering: returns the publisher and the offer (one
+    /// media section per kind the stream carries, audio first), with the server's candidates
+    /// where `candidates` says. The client's answer goes to [`Calls::answer_subscription`].
+    pub async fn offer_subscription(
+        &self,
+        m: &Member,
+        stream: &StreamId,
+        candidates: Candidates,
+    ) -> Result<(ParticipantId, Description), CallError> {
+        let (publisher, info, out) = m
+            .room
+            .prepare_subscribe(&m.participant, stream, crate::rooms::now_ms())
+            .await??;
+        let (endpoint, offer) = self
+            .inner
+            .media
+            .offer(
+                &out,
+                info.has_audio,
+                info.has_video,
+                self.video(&m.room).await,
+                candidates == Candidates::InSdp,
+            )
+            .await?;
+        m.room
+            .attach_subscriber(&m.participant, stream.clone(), endpoint)
+            .await;
+        Ok((publisher, offer))
+    }
+
+    /// The client's answer to the server's offer for `m`'s subscription to `stream`.
+    pub async fn answer_subscription(
+        &self,
+        m: &Member,
+        stream: &StreamId,
+        answer: String,
+    ) -> Result<(), CallError> {
+        let leg = Leg::Receiving(stream.clone());
+        let endpoint = m
+            .room
+            .endpoint_for(&m.participant, leg.clone())
+            .await?
+            .ok_or(CallError::NoEndpoint(leg))?;
+        endpoint.accept_answer(answer).await?;
+        Ok(())
     }
 
     /// `m` stops publishing `stream`.

@@ -98,6 +98,12 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_RECONNECT_GRACE", default_value_t = 10)]
     pub reconnect_grace: u64,
 
+    /// The server makes the offer of each subscription and the browser answers
+    /// (openvidu-browser's `prepareReceiveVideoFrom` flow, announced as mediaServer
+    /// "mediasoup"); off: the browser offers (mediaServer "kurento").
+    #[arg(long, env = "CAMERATA_SERVER_OFFERS", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub server_offers: bool,
+
     /// Seconds between sweeps for sessions nobody joined (0 disables the sweep).
     #[arg(
         long,

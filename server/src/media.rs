@@ -80,10 +80,11 @@ pub enum VideoChoice {
     H264,
 }
 
-/// An SDP answer and the local candidates to trickle after it (the answer carries none).
+/// The server's SDP for a peer connection (an answer, or an offer for a subscription) and
+/// its local candidates, to trickle after it when the SDP carries none.
 #[derive(Clone, Debug)]
-pub struct Answer {
-    /// The answer SDP.
+pub struct Description {
+    /// The SDP.
     pub sdp: String,
     /// The server's candidates for this peer connection.
     pub candidates: Vec<LocalCandidate>,
@@ -222,6 +223,17 @@ impl Endpoint {
             .map_err(|_| MediaError::Gone("the media loop has stopped"))?
     }
 
+    /// Gives a peer connection the server offered (`Media::offer`) the client's answer.
+    pub async fn accept_answer(&self, answer: String) -> Result<(), MediaError> {
+        let (reply, done) = oneshot::channel();
+        self.0
+            .commands
+            .send(Command::Answer(self.0.id, answer, reply))
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))?;
+        done.await
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))?
+    }
+
     /// Closes the peer connection now, whatever other clones exist.
     pub fn close(self) {
         let _ = self.0.commands.send(Command::ClosePeer(self.0.id));
@@ -273,7 +285,7 @@ impl Media {
         &self,
         offer: String,
         video: VideoChoice,
-    ) -> Result<(Endpoint, StreamOut, Answer), MediaError> {
+    ) -> Result<(Endpoint, StreamOut, Description), MediaError> {
         let out = StreamOut(Arc::new(Handle {
             id: self.next_stream.fetch_add(1, Ordering::Relaxed),
             commands: self.commands.clone(),
@@ -291,7 +303,7 @@ impl Media {
         out: &StreamOut,
         offer: String,
         video: VideoChoice,
-    ) -> Result<(Endpoint, Answer), MediaError> {
+    ) -> Result<(Endpoint, Description), MediaError> {
         let stream = out.0.id;
         let (peer, answer) = self
             .ask(|reply| Command::Publish {
@@ -330,13 +342,39 @@ impl Media {
         })
     }
 
+    /// Offers a subscriber `stream`: a peer connection sending one track per kind asked for
+    /// (audio first), with the server's candidates in the SDP when `candidates_in_sdp`, else
+    /// only in the returned list (to trickle). The subscription carries media once the
+    /// client's answer is given to [`Endpoint::accept_answer`].
+    pub async fn offer(
+        &self,
+        stream: &StreamOut,
+        audio: bool,
+        video_track: bool,
+        video: VideoChoice,
+        candidates_in_sdp: bool,
+    ) -> Result<(Endpoint, Description), MediaError> {
+        let key = stream.0.id;
+        let (peer, offer) = self
+            .ask(|reply| Command::Offer {
+                stream: key,
+                audio,
+                video_track,
+                video,
+                candidates_in_sdp,
+                reply,
+            })
+            .await??;
+        Ok((Endpoint::new(peer, &self.commands), offer))
+    }
+
     /// Answers a subscriber's offer for `stream`.
     pub async fn subscribe(
         &self,
         stream: &StreamOut,
         offer: String,
         video: VideoChoice,
-    ) -> Result<(Endpoint, Answer), MediaError> {
+    ) -> Result<(Endpoint, Description), MediaError> {
         let key = stream.0.id;
         let (peer, answer) = self
             .ask(|reply| Command::Subscribe {

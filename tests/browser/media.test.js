@@ -25,3 +25,9 @@ test('every peer connection shares the one UDP port of CAMERATA_UDP_PORT', async
     },
   });
 });
+
+test('the server offers each subscription (mediaServer "mediasoup": prepareReceiveVideoFrom)', async () => {
+  await scenario({ customSessionId: 'media-server-offer' }, 'video/VP8', {
+    serverArgs: ['--server-offers', 'true'],
+  });
+});

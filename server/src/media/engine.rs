@@ -11,7 +11,7 @@
 use super::codec::{as_nack, engine as media_engine, is_keyframe_request, server_interceptors};
 use super::forward::{Continuity, History, RtpClock, starts_keyframe, stun_local_ufrag};
 use super::net::{self, TcpEvent};
-use super::{Answer, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, VideoChoice};
+use super::{Description, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, VideoChoice};
 use bytes::{Bytes, BytesMut};
 use rtc::media_stream::{MediaStreamTrack, MediaStreamTrackId};
 use rtc::peer_connection::RTCPeerConnection;
@@ -67,15 +67,26 @@ pub(crate) enum Command {
         stream: u64,
         offer: String,
         video: VideoChoice,
-        reply: oneshot::Sender<Result<(u64, Answer), MediaError>>,
+        reply: oneshot::Sender<Result<(u64, Description), MediaError>>,
     },
     /// A subscriber's offer for `stream`.
     Subscribe {
         stream: u64,
         offer: String,
         video: VideoChoice,
-        reply: oneshot::Sender<Result<(u64, Answer), MediaError>>,
+        reply: oneshot::Sender<Result<(u64, Description), MediaError>>,
     },
+    /// Offer a subscriber `stream`: one sending track per kind asked for.
+    Offer {
+        stream: u64,
+        audio: bool,
+        video_track: bool,
+        video: VideoChoice,
+        candidates_in_sdp: bool,
+        reply: oneshot::Sender<Result<(u64, Description), MediaError>>,
+    },
+    /// The client's answer to a peer connection the server offered.
+    Answer(u64, String, oneshot::Sender<Result<(), MediaError>>),
     /// A candidate the browser trickled for a peer connection.
     Candidate(
         u64,
@@ -124,8 +135,21 @@ struct Peer {
     sources: Vec<(MediaStreamTrackId, usize, RTCRtpReceiverId)>,
     /// A subscriber's outgoing tracks: id and output index.
     sinks: Vec<(MediaStreamTrackId, usize)>,
+    /// A subscriber's outgoing tracks that wait for the client's answer to the server's
+    /// offer before they join the fan-out.
+    unanswered: Vec<Sink>,
     /// When to serve the peer connection's timers early: its first DTLS flight.
     kick: Option<Instant>,
+}
+
+/// A subscriber's sending track, as negotiated.
+#[derive(Clone)]
+struct Sink {
+    track: MediaStreamTrackId,
+    /// `AUDIO` or `VIDEO`: which of the stream's fan-outs it takes.
+    index: usize,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
 }
 
 /// One subscriber of one kind of a stream.
@@ -418,6 +442,32 @@ impl Engine {
                 };
                 self.settle(made, reply, now);
             }
+            Command::Offer {
+                stream,
+                audio,
+                video_track,
+                video,
+                candidates_in_sdp,
+                reply,
+            } => {
+                let made = if self.streams.contains_key(&stream) {
+                    let kinds = [
+                        (audio, RtpCodecKind::Audio),
+                        (video_track, RtpCodecKind::Video),
+                    ]
+                    .into_iter()
+                    .filter_map(|(on, kind)| on.then_some(kind))
+                    .collect();
+                    self.offer(stream, kinds, video, candidates_in_sdp, now)
+                } else {
+                    Err(MediaError::Gone("the stream is no longer published"))
+                };
+                self.settle(made, reply, now);
+            }
+            Command::Answer(id, sdp, reply) => {
+                let _ = reply.send(self.answered(id, sdp, now));
+                self.service(id, now);
+            }
             Command::Candidate(id, init, reply) => {
                 let result = match self.peers.get_mut(&id) {
                     Some(peer) => peer.pc.add_remote_candidate(init).map_err(sdp_error),
@@ -478,8 +528,8 @@ impl Engine {
     /// Hands a new peer connection to whoever asked; closes it if they are gone.
     fn settle(
         &mut self,
-        made: Result<(u64, Answer), MediaError>,
-        reply: oneshot::Sender<Result<(u64, Answer), MediaError>>,
+        made: Result<(u64, Description), MediaError>,
+        reply: oneshot::Sender<Result<(u64, Description), MediaError>>,
         now: Instant,
     ) {
         let id = made.as_ref().ok().map(|(id, _)| *id);
@@ -493,16 +543,14 @@ impl Engine {
         }
     }
 
-    /// Makes a peer connection answering `offer`: a publisher's receives, a subscriber's
-    /// sends one track per media section of the offer.
-    fn create(
-        &mut self,
-        stream: u64,
-        offer: String,
+    /// A new peer connection for a publisher (receiving) or a subscriber (sending), with
+    /// its ICE username fragment.
+    fn new_pc(
+        &self,
         video: VideoChoice,
         publisher: bool,
         now: Instant,
-    ) -> Result<(u64, Answer), MediaError> {
+    ) -> Result<(RTCPeerConnection, String), MediaError> {
         let mut engine = media_engine(video)?;
         let registry = server_interceptors(&mut engine, publisher)?;
         let ufrag = ice_chars(16);
@@ -512,7 +560,7 @@ impl Engine {
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS_PER_PAIR))
             .build();
-        let mut pc = RTCPeerConnectionBuilder::new()
+        let pc = RTCPeerConnectionBuilder::new()
             .with_configuration(
                 RTCConfigurationBuilder::new()
                     .with_certificates(vec![self.certificate.clone()])
@@ -523,51 +571,52 @@ impl Engine {
             .with_setting_engine(settings)
             .build(now)
             .map_err(stack)?;
-        let kinds: Vec<RtpCodecKind> = offer
-            .lines()
-            .filter_map(|l| {
-                if l.starts_with("m=audio") {
-                    Some(RtpCodecKind::Audio)
-                } else if l.starts_with("m=video") {
-                    Some(RtpCodecKind::Video)
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let mid = offer
-            .lines()
-            .find_map(|l| l.strip_prefix("a=mid:"))
-            .unwrap_or("0")
-            .trim()
-            .to_owned();
-        let description = RTCSessionDescription::offer(offer).map_err(sdp_error)?;
-        pc.set_remote_description(now, description)
-            .map_err(sdp_error)?;
+        Ok((pc, ufrag))
+    }
+
+    /// One sending track per kind, each with a fresh SSRC.
+    fn add_sinks(
+        pc: &mut RTCPeerConnection,
+        kinds: Vec<RtpCodecKind>,
+        video: VideoChoice,
+    ) -> Result<Vec<Sink>, MediaError> {
         let mut sinks = Vec::new();
-        if !publisher {
-            for kind in kinds {
-                let ssrc: u32 = rand::random();
-                let label = format!("camerata-{ssrc}");
-                let track = MediaStreamTrack::new(
-                    label.clone(),
-                    format!("{label}-{kind}"),
-                    label,
-                    kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(ssrc),
-                            ..Default::default()
-                        },
-                        codec: super::codec::codec(kind, video),
+        for kind in kinds {
+            let ssrc: u32 = rand::random();
+            let label = format!("camerata-{ssrc}");
+            let track = MediaStreamTrack::new(
+                label.clone(),
+                format!("{label}-{kind}"),
+                label,
+                kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
                         ..Default::default()
-                    }],
-                );
-                let track_id = track.track_id().clone();
-                let sender = pc.add_track(track).map_err(stack)?;
-                sinks.push((track_id, output_of(kind), sender, ssrc));
-            }
+                    },
+                    codec: super::codec::codec(kind, video),
+                    ..Default::default()
+                }],
+            );
+            let track_id = track.track_id().clone();
+            let sender = pc.add_track(track).map_err(stack)?;
+            sinks.push(Sink {
+                track: track_id,
+                index: output_of(kind),
+                sender,
+                ssrc,
+            });
         }
+        Ok(sinks)
+    }
+
+    /// Adds the server's host candidates (UDP, and ICE-TCP when on) to `pc`; returns them as
+    /// the browser takes them, for media section `mid`.
+    fn add_host_candidates(
+        &self,
+        pc: &mut RTCPeerConnection,
+        mid: &str,
+    ) -> Result<Vec<LocalCandidate>, MediaError> {
         let mut candidates = Vec::new();
         let mut locals = vec![(self.local_udp, "udp")];
         if let Some(tcp) = self.local_tcp {
@@ -599,28 +648,40 @@ impl Engine {
             };
             candidates.push(LocalCandidate {
                 candidate,
-                sdp_mid: mid.clone(),
+                sdp_mid: mid.to_owned(),
                 sdp_mline_index: 0,
             });
         }
-        let answer = pc.create_answer(None).map_err(sdp_error)?;
-        pc.set_local_description(now, answer).map_err(sdp_error)?;
+        Ok(candidates)
+    }
+
+    /// The local description, without its candidates unless `with_candidates`.
+    fn local_sdp(pc: &RTCPeerConnection, with_candidates: bool) -> Result<String, MediaError> {
         let sdp = pc
             .local_description()
             .ok_or_else(|| MediaError::Sdp("no local description".into()))?
             .sdp;
-        // The candidates travel as trickle notifications, as OpenVidu's do.
-        let sdp: String = sdp
+        if with_candidates {
+            return Ok(sdp);
+        }
+        Ok(sdp
             .split_inclusive('\n')
             .filter(|l| !l.starts_with("a=candidate:") && !l.starts_with("a=end-of-candidates"))
-            .collect();
+            .collect())
+    }
 
-        let id = self.next_peer;
-        self.next_peer += 1;
+    /// Adds `sinks`, negotiated on peer connection `id`, to the fan-out of `stream`.
+    fn join_fanout(
+        &mut self,
+        id: u64,
+        pc: &mut RTCPeerConnection,
+        stream: u64,
+        sinks: &[Sink],
+    ) -> Result<(), MediaError> {
         let mut outputs = Vec::new();
-        for (track_id, index, sender, ssrc) in &sinks {
+        for sink in sinks {
             let payload_type = pc
-                .rtp_sender(*sender)
+                .rtp_sender(sink.sender)
                 .and_then(|mut s| {
                     s.get_parameters()
                         .rtp_parameters
@@ -628,13 +689,15 @@ impl Engine {
                         .first()
                         .map(|c| c.payload_type)
                 })
-                .ok_or_else(|| MediaError::Sdp(format!("no codec negotiated for {track_id}")))?;
+                .ok_or_else(|| {
+                    MediaError::Sdp(format!("no codec negotiated for {}", sink.track))
+                })?;
             outputs.push((
-                *index,
+                sink.index,
                 Output {
                     peer: id,
-                    sender: *sender,
-                    ssrc: *ssrc,
+                    sender: sink.sender,
+                    ssrc: sink.ssrc,
                     payload_type,
                     packets: 0,
                     octets: 0,
@@ -646,6 +709,20 @@ impl Engine {
                 s.fanouts[index].outputs.push(output);
             }
         }
+        Ok(())
+    }
+
+    /// Keeps a new peer connection in the loop under a fresh id.
+    fn register(
+        &mut self,
+        pc: RTCPeerConnection,
+        ufrag: String,
+        stream: u64,
+        sinks: &[Sink],
+        unanswered: Vec<Sink>,
+    ) -> u64 {
+        let id = self.next_peer;
+        self.next_peer += 1;
         self.by_ufrag.insert(ufrag.clone().into_bytes(), id);
         self.peers.insert(
             id,
@@ -656,11 +733,119 @@ impl Engine {
                 addresses: Vec::new(),
                 deadline: None,
                 sources: Vec::new(),
-                sinks: sinks.into_iter().map(|(t, i, _, _)| (t, i)).collect(),
+                sinks: sinks.iter().map(|s| (s.track.clone(), s.index)).collect(),
+                unanswered,
                 kick: None,
             },
         );
-        Ok((id, Answer { sdp, candidates }))
+        id
+    }
+
+    /// Makes a peer connection answering `offer`: a publisher's receives, a subscriber's
+    /// sends one track per media section of the offer.
+    fn create(
+        &mut self,
+        stream: u64,
+        offer: String,
+        video: VideoChoice,
+        publisher: bool,
+        now: Instant,
+    ) -> Result<(u64, Description), MediaError> {
+        let (mut pc, ufrag) = self.new_pc(video, publisher, now)?;
+        let kinds: Vec<RtpCodecKind> = offer
+            .lines()
+            .filter_map(|l| {
+                if l.starts_with("m=audio") {
+                    Some(RtpCodecKind::Audio)
+                } else if l.starts_with("m=video") {
+                    Some(RtpCodecKind::Video)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mid = offer
+            .lines()
+            .find_map(|l| l.strip_prefix("a=mid:"))
+            .unwrap_or("0")
+            .trim()
+            .to_owned();
+        let description = RTCSessionDescription::offer(offer).map_err(sdp_error)?;
+        pc.set_remote_description(now, description)
+            .map_err(sdp_error)?;
+        let sinks = if publisher {
+            Vec::new()
+        } else {
+            Self::add_sinks(&mut pc, kinds, video)?
+        };
+        let candidates = self.add_host_candidates(&mut pc, &mid)?;
+        let answer = pc.create_answer(None).map_err(sdp_error)?;
+        pc.set_local_description(now, answer).map_err(sdp_error)?;
+        // The candidates travel as trickle notifications, as OpenVidu's do.
+        let sdp = Self::local_sdp(&pc, false)?;
+        let id = self.next_peer;
+        self.join_fanout(id, &mut pc, stream, &sinks)?;
+        let registered = self.register(pc, ufrag, stream, &sinks, Vec::new());
+        debug_assert_eq!(id, registered);
+        Ok((id, Description { sdp, candidates }))
+    }
+
+    /// Makes a subscriber's peer connection offering `stream`'s `kinds`; its tracks join the
+    /// fan-out when the answer comes (`answered`).
+    fn offer(
+        &mut self,
+        stream: u64,
+        kinds: Vec<RtpCodecKind>,
+        video: VideoChoice,
+        candidates_in_sdp: bool,
+        now: Instant,
+    ) -> Result<(u64, Description), MediaError> {
+        if kinds.is_empty() {
+            return Err(MediaError::Sdp(
+                "nothing to offer: no audio and no video".into(),
+            ));
+        }
+        let (mut pc, ufrag) = self.new_pc(video, false, now)?;
+        let sinks = Self::add_sinks(&mut pc, kinds, video)?;
+        let offer = pc.create_offer(None).map_err(sdp_error)?;
+        pc.set_local_description(now, offer).map_err(sdp_error)?;
+        let mid = pc
+            .local_description()
+            .and_then(|d| {
+                d.sdp
+                    .lines()
+                    .find_map(|l| l.strip_prefix("a=mid:").map(|m| m.trim().to_owned()))
+            })
+            .unwrap_or_else(|| "0".to_owned());
+        let candidates = self.add_host_candidates(&mut pc, &mid)?;
+        let sdp = Self::local_sdp(&pc, candidates_in_sdp)?;
+        let id = self.register(pc, ufrag, stream, &sinks, sinks.clone());
+        Ok((id, Description { sdp, candidates }))
+    }
+
+    /// The client's answer to the server's offer on peer connection `id`: its tracks join
+    /// the stream's fan-out.
+    fn answered(&mut self, id: u64, sdp: String, now: Instant) -> Result<(), MediaError> {
+        let peer = self
+            .peers
+            .get_mut(&id)
+            .ok_or(MediaError::Gone("the endpoint is closed"))?;
+        if peer.unanswered.is_empty() {
+            return Err(MediaError::Sdp(
+                "this peer connection expects no answer".into(),
+            ));
+        }
+        let description = RTCSessionDescription::answer(sdp).map_err(sdp_error)?;
+        peer.pc
+            .set_remote_description(now, description)
+            .map_err(sdp_error)?;
+        let sinks = std::mem::take(&mut peer.unanswered);
+        let stream = peer.stream;
+        // The peer connection is taken out while its outputs are added, then put back.
+        let mut peer = self.peers.remove(&id).expect("found just above");
+        let joined = self.join_fanout(id, &mut peer.pc, stream, &sinks);
+        self.peers.insert(id, peer);
+        joined
     }
 
     /// Closes a peer connection and forgets it everywhere (idempotent).

@@ -149,7 +149,7 @@ enum Command {
         ParticipantId,
         StreamId,
         i64,
-        oneshot::Sender<Result<(ParticipantId, StreamOut, Durable), MediaError>>,
+        oneshot::Sender<Result<(ParticipantId, StreamInfo, StreamOut, Durable), MediaError>>,
     ),
     AttachSubscriber(ParticipantId, StreamId, Endpoint),
     Unsubscribe(
@@ -390,20 +390,21 @@ impl RoomHandle {
         Ok(self.settled(result).await)
     }
 
-    /// Records that `id` receives `stream`; returns its publisher and fan-out.
+    /// Records that `id` receives `stream`; returns its publisher, the stream and its
+    /// fan-out.
     pub async fn prepare_subscribe(
         &self,
         id: &ParticipantId,
         stream: &StreamId,
         now: i64,
-    ) -> Result<Result<(ParticipantId, StreamOut), MediaError>, RoomGone> {
+    ) -> Result<Result<(ParticipantId, StreamInfo, StreamOut), MediaError>, RoomGone> {
         match self
             .ask(|r| Command::PrepareSubscribe(id.clone(), stream.clone(), now, r))
             .await?
         {
-            Ok((publisher, out, durable)) => {
+            Ok((publisher, info, out, durable)) => {
                 settle(&self.id, durable).await;
-                Ok(Ok((publisher, out)))
+                Ok(Ok((publisher, info, out)))
             }
             Err(e) => Ok(Err(e)),
         }
@@ -818,7 +819,12 @@ impl RoomTask {
                                 .map(|(publisher, events)| {
                                     let stored = self.journal(&events, Vec::new(), now);
                                     let out = out.expect("a published stream has its fan-out");
-                                    (publisher, out, stored)
+                                    let info = self
+                                        .room
+                                        .published(&stream)
+                                        .map(|(_, s)| s.clone())
+                                        .expect("subscribed to a published stream");
+                                    (publisher, info, out, stored)
                                 })
                         }
                     };

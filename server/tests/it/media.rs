@@ -332,6 +332,105 @@ async fn forwards_rtp_from_a_publisher_to_a_subscriber_and_tears_down() {
     s.stop().await;
 }
 
+/// The server offers the subscription (`prepareReceiveVideoFrom`, candidates in the offer)
+/// and the peer answers (`receiveVideoFrom` with `sdpAnswer`): media flows on the peer's own
+/// SSRC, and unpublishing closes the subscription as in the client-offer flow.
+#[tokio::test]
+async fn the_server_offers_a_subscription_and_the_client_answers() {
+    let dir = TempDir::new();
+    let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
+    let sid = s.session("{}").await;
+    let mut pws = joined(&s, &sid, "PUBLISHER").await;
+    let (publisher, _track, stream_id, feeding) = start_publishing(&mut pws, 1).await;
+
+    let mut sws = joined(&s, &sid, "SUBSCRIBER").await;
+    let r = rpc(
+        &mut sws,
+        1,
+        "prepareReceiveVideoFrom",
+        json!({"sender": stream_id, "reconnect": false}),
+    )
+    .await;
+    let offer = r["result"]["sdpOffer"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned();
+    assert!(
+        offer.contains("a=candidate:"),
+        "the offer carries the server's candidates: {offer}"
+    );
+    assert_eq!(
+        offer.matches("m=video").count() + offer.matches("m=audio").count(),
+        1,
+        "one media section per kind the stream carries (video only here): {offer}"
+    );
+    let mut subscriber = Peer::new().await;
+    subscriber
+        .pc
+        .set_remote_description(RTCSessionDescription::offer(offer).expect("an SDP offer"))
+        .await
+        .expect("remote offer");
+    let answer = subscriber.pc.create_answer(None).await.expect("answer");
+    subscriber
+        .pc
+        .set_local_description(answer)
+        .await
+        .expect("local answer");
+    subscriber
+        .gathered
+        .recv()
+        .await
+        .expect("gathering completes");
+    let answer = subscriber
+        .pc
+        .local_description()
+        .await
+        .expect("local description")
+        .sdp;
+    let r = rpc(
+        &mut sws,
+        2,
+        "receiveVideoFrom",
+        json!({"sender": stream_id, "sdpAnswer": answer}),
+    )
+    .await;
+    assert!(r.get("result").is_some(), "{r}");
+    // A second answer for the same subscription is refused.
+    let again = rpc(
+        &mut sws,
+        3,
+        "receiveVideoFrom",
+        json!({"sender": stream_id, "sdpAnswer": "v=0"}),
+    )
+    .await;
+    assert_eq!(again["error"]["code"], 302, "{again}");
+    let remote = tokio::time::timeout(Duration::from_secs(15), subscriber.tracks.recv())
+        .await
+        .expect("a track within 15 s")
+        .expect("a remote track");
+    let mut received = 0;
+    while received < 20 {
+        match tokio::time::timeout(Duration::from_secs(15), remote.poll())
+            .await
+            .expect("packets keep coming")
+        {
+            Some(TrackRemoteEvent::OnRtpPacket(p)) => {
+                assert_ne!(p.header.ssrc, PUBLISHER_SSRC, "the subscriber's own SSRC");
+                received += 1;
+            }
+            Some(_) => {}
+            None => panic!("the track ended early"),
+        }
+    }
+    let r = rpc(&mut pws, 3, "unpublishVideo", json!({})).await;
+    assert!(r.get("result").is_some(), "{r}");
+    closed_by_server(&mut subscriber).await;
+    feeding.abort();
+    let _ = publisher.pc.close().await;
+    let _ = subscriber.pc.close().await;
+    s.stop().await;
+}
+
 /// A UDP relay between a subscriber and the server that drops one RTP packet going to the
 /// subscriber, as a lossy network would. Each side is told the other is at the relay: the
 /// subscriber's candidates point at `back`, the server's at `front`.

@@ -11,8 +11,8 @@ mod messages;
 
 use super::rest::RestState;
 use super::wire;
-use crate::calls::{Admission, Leg, Member};
-use crate::media::Answer;
+use crate::calls::{Admission, Candidates, Leg, Member};
+use crate::media::Description;
 use crate::room::{
     ActiveInfo, Participant, ParticipantId, RoomId, StreamId, StreamInfo, VideoSource,
 };
@@ -426,7 +426,17 @@ impl Connection {
             }
             "publishVideo" => self.publish_video(&m, params(p)?).await,
             "receiveVideoFrom" => self.receive_video_from(&m, params(p)?).await,
-            "prepareReceiveVideoFrom" => Err(RpcError::ServerOfferUnsupported),
+            "prepareReceiveVideoFrom" => {
+                let q: messages::PrepareReceiveVideoFrom = params(p)?;
+                let stream = StreamId::new(q.sender);
+                // The candidates ride in the offer: the browser applies them with it.
+                let (_, offer) = calls
+                    .offer_subscription(&m, &stream, Candidates::InSdp)
+                    .await?;
+                reply(messages::Offered {
+                    sdp_offer: offer.sdp,
+                })
+            }
             "unpublishVideo" => {
                 calls.unpublish(&m, &own_stream(&calls, &m).await?).await?;
                 Ok(Map::new())
@@ -546,7 +556,11 @@ impl Connection {
             value: others.iter().map(remote_json).collect(),
             session: session.to_owned(),
             version: VERSION,
-            media_server: "kurento",
+            media_server: if self.state.settled().config.server_offers {
+                "mediasoup"
+            } else {
+                "kurento"
+            },
             video_simulcast: false,
             record: me.record,
             role: me.role.name(),
@@ -679,6 +693,14 @@ impl Connection {
             }
             None => None,
         };
+        if let (None, Some(answer)) = (&own, &q.sdp_string) {
+            // Not the caller's own stream: a subscriber's answer to the server's new offer.
+            self.state
+                .calls()
+                .answer_subscription(m, &stream, answer.clone())
+                .await?;
+            return Ok(Map::new());
+        }
         let Some((info, answer)) = own else {
             let offer = q.sdp_offer.ok_or_else(|| {
                 RpcError::InvalidParams(
@@ -691,6 +713,7 @@ impl Connection {
                     messages::ReceiveVideoFrom {
                         sender: q.stream,
                         sdp_offer: Some(offer),
+                        sdp_answer: None,
                     },
                 )
                 .await;
@@ -704,12 +727,22 @@ impl Connection {
     }
 
     async fn receive_video_from(&mut self, m: &Member, q: messages::ReceiveVideoFrom) -> Reply {
-        let offer = q.sdp_offer.ok_or_else(|| {
-            RpcError::InvalidParams(
-                "parameter 'sdpOffer' must be a string (the browser offers)".into(),
-            )
-        })?;
         let stream = StreamId::new(q.sender.as_str());
+        let offer = match (q.sdp_offer, q.sdp_answer) {
+            (Some(offer), _) => offer,
+            (None, Some(answer)) => {
+                self.state
+                    .calls()
+                    .answer_subscription(m, &stream, answer)
+                    .await?;
+                return Ok(Map::new());
+            }
+            (None, None) => {
+                return Err(RpcError::InvalidParams(
+                    "receiveVideoFrom needs 'sdpOffer' (the browser offers) or 'sdpAnswer'".into(),
+                ));
+            }
+        };
         let (publisher, answer) = self.state.calls().subscribe(m, &stream, offer).await?;
         self.trickle(
             publisher.as_str(),
@@ -724,7 +757,7 @@ impl Connection {
     /// Queues the server's candidates of a new peer connection as `iceCandidate`
     /// notifications, sent right after the reply carrying its answer. The browser routes them
     /// by `senderConnectionId`: the publisher whose stream the peer connection carries.
-    fn trickle(&mut self, sender_connection: &str, endpoint: &str, answer: &Answer) {
+    fn trickle(&mut self, sender_connection: &str, endpoint: &str, answer: &Description) {
         for c in &answer.candidates {
             self.after.push(notification(
                 "iceCandidate",

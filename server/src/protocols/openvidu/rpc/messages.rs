@@ -96,6 +96,23 @@ pub struct ReceiveVideoFrom {
     pub sender: String,
     /// The browser's offer (the browser offers: `mediaServer` "kurento").
     pub sdp_offer: Option<String>,
+    /// The browser's answer to the server's offer (`mediaServer` "mediasoup").
+    pub sdp_answer: Option<String>,
+}
+
+/// Params of `prepareReceiveVideoFrom` (the server offers).
+#[derive(Deserialize)]
+pub struct PrepareReceiveVideoFrom {
+    /// The stream id.
+    pub sender: String,
+}
+
+/// The reply to `prepareReceiveVideoFrom`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Offered {
+    /// The server's offer, its candidates included.
+    pub sdp_offer: String,
 }
 
 /// Params of `unsubscribeFromVideo`.
@@ -260,9 +277,6 @@ pub enum RpcError {
     /// The signal cannot be sent.
     #[error("{0}")]
     Signal(String),
-    /// The server offers no subscriptions (`mediaServer` is "kurento").
-    #[error("this server answers subscriptions offered by the browser (mediaServer kurento)")]
-    ServerOfferUnsupported,
     /// Filters are not served.
     #[error("filters are not supported by Camerata")]
     FilterUnsupported,
@@ -286,9 +300,7 @@ impl RpcError {
             RpcError::MethodNotFound(_) => -32601,
             RpcError::InvalidParams(_) => -32602,
             RpcError::NotJoined(_) => 803,
-            RpcError::AlreadyJoined
-            | RpcError::ServerOfferUnsupported
-            | RpcError::FilterMethodUnsupported => 400,
+            RpcError::AlreadyJoined | RpcError::FilterMethodUnsupported => 400,
             RpcError::TokenInvalid(_) | RpcError::TokenExpired(_) | RpcError::Forbidden(_) => 401,
             RpcError::SessionNotFound(_) | RpcError::RoomGone => 202,
             RpcError::SessionClosed(_) => 203,
