@@ -95,6 +95,16 @@ pub enum Candidates {
 pub enum Admission<'a> {
     /// A grant signed by this server (carried in a token a backend obtained).
     Signed(&'a str),
+    /// The door admitted the client by its own rule (a room pin, an open room): the
+    /// participant is created and joins at once.
+    Door {
+        /// Its id, chosen by the door (unique in the room).
+        id: ParticipantId,
+        /// What it may do.
+        role: Role,
+        /// Data shown to the others.
+        data: String,
+    },
 }
 
 /// A participant in a room, as a door holds it: which room, who.
@@ -191,6 +201,26 @@ impl Calls {
                 self.inner
                     .rooms
                     .admit(room, signed, info, Some(sink))
+                    .await?
+            }
+            Admission::Door { id, role, data } => {
+                let now = crate::rooms::now_ms();
+                let participant = Participant {
+                    id,
+                    role,
+                    data,
+                    record: true,
+                    created_at: now,
+                    // Used at once below; never left pending.
+                    expires_at: now.saturating_add(60_000),
+                    grant: String::new(),
+                    limits: None,
+                    ice_servers: Vec::new(),
+                    state: crate::room::ParticipantState::Pending,
+                };
+                self.inner
+                    .rooms
+                    .admit_by_door(room, participant, info, sink)
                     .await?
             }
         };

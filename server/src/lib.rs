@@ -93,10 +93,22 @@ pub async fn run_with_ready(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: tokio::sync::oneshot::Sender<Result<(), String>>,
 ) -> anyhow::Result<()> {
+    run_with_doors(settled, listeners, shutdown, ready, Vec::new()).await
+}
+
+/// `run_with_ready` with more front doors beside OpenVidu's, on the same rooms and port.
+pub async fn run_with_doors(
+    settled: Settled,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: tokio::sync::oneshot::Sender<Result<(), String>>,
+    more: Vec<Box<dyn protocols::Door>>,
+) -> anyhow::Result<()> {
     // The doors the server speaks through; each hands it its routes and event renderers.
-    let doors: Vec<Box<dyn protocols::Door>> = vec![Box::new(protocols::openvidu::OpenVidu::new(
-        settled.clone(),
-    ))];
+    let mut doors: Vec<Box<dyn protocols::Door>> = vec![Box::new(
+        protocols::openvidu::OpenVidu::new(settled.clone()),
+    )];
+    doors.extend(more);
     let (rooms, tls, media, recording) = match prepare(&settled, &doors).await {
         Ok(prepared) => {
             let _ = ready.send(Ok(()));

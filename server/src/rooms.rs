@@ -124,6 +124,9 @@ pub enum AdmitError {
     /// The room refused the join (grant used, revoked or expired; room closing).
     #[error(transparent)]
     Join(#[from] JoinError),
+    /// A participant with that id is already in the room.
+    #[error("participant {0} is already in the room")]
+    Duplicate(ParticipantId),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -313,6 +316,32 @@ impl Rooms {
         let room = self.get(room_id).ok_or(AdmitError::RoomNotFound)?;
         let (participant, others, stored) = room
             .join(&grant.sub, now, info, sink)
+            .await
+            .map_err(|_| AdmitError::RoomNotFound)??;
+        stored.wait().await?;
+        Ok((room, participant, others))
+    }
+
+    /// Admits `participant`, whom a door let in by its own rule: stored, then joined at once.
+    pub async fn admit_by_door(
+        &self,
+        room_id: &RoomId,
+        participant: Participant,
+        info: crate::room::ActiveInfo,
+        sink: Sink,
+    ) -> Result<(RoomHandle, Participant, Vec<Participant>), AdmitError> {
+        let room = self.get(room_id).ok_or(AdmitError::RoomNotFound)?;
+        let id = participant.id.clone();
+        match self.grant(&room, participant).await {
+            Ok(()) => {}
+            Err(RoomsError::Store(e)) => return Err(AdmitError::Store(e)),
+            Err(RoomsError::Room(RoomError::DuplicateParticipant(_))) => {
+                return Err(AdmitError::Duplicate(id));
+            }
+            Err(_) => return Err(AdmitError::RoomNotFound),
+        }
+        let (participant, others, stored) = room
+            .join(&id, now_ms(), info, Some(sink))
             .await
             .map_err(|_| AdmitError::RoomNotFound)??;
         stored.wait().await?;

@@ -30,7 +30,8 @@ function tempDir() {
 /**
  * Starts a server. `opts.dir` keeps the data folder across restarts, `opts.port` reuses a
  * port, `opts.databaseUrl` selects another database, `opts.args` adds flags, `opts.prefix`
- * runs the binary through a command that execs it (so the PID stays the server's).
+ * runs the binary through a command that execs it (so the PID stays the server's),
+ * `opts.bin` names another binary of the same build (the tests' second door).
  */
 async function startServer(opts = {}) {
   const dir = opts.dir || tempDir();
@@ -38,8 +39,9 @@ async function startServer(opts = {}) {
   if (opts.databaseUrl) args.push('--database-url', opts.databaseUrl);
   args.push(...(opts.args || []));
   const prefix = opts.prefix || [];
-  const command = prefix.length ? prefix[0] : findBinary();
-  const argv = prefix.length ? [...prefix.slice(1), findBinary(), ...args] : args;
+  const bin = opts.bin ? path.join(path.dirname(findBinary()), opts.bin) : findBinary();
+  const command = prefix.length ? prefix[0] : bin;
+  const argv = prefix.length ? [...prefix.slice(1), bin, ...args] : args;
   const child = spawn(command, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: 'info', NO_COLOR: '1' },
