@@ -218,27 +218,35 @@ struct Stream {
 
 /// The sending half: the UDP socket and the ICE-TCP connections.
 struct Net {
-    udp: std::net::UdpSocket,
+    /// The shared UDP socket; `None` in the loop's unit tests, which read `sent` instead.
+    udp: Option<std::net::UdpSocket>,
     tcp: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    /// What the loop sent with no socket (its unit tests feed it to their peers).
+    sent: Vec<(SocketAddr, BytesMut)>,
 }
 
 impl Net {
     /// Sends everything `pc` has to send.
-    fn flush(&self, pc: &mut RTCPeerConnection) {
+    fn flush(&mut self, pc: &mut RTCPeerConnection) {
         self.flush_checks(pc, |_| {});
     }
 
     /// Sends everything `pc` has to send, telling `checked` where a STUN check went (the
     /// answer will come back from there).
-    fn flush_checks(&self, pc: &mut RTCPeerConnection, mut checked: impl FnMut(SocketAddr)) {
+    fn flush_checks(&mut self, pc: &mut RTCPeerConnection, mut checked: impl FnMut(SocketAddr)) {
         while let Some(out) = pc.poll_write() {
             match out.transport.transport_protocol {
                 TransportProtocol::UDP => {
                     if is_binding_request(&out.message) {
                         checked(out.transport.peer_addr);
                     }
-                    // A full socket buffer loses the datagram, as the network would.
-                    let _ = self.udp.send_to(&out.message, out.transport.peer_addr);
+                    match &self.udp {
+                        // A full socket buffer loses the datagram, as the network would.
+                        Some(udp) => {
+                            let _ = udp.send_to(&out.message, out.transport.peer_addr);
+                        }
+                        None => self.sent.push((out.transport.peer_addr, out.message)),
+                    }
                 }
                 _ => {
                     if let Some(conn) = self.tcp.get(&out.transport.peer_addr) {
@@ -293,38 +301,12 @@ pub(super) fn spawn(
         }
         None => None,
     };
-    let now = Instant::now();
-    let certificate = {
-        let provider = rtc::crypto::default_provider().map_err(std::io::Error::other)?;
-        rtc::peer_connection::certificate::RTCCertificate::generate(
-            provider.crypto(),
-            rtc::crypto::SignatureScheme::EcdsaP256Sha256,
-            rtc::peer_connection::certificate::CertificateParams::new(vec!["camerata".to_owned()])
-                .map_err(std::io::Error::other)?,
-        )
-        .map_err(std::io::Error::other)?
+    let net = Net {
+        udp: Some(send),
+        tcp: HashMap::new(),
+        sent: Vec::new(),
     };
-    let engine = Engine {
-        certificate,
-        net: Net {
-            udp: send,
-            tcp: HashMap::new(),
-        },
-        local_udp: local,
-        local_tcp,
-        peers: HashMap::new(),
-        by_address: HashMap::new(),
-        by_ufrag: HashMap::new(),
-        streams: HashMap::new(),
-        next_peer: 1,
-        next_wake: now + REFRESH,
-        next_refresh: now + REFRESH,
-        unclaimed: 0,
-        wall: rtc::shared::time::SystemInstant::now(now),
-        next_reports: now + REPORT_INTERVAL,
-        retransmitted: 0,
-        sender_reports: 0,
-    };
+    let engine = Engine::new(net, local, local_tcp, Instant::now())?;
     tokio::spawn(engine.run(recv, tcp_rx, commands));
     Ok(())
 }
@@ -365,6 +347,46 @@ fn ice_chars(n: usize) -> String {
 }
 
 impl Engine {
+    /// A loop with no peer connection yet, sending through `net`; `local_udp` is the
+    /// announced address of the UDP socket, `local_tcp` that of ICE-TCP when on.
+    fn new(
+        net: Net,
+        local_udp: SocketAddr,
+        local_tcp: Option<SocketAddr>,
+        now: Instant,
+    ) -> std::io::Result<Self> {
+        let certificate = {
+            let provider = rtc::crypto::default_provider().map_err(std::io::Error::other)?;
+            rtc::peer_connection::certificate::RTCCertificate::generate(
+                provider.crypto(),
+                rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+                rtc::peer_connection::certificate::CertificateParams::new(vec![
+                    "camerata".to_owned(),
+                ])
+                .map_err(std::io::Error::other)?,
+            )
+            .map_err(std::io::Error::other)?
+        };
+        Ok(Engine {
+            certificate,
+            net,
+            local_udp,
+            local_tcp,
+            peers: HashMap::new(),
+            by_address: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            streams: HashMap::new(),
+            next_peer: 1,
+            next_wake: now + REFRESH,
+            next_refresh: now + REFRESH,
+            unclaimed: 0,
+            wall: rtc::shared::time::SystemInstant::now(now),
+            next_reports: now + REPORT_INTERVAL,
+            retransmitted: 0,
+            sender_reports: 0,
+        })
+    }
+
     async fn run(
         mut self,
         udp: tokio::net::UdpSocket,
@@ -382,7 +404,7 @@ impl Engine {
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
-                    Some(command) => self.command(command),
+                    Some(command) => self.command(command, Instant::now()),
                     None => break,
                 },
                 got = udp.recv_from(&mut buf) => {
@@ -407,8 +429,7 @@ impl Engine {
         }
     }
 
-    fn command(&mut self, command: Command) {
-        let now = Instant::now();
+    fn command(&mut self, command: Command, now: Instant) {
         match command {
             Command::Publish {
                 stream,
@@ -1266,3 +1287,6 @@ impl Engine {
             .max(now);
     }
 }
+
+#[cfg(test)]
+mod tests;

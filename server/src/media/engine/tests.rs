@@ -1,0 +1,390 @@
+//! The media loop driven the sans-IO way: no socket, no task, no sleep. Client peers are
+//! `rtc` peer connections too; the test hands datagrams between them and the loop, moves
+//! time forward itself, and reads what each side sent and received.
+
+use super::*;
+use crate::media::interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+
+const SERVER: &str = "127.0.0.1:40000";
+/// A VP8 keyframe's payload start (descriptor, then the keyframe's start code).
+const KEYFRAME: [u8; 10] = [0x10, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0x00];
+
+/// A client peer connection at `addr`, standing in for a browser.
+struct Client {
+    pc: RTCPeerConnection,
+    addr: SocketAddr,
+    connected: bool,
+    /// RTP received: (SSRC, payload).
+    rtp: Vec<(u32, Vec<u8>)>,
+    /// Keyframe requests received.
+    keyframe_requests: usize,
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("a socket address")
+}
+
+impl Client {
+    fn new(at: &str, now: Instant) -> Self {
+        let mut engine = MediaEngine::default();
+        engine.register_default_codecs().expect("codecs");
+        let registry = interceptors(&mut engine).expect("interceptors");
+        let settings = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .build();
+        let pc = RTCPeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(engine)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(settings)
+            .build(now)
+            .expect("a client peer connection");
+        Self {
+            pc,
+            addr: addr(at),
+            connected: false,
+            rtp: Vec::new(),
+            keyframe_requests: 0,
+        }
+    }
+
+    /// The client's host candidate, added after its local description is set.
+    fn add_host_candidate(&mut self) {
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: self.addr.ip().to_string(),
+                port: self.addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            tcp_type: rtc::ice::tcp_type::TcpType::Unspecified,
+        }
+        .new_candidate_host()
+        .expect("a host candidate");
+        let init = RTCIceCandidate::from(&host)
+            .to_json()
+            .expect("candidate JSON");
+        self.pc.add_local_candidate(init).expect("local candidate");
+    }
+
+    /// An offer for the tracks added so far, with the client's candidate in it.
+    fn offer(&mut self, now: Instant) -> String {
+        let offer = self.pc.create_offer(None).expect("an offer");
+        self.pc
+            .set_local_description(now, offer)
+            .expect("local offer");
+        self.add_host_candidate();
+        self.pc.local_description().expect("local description").sdp
+    }
+
+    /// Takes the server's SDP (`answer` or offer) and the candidates it lists.
+    fn accept(&mut self, description: &Description, answer: bool, now: Instant) {
+        let remote = if answer {
+            RTCSessionDescription::answer(description.sdp.clone())
+        } else {
+            RTCSessionDescription::offer(description.sdp.clone())
+        };
+        self.pc
+            .set_remote_description(now, remote.expect("an SDP"))
+            .expect("remote description");
+        for c in &description.candidates {
+            self.pc
+                .add_remote_candidate(RTCIceCandidateInit {
+                    candidate: c.candidate.clone(),
+                    sdp_mid: Some(c.sdp_mid.clone()),
+                    sdp_mline_index: Some(c.sdp_mline_index),
+                    ..Default::default()
+                })
+                .expect("the server's candidate");
+        }
+    }
+
+    /// Reads what the peer connection has for the application.
+    fn drain(&mut self) {
+        while let Some(event) = self.pc.poll_event() {
+            if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                rtc::peer_connection::state::RTCPeerConnectionState::Connected,
+            ) = event
+            {
+                self.connected = true;
+            }
+        }
+        while let Some(message) = self.pc.poll_read() {
+            match message.message {
+                RTCMessage::RtpPacket(_, p) => self.rtp.push((p.header.ssrc, p.payload.to_vec())),
+                RTCMessage::RtcpPacket(_, packets) => {
+                    self.keyframe_requests += packets
+                        .iter()
+                        .filter(|p| is_keyframe_request(p.as_ref()))
+                        .count();
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The loop under test, with no socket.
+fn engine(now: Instant) -> Engine {
+    let net = Net {
+        udp: None,
+        tcp: HashMap::new(),
+        sent: Vec::new(),
+    };
+    Engine::new(net, addr(SERVER), None, now).expect("an engine")
+}
+
+/// Runs the loop's command and returns its reply.
+fn ask<T>(
+    engine: &mut Engine,
+    now: Instant,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> T {
+    let (reply, mut answer) = oneshot::channel();
+    engine.command(make(reply), now);
+    answer.try_recv().expect("the loop replies at once")
+}
+
+/// Moves `steps` ticks of 2 ms: datagrams from clients to the loop and back, then timers.
+fn pump(engine: &mut Engine, clients: &mut [&mut Client], now: &mut Instant, steps: usize) {
+    let server = addr(SERVER);
+    for _ in 0..steps {
+        for c in clients.iter_mut() {
+            while let Some(out) = c.pc.poll_write() {
+                engine.datagram(c.addr, false, &out.message, *now);
+            }
+        }
+        for (to, message) in std::mem::take(&mut engine.net.sent) {
+            if let Some(c) = clients.iter_mut().find(|c| c.addr == to) {
+                let _ = c.pc.handle_read(TaggedBytesMut {
+                    now: *now,
+                    transport: TransportContext {
+                        local_addr: to,
+                        peer_addr: server,
+                        ecn: None,
+                        transport_protocol: TransportProtocol::UDP,
+                    },
+                    message,
+                });
+            }
+        }
+        *now += Duration::from_millis(2);
+        engine.timers(*now);
+        for c in clients.iter_mut() {
+            if c.pc.poll_timeout().is_some_and(|t| t <= *now) {
+                let _ = c.pc.handle_timeout(*now);
+            }
+            c.drain();
+        }
+    }
+}
+
+/// A publisher with one VP8 track, published through the loop as `stream`; returns the
+/// client, its sender and the track's SSRC.
+fn publisher(engine: &mut Engine, stream: u64, now: Instant) -> (Client, RTCRtpSenderId, u32) {
+    let mut client = Client::new("127.0.0.1:50001", now);
+    let ssrc = 0x1111_2222;
+    let track = MediaStreamTrack::new(
+        "pub".to_owned(),
+        "pub-video".to_owned(),
+        "pub".to_owned(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: super::super::codec::codec(RtpCodecKind::Video, VideoChoice::Vp8),
+            ..Default::default()
+        }],
+    );
+    let sender = client.pc.add_track(track).expect("a video track");
+    let offer = client.offer(now);
+    let (_, answer) = ask(engine, now, |reply| Command::Publish {
+        stream,
+        offer,
+        video: VideoChoice::Vp8,
+        reply,
+    })
+    .expect("the loop answers the publisher");
+    client.accept(&answer, true, now);
+    (client, sender, ssrc)
+}
+
+/// Sends `n` VP8 packets (the first a keyframe start) from the publisher.
+fn send_video(client: &mut Client, sender: RTCRtpSenderId, ssrc: u32, n: u16, now: Instant) {
+    let payload_type = client
+        .pc
+        .rtp_sender(sender)
+        .and_then(|mut s| {
+            s.get_parameters()
+                .rtp_parameters
+                .codecs
+                .first()
+                .map(|c| c.payload_type)
+        })
+        .expect("a negotiated codec");
+    for i in 0..n {
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                marker: true,
+                payload_type,
+                sequence_number: 1000 + i,
+                timestamp: 90_000 + u32::from(i) * 3000,
+                ssrc,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::copy_from_slice(&KEYFRAME),
+        };
+        client
+            .pc
+            .rtp_sender(sender)
+            .expect("the sender")
+            .write_rtp(now, packet)
+            .expect("RTP written");
+    }
+}
+
+#[test]
+fn a_publisher_reaches_a_subscriber_that_offers_with_time_as_input() {
+    let mut now = Instant::now();
+    let mut engine = engine(now);
+    let (mut publisher, sender, ssrc) = publisher(&mut engine, 1, now);
+
+    let mut subscriber = Client::new("127.0.0.1:50002", now);
+    subscriber
+        .pc
+        .add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .expect("a receiving transceiver");
+    let offer = subscriber.offer(now);
+    let (_, answer) = ask(&mut engine, now, |reply| Command::Subscribe {
+        stream: 1,
+        offer,
+        video: VideoChoice::Vp8,
+        reply,
+    })
+    .expect("the loop answers the subscriber");
+    subscriber.accept(&answer, true, now);
+
+    // ICE and DTLS over simulated time: at most 10 s of it.
+    for _ in 0..100 {
+        pump(
+            &mut engine,
+            &mut [&mut publisher, &mut subscriber],
+            &mut now,
+            50,
+        );
+        if publisher.connected && subscriber.connected {
+            break;
+        }
+    }
+    assert!(publisher.connected && subscriber.connected, "both connect");
+
+    send_video(&mut publisher, sender, ssrc, 20, now);
+    pump(
+        &mut engine,
+        &mut [&mut publisher, &mut subscriber],
+        &mut now,
+        20,
+    );
+    assert_eq!(subscriber.rtp.len(), 20, "every packet forwarded once");
+    // The subscriber wanted a keyframe since it came up: asked for once the source showed.
+    assert!(
+        publisher.keyframe_requests > 0,
+        "a keyframe request reached the publisher"
+    );
+    for (got_ssrc, payload) in &subscriber.rtp {
+        assert_ne!(*got_ssrc, ssrc, "the subscriber's own SSRC");
+        assert_eq!(payload.as_slice(), &KEYFRAME[..], "the payload unchanged");
+    }
+    // Closing the subscriber frees it in the loop.
+    let stats = |engine: &mut Engine, now| ask(engine, now, Command::Stats);
+    assert_eq!(stats(&mut engine, now).peers, 2);
+    engine.command(Command::ClosePeer(2), now);
+    assert_eq!(stats(&mut engine, now).peers, 1);
+}
+
+#[test]
+fn the_loop_offers_a_subscription_and_forwards_once_answered() {
+    let mut now = Instant::now();
+    let mut engine = engine(now);
+    let (mut publisher, sender, ssrc) = publisher(&mut engine, 7, now);
+    let (peer, offer) = ask(&mut engine, now, |reply| Command::Offer {
+        stream: 7,
+        audio: false,
+        video_track: true,
+        video: VideoChoice::Vp8,
+        candidates_in_sdp: false,
+        reply,
+    })
+    .expect("the loop offers");
+    assert!(
+        !offer.sdp.contains("a=candidate:") && !offer.candidates.is_empty(),
+        "candidates listed for trickling, not in the SDP"
+    );
+    assert_eq!(offer.sdp.matches("m=video").count(), 1);
+    assert_eq!(offer.sdp.matches("m=audio").count(), 0);
+
+    let mut subscriber = Client::new("127.0.0.1:50003", now);
+    subscriber.accept(&offer, false, now);
+    let answer = subscriber.pc.create_answer(None).expect("an answer");
+    subscriber
+        .pc
+        .set_local_description(now, answer)
+        .expect("local answer");
+    subscriber.add_host_candidate();
+    let sdp = subscriber.pc.local_description().expect("answer").sdp;
+    ask(&mut engine, now, |reply| {
+        Command::Answer(peer, sdp.clone(), reply)
+    })
+    .expect("the answer is taken");
+    // Only one answer per offer.
+    assert!(
+        ask(&mut engine, now, |reply| Command::Answer(peer, sdp, reply)).is_err(),
+        "a second answer is refused"
+    );
+    for _ in 0..100 {
+        pump(
+            &mut engine,
+            &mut [&mut publisher, &mut subscriber],
+            &mut now,
+            50,
+        );
+        if publisher.connected && subscriber.connected {
+            break;
+        }
+    }
+    assert!(publisher.connected && subscriber.connected, "both connect");
+    send_video(&mut publisher, sender, ssrc, 10, now);
+    pump(
+        &mut engine,
+        &mut [&mut publisher, &mut subscriber],
+        &mut now,
+        20,
+    );
+    assert_eq!(subscriber.rtp.len(), 10, "every packet forwarded once");
+}
+
+#[test]
+fn a_strangers_datagrams_are_counted_and_answered_with_nothing() {
+    let now = Instant::now();
+    let mut engine = engine(now);
+    engine.datagram(addr("127.0.0.1:1234"), false, b"junk from nobody", now);
+    // A STUN check naming a username no peer connection has.
+    let mut check = vec![0u8, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+    check.extend_from_slice(&[7u8; 12]);
+    engine.datagram(addr("127.0.0.1:1235"), false, &check, now);
+    let stats = ask(&mut engine, now, Command::Stats);
+    assert_eq!(stats.unclaimed_datagrams, 2);
+    assert!(engine.net.sent.is_empty(), "nothing is sent to a stranger");
+}
