@@ -552,6 +552,55 @@ impl Calls {
         Ok(())
     }
 
+    /// A server API (a backend, not a participant) closes the room.
+    pub async fn close_by_api(&self, room: &RoomHandle) -> Result<(), crate::rooms::RoomsError> {
+        self.inner
+            .rooms
+            .close(room, EndReason::ClosedByApi)
+            .await
+            .map(|_| ())
+    }
+
+    /// A server API puts `id` out of the room, or withdraws its grant.
+    pub async fn evict_by_api(
+        &self,
+        room: &RoomHandle,
+        id: &ParticipantId,
+    ) -> Result<(), crate::rooms::RoomsError> {
+        self.inner
+            .rooms
+            .remove(room, id, EndReason::EvictedByApi)
+            .await
+            .map(|_| ())
+    }
+
+    /// A server API stops the stream `stream`.
+    pub async fn unpublish_by_api(
+        &self,
+        room: &RoomHandle,
+        stream: &StreamId,
+    ) -> Result<(), CallError> {
+        let owner = room
+            .snapshot(false)
+            .await?
+            .publisher_of(stream)
+            .map(|p| p.id.clone())
+            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))?;
+        room.unpublish(&owner, stream, EndReason::UnpublishedByApi)
+            .await??;
+        Ok(())
+    }
+
+    /// A server API sends a signal through `room`.
+    pub async fn signal_by_api(
+        &self,
+        room: &RoomHandle,
+        request: SignalRequest,
+    ) -> Result<(), CallError> {
+        room.signal(request).await??;
+        Ok(())
+    }
+
     /// `m` sends a signal through its room.
     pub async fn signal(&self, m: &Member, request: SignalRequest) -> Result<(), CallError> {
         m.room.signal(request).await??;

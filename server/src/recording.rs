@@ -399,7 +399,7 @@ impl Recorder {
                 && !p.custom_layout.is_empty())
             .then(|| p.custom_layout.clone()),
             session_id: start.session.clone(),
-            media_node: p.media_node.clone(),
+            media_node: p.node_hint.clone(),
             created_at: crate::rooms::now_ms(),
             size: 0,
             duration: 0.0,

@@ -11,12 +11,75 @@
 use crate::recording::{
     Recorder, Recording, RecordingError, RecordingListener, Start, Status, StopReason,
 };
-use crate::room::{EndReason, RecordingMode, Role, Room, RoomEvent, RoomId, StreamId};
-use crate::rooms::{Notice, Observer, Rooms};
+use crate::room::{EndReason, MediaMode, RecordingMode, Role, Room, RoomEvent, RoomId, StreamId};
+use crate::rooms::{Notice, Observer, RoomHandle, Rooms};
 use crate::store::{Event, Store, Write};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// A recording that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The room closed meanwhile.
+    #[error("the room is closed")]
+    RoomGone,
+    /// The room's media is relayed peer to peer, or a recording of it runs already.
+    #[error("the room's media is relayed or it is already recorded")]
+    NotRecordable,
+    /// Nobody is in the room.
+    #[error("nobody is in the room")]
+    Empty,
+    /// The recorder failed.
+    #[error(transparent)]
+    Recorder(#[from] RecordingError),
+}
+
+/// Starts recording the room `handle` with `properties` (`None`: the room's defaults),
+/// every stream published now included. `properties` gets the room's defaults to start
+/// from and returns the settings to use, or the door's own refusal.
+pub async fn start<E>(
+    recorder: &Recorder,
+    handle: &RoomHandle,
+    properties: impl FnOnce(
+        &crate::room::RecordingDefaults,
+    ) -> Result<crate::room::RecordingDefaults, E>,
+) -> Result<Result<Recording, StartError>, E> {
+    let Ok(room) = handle.snapshot(false).await else {
+        return Ok(Err(StartError::RoomGone));
+    };
+    if room.options().media_mode == MediaMode::Relayed
+        || recorder.recording_of(room.id().as_str()).is_some()
+    {
+        return Ok(Err(StartError::NotRecordable));
+    }
+    if room.active_participants().next().is_none() {
+        return Ok(Err(StartError::Empty));
+    }
+    let properties = properties(&room.options().recording_defaults)?;
+    Ok(start_with(recorder, handle, &room, properties).await)
+}
+
+/// Starts recording `room` (a snapshot of `handle`'s room) with `properties`.
+async fn start_with(
+    recorder: &Recorder,
+    handle: &RoomHandle,
+    room: &Room,
+    properties: crate::room::RecordingDefaults,
+) -> Result<Recording, StartError> {
+    let publishers = handle
+        .publishers()
+        .await
+        .map_err(|_| StartError::RoomGone)?;
+    let start = Start {
+        session: room.id().as_str().to_owned(),
+        room_created_at: room.created_at(),
+        properties,
+        publishers,
+        video: super::room_video(room),
+    };
+    Ok(recorder.start(start).await?)
+}
 
 /// Renders a recording's status change as an outbox event, in a door's words.
 pub trait RecordingEvents: Send + Sync {
@@ -195,16 +258,10 @@ pub async fn follow(
                         tracing::warn!(room = %room, error = %e, "a stream could not be recorded");
                     }
                 } else if snapshot.options().recording_mode == RecordingMode::Always {
-                    let start = Start {
-                        session: room.as_str().to_owned(),
-                        room_created_at: snapshot.created_at(),
-                        properties: snapshot.options().recording_defaults.clone(),
-                        publishers: published,
-                        video,
-                    };
-                    match recorder.start(start).await {
+                    let properties = snapshot.options().recording_defaults.clone();
+                    match start_with(&recorder, &handle, &snapshot, properties).await {
                         Ok(r) => tracing::info!(recording = %r.id, "recording started (ALWAYS)"),
-                        Err(RecordingError::AlreadyRecording(_)) => {}
+                        Err(StartError::Recorder(RecordingError::AlreadyRecording(_))) => {}
                         Err(e) => {
                             tracing::warn!(room = %room, error = %e, "ALWAYS recording failed")
                         }

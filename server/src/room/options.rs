@@ -79,14 +79,16 @@ pub struct RecordingDefaults {
     pub resolution: String,
     /// Frames per second of composed recordings.
     pub frame_rate: u32,
-    /// Shared memory of the compositor, in bytes.
-    pub shm_size: u64,
+    /// Memory a compositor may share for its frames, in bytes.
+    #[serde(alias = "shm_size")]
+    pub compositor_memory: u64,
     /// Relative path or URL of a custom layout.
     pub custom_layout: String,
     /// Individual recordings go on when one stream fails.
     pub ignore_failed_streams: bool,
-    /// The media node asked for (kept and echoed; one node only).
-    pub media_node: Option<String>,
+    /// The node the caller asked the recording to run on (kept and echoed).
+    #[serde(alias = "media_node")]
+    pub node_hint: Option<String>,
 }
 
 impl Default for RecordingDefaults {
@@ -99,10 +101,10 @@ impl Default for RecordingDefaults {
             layout: RecordingLayout::BestFit,
             resolution: "1280x720".to_owned(),
             frame_rate: 25,
-            shm_size: 536_870_912,
+            compositor_memory: 536_870_912,
             custom_layout: String::new(),
             ignore_failed_streams: false,
-            media_node: None,
+            node_hint: None,
         }
     }
 }
@@ -111,21 +113,21 @@ impl Default for RecordingDefaults {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordingValueError {
     /// Neither audio nor video would be recorded.
-    #[error("cannot record with both hasAudio and hasVideo false")]
+    #[error("neither audio nor video would be recorded")]
     NothingToRecord,
     /// The resolution is not `WxH` with sides from 100 to 1999.
     #[error("resolution '{0}' is not WIDTHxHEIGHT with each side from 100 to 1999")]
     Resolution(String),
     /// The frame rate is outside 1..=120.
-    #[error("frameRate {0} is outside 1 to 120")]
+    #[error("frame rate {0} is outside 1 to 120")]
     FrameRate(i64),
-    /// The shared memory is below the compositor's minimum.
-    #[error("shmSize {0} is below the minimum of 134217728")]
-    ShmSize(i64),
+    /// The compositor's memory is below its minimum.
+    #[error("compositor memory {0} is below the minimum of 134217728 bytes")]
+    CompositorMemory(i64),
 }
 
-/// The smallest shared memory a compositor is given, in bytes.
-pub const MIN_SHM_SIZE: u64 = 134_217_728;
+/// The least memory a compositor is given, in bytes.
+pub const MIN_COMPOSITOR_MEMORY: u64 = 134_217_728;
 
 impl RecordingDefaults {
     /// Checks the value ranges that a recording needs.
@@ -142,9 +144,9 @@ impl RecordingDefaults {
         if !(1..=120).contains(&self.frame_rate) {
             return Err(RecordingValueError::FrameRate(self.frame_rate.into()));
         }
-        if self.shm_size < MIN_SHM_SIZE {
-            return Err(RecordingValueError::ShmSize(
-                i64::try_from(self.shm_size).unwrap_or(i64::MAX),
+        if self.compositor_memory < MIN_COMPOSITOR_MEMORY {
+            return Err(RecordingValueError::CompositorMemory(
+                i64::try_from(self.compositor_memory).unwrap_or(i64::MAX),
             ));
         }
         Ok(())
@@ -183,8 +185,9 @@ pub struct RoomOptions {
     pub allow_transcoding: bool,
     /// Recording settings used when a recording call gives none.
     pub recording_defaults: RecordingDefaults,
-    /// The media node asked for at creation, echoed back.
-    pub media_node: Option<String>,
+    /// The node the creator asked the room to run on, echoed back.
+    #[serde(alias = "media_node")]
+    pub node_hint: Option<String>,
     /// End-to-end encryption of media between browsers.
     pub e2ee: bool,
     /// Where the creator would like the media to be handled.
@@ -200,7 +203,7 @@ impl Default for RoomOptions {
             forced_video_codec: VideoCodec::MediaServerPreferred,
             allow_transcoding: false,
             recording_defaults: RecordingDefaults::default(),
-            media_node: None,
+            node_hint: None,
             e2ee: false,
             location_hint: None,
         }
@@ -211,16 +214,16 @@ impl Default for RoomOptions {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
     /// Automatic recording needs the media to pass through the server.
-    #[error("recordingMode ALWAYS needs mediaMode ROUTED: a relayed session cannot be recorded")]
+    #[error("automatic recording needs routed media: relayed media cannot be recorded")]
     AlwaysRecordingNeedsRouted,
     /// End-to-end encryption is refused for relayed media.
-    #[error("end-to-end encryption (e2ee) cannot be used with mediaMode RELAYED")]
+    #[error("end-to-end encryption cannot be used with relayed media")]
     E2eeWithRelayed,
     /// End-to-end encrypted media cannot be recorded.
-    #[error("end-to-end encryption (e2ee) cannot be used with recordingMode ALWAYS")]
+    #[error("end-to-end encryption cannot be used with automatic recording")]
     E2eeWithAlwaysRecording,
     /// The default recording settings are out of range.
-    #[error("defaultRecordingProperties: {0}")]
+    #[error("default recording settings: {0}")]
     RecordingDefaults(#[from] RecordingValueError),
 }
 
@@ -292,7 +295,10 @@ mod tests {
         assert_eq!(d.check_values(), Ok(()));
         d.output_mode = OutputMode::Composed;
         d.frame_rate = 30;
-        d.shm_size = 1;
-        assert_eq!(d.check_values(), Err(RecordingValueError::ShmSize(1)));
+        d.compositor_memory = 1;
+        assert_eq!(
+            d.check_values(),
+            Err(RecordingValueError::CompositorMemory(1))
+        );
     }
 }

@@ -4,8 +4,9 @@
 
 use super::error::RestError;
 use super::rest::RestState;
-use crate::recording::{Recorder, Recording, RecordingError, Start, StopReason};
-use crate::room::{MediaMode, OutputMode};
+use crate::calls::recording::{self as policy, StartError};
+use crate::recording::{Recorder, Recording, RecordingError, StopReason};
+use crate::room::OutputMode;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -56,52 +57,37 @@ pub(super) async fn start(
         .ok_or(RestError::MissingField("session"))?
         .to_owned();
     let handle = super::rest::handle(&s, &session)?;
-    let room = handle
-        .snapshot(false)
-        .await
-        .map_err(|_| RestError::SessionNotFound(session.clone()))?;
-    if room.options().media_mode == MediaMode::Relayed || recorder.recording_of(&session).is_some()
-    {
-        return Err(RestError::RecordingConflict(format!(
-            "session '{session}' is RELAYED or already being recorded"
-        )));
-    }
-    if room.active_participants().next().is_none() {
-        return Err(RestError::SessionNotActive(session));
-    }
-    let defaults = &room.options().recording_defaults;
-    let mut properties = defaults.clone();
-    super::rest::apply_recording_fields(&f, &mut properties)?;
-    // OpenVidu's swap rule: a session that defaults to one composed flavour keeps it.
-    match (defaults.output_mode, properties.output_mode) {
-        (OutputMode::ComposedQuickStart, OutputMode::Composed) => {
-            properties.output_mode = OutputMode::ComposedQuickStart;
+    let chosen = |defaults: &crate::room::RecordingDefaults| {
+        let mut properties = defaults.clone();
+        super::rest::apply_recording_fields(&f, &mut properties)?;
+        // OpenVidu's swap rule: a session that defaults to one composed flavour keeps it.
+        match (defaults.output_mode, properties.output_mode) {
+            (OutputMode::ComposedQuickStart, OutputMode::Composed) => {
+                properties.output_mode = OutputMode::ComposedQuickStart;
+            }
+            (OutputMode::Composed, OutputMode::ComposedQuickStart) => {
+                properties.output_mode = OutputMode::Composed;
+            }
+            _ => {}
         }
-        (OutputMode::Composed, OutputMode::ComposedQuickStart) => {
-            properties.output_mode = OutputMode::Composed;
-        }
-        _ => {}
-    }
-    properties
-        .check_values()
-        .map_err(|e| RestError::Unprocessable(e.to_string()))?;
-    let publishers = handle
-        .publishers()
-        .await
-        .map_err(|_| RestError::SessionNotFound(session.clone()))?;
-    let start = Start {
-        session,
-        room_created_at: room.created_at(),
-        properties,
-        publishers,
-        video: crate::calls::room_video(&room),
+        properties
+            .check_values()
+            .map_err(|e| RestError::Unprocessable(super::wire::recording_value_message(&e)))?;
+        Ok::<_, RestError>(properties)
     };
-    let started = recorder.start(start).await.map_err(|e| match e {
-        RecordingError::Io(e) => {
-            RestError::RecordingFailed(format!("Error starting recording: {e}"))
-        }
-        e => recording_error(e),
-    })?;
+    let started = policy::start(&recorder, &handle, chosen)
+        .await?
+        .map_err(|e| match e {
+            StartError::RoomGone => RestError::SessionNotFound(session.clone()),
+            StartError::NotRecordable => RestError::RecordingConflict(format!(
+                "session '{session}' is RELAYED or already being recorded"
+            )),
+            StartError::Empty => RestError::SessionNotActive(session.clone()),
+            StartError::Recorder(RecordingError::Io(e)) => {
+                RestError::RecordingFailed(format!("Error starting recording: {e}"))
+            }
+            StartError::Recorder(e) => recording_error(e),
+        })?;
     Ok(Json(recording_json(&started)))
 }
 

@@ -6,12 +6,12 @@ use super::body::{Body, Fields, query_bool};
 use super::error::{RestError, render_errors};
 use super::recordings;
 use super::wire::{ConnectionType, WireEnum, connection_json, session_json, token_json};
-use crate::calls::Calls;
+use crate::calls::{CallError, Calls};
 use crate::config::{OPENVIDU_VERSION, Settled};
 use crate::grant::Grant;
 use crate::ice::{IceServerRequest, check_ice_server};
 use crate::room::{
-    EndReason, MAX_DATA_CHARS, MediaLimits, MediaMode, OutputMode, Participant, ParticipantId,
+    MAX_DATA_CHARS, MediaLimits, MediaMode, OutputMode, Participant, ParticipantId,
     ParticipantState, RecordingDefaults, RecordingLayout, RecordingMode, Role, RoomError, RoomId,
     RoomOptions, SignalError, StreamId, VideoCodec,
 };
@@ -334,7 +334,7 @@ pub(super) fn apply_recording_fields(f: &Fields, d: &mut RecordingDefaults) -> R
             .map_err(|_| RestError::invalid("frameRate", format!("{v} is outside 1 to 120")))?;
     }
     if let Some(v) = f.int("shmSize")? {
-        d.shm_size = u64::try_from(v)
+        d.compositor_memory = u64::try_from(v)
             .map_err(|_| RestError::invalid("shmSize", format!("{v} is below 134217728")))?;
     }
     if let Some(v) = f.str("customLayout")? {
@@ -345,8 +345,8 @@ pub(super) fn apply_recording_fields(f: &Fields, d: &mut RecordingDefaults) -> R
     }
     match f.get("mediaNode") {
         None => {}
-        Some(Value::String(s)) => d.media_node = Some(s.clone()),
-        Some(_) => d.media_node = Some(media_node_id(f, "mediaNode")?),
+        Some(Value::String(s)) => d.node_hint = Some(s.clone()),
+        Some(_) => d.node_hint = Some(media_node_id(f, "mediaNode")?),
     };
     Ok(())
 }
@@ -384,7 +384,7 @@ fn parse_session_options(s: &RestState, body: Body) -> Rest<(RoomId, RoomOptions
         o.recording_defaults = parse_recording_defaults(&d)?;
     }
     if f.get("mediaNode").is_some() {
-        o.media_node = Some(media_node_id(&f, "mediaNode")?);
+        o.node_hint = Some(media_node_id(&f, "mediaNode")?);
     }
     if let Some(v) = f.enumeration::<VideoCodec>("forcedVideoCodec")? {
         o.forced_video_codec = v;
@@ -404,7 +404,7 @@ fn parse_session_options(s: &RestState, body: Body) -> Rest<(RoomId, RoomOptions
         }
     }
     o.validate()
-        .map_err(|e| RestError::invalid("sessionProperties", e.to_string()))?;
+        .map_err(|e| RestError::invalid("sessionProperties", super::wire::options_message(&e)))?;
     let id = if custom.is_empty() {
         random_id("ses_", 9)
     } else {
@@ -455,8 +455,8 @@ async fn close_session(
     Path(session): Path<String>,
 ) -> Rest<StatusCode> {
     let h = handle(&s, &session)?;
-    s.rooms()
-        .close(&h, EndReason::ClosedByApi)
+    s.calls()
+        .close_by_api(&h)
         .await
         .map_err(|e| rooms_error(&session, e))?;
     Ok(StatusCode::NO_CONTENT)
@@ -714,12 +714,8 @@ async fn delete_connection(
     Path((session, connection)): Path<(String, String)>,
 ) -> Rest<StatusCode> {
     let h = handle_400(&s, &session)?;
-    s.rooms()
-        .remove(
-            &h,
-            &ParticipantId::new(connection.as_str()),
-            EndReason::EvictedByApi,
-        )
+    s.calls()
+        .evict_by_api(&h, &ParticipantId::new(connection.as_str()))
         .await
         .map_err(|e| rooms_error(&session, e))?;
     Ok(StatusCode::NO_CONTENT)
@@ -738,19 +734,14 @@ async fn delete_stream(
         session: session.clone(),
         stream: stream.clone(),
     };
-    let stream_id = StreamId::new(stream.as_str());
-    let owner = room
-        .publisher_of(&stream_id)
-        .ok_or_else(not_found)?
-        .id
-        .clone();
-    match h
-        .unpublish(&owner, &stream_id, EndReason::UnpublishedByApi)
+    match s
+        .calls()
+        .unpublish_by_api(&h, &StreamId::new(stream.as_str()))
         .await
     {
-        Ok(Ok(())) => Ok(StatusCode::NO_CONTENT),
-        Ok(Err(_)) => Err(not_found()),
-        Err(_) => Err(RestError::SessionNotFound(session)),
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::calls::CallError::RoomGone) => Err(RestError::SessionNotFound(session)),
+        Err(_) => Err(not_found()),
     }
 }
 
@@ -780,10 +771,11 @@ async fn signal(State(s): State<RestState>, body: Body) -> Rest<StatusCode> {
         kind,
         data,
     };
-    match h.signal(request).await {
-        Err(_) => Err(RestError::SessionNotFound(session)),
-        Ok(Err(SignalError::NobodyConnected)) => Err(RestError::SessionNotActive(session)),
-        Ok(Err(SignalError::RecipientsNotConnected(ids))) => {
+    match s.calls().signal_by_api(&h, request).await {
+        Err(CallError::Signal(SignalError::NobodyConnected)) => {
+            Err(RestError::SessionNotActive(session))
+        }
+        Err(CallError::Signal(SignalError::RecipientsNotConnected(ids))) => {
             Err(RestError::SignalRecipientsNotConnected {
                 session,
                 recipients: ids
@@ -793,7 +785,8 @@ async fn signal(State(s): State<RestState>, body: Body) -> Rest<StatusCode> {
                     .join(", "),
             })
         }
-        Ok(Ok(_)) => Ok(StatusCode::OK),
+        Err(_) => Err(RestError::SessionNotFound(session)),
+        Ok(()) => Ok(StatusCode::OK),
     }
 }
 

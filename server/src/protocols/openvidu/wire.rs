@@ -3,9 +3,9 @@
 
 use crate::recording::StopReason;
 use crate::room::{
-    Dimensions, EndReason, MediaLimits, MediaMode, OutputMode, Participant, ParticipantState,
-    RecordingDefaults, RecordingLayout, RecordingMode, Role, Room, StreamChange, VideoCodec,
-    VideoSource,
+    Dimensions, EndReason, MediaLimits, MediaMode, OptionsError, OutputMode, Participant,
+    ParticipantState, RecordingDefaults, RecordingLayout, RecordingMode, RecordingValueError, Role,
+    Room, StreamChange, VideoCodec, VideoSource,
 };
 use serde_json::{Map, Value, json};
 
@@ -131,7 +131,7 @@ pub fn recording_defaults_json(d: &RecordingDefaults) -> Value {
         m.insert("recordingLayout".into(), d.layout.name().into());
         m.insert("resolution".into(), d.resolution.clone().into());
         m.insert("frameRate".into(), d.frame_rate.into());
-        m.insert("shmSize".into(), d.shm_size.into());
+        m.insert("shmSize".into(), d.compositor_memory.into());
         if d.layout == RecordingLayout::Custom {
             m.insert("customLayout".into(), d.custom_layout.clone().into());
         }
@@ -139,7 +139,7 @@ pub fn recording_defaults_json(d: &RecordingDefaults) -> Value {
     if d.output_mode == OutputMode::Individual {
         m.insert("ignoreFailedStreams".into(), d.ignore_failed_streams.into());
     }
-    if let Some(node) = &d.media_node {
+    if let Some(node) = &d.node_hint {
         m.insert("mediaNode".into(), json!({ "id": node }));
     }
     Value::Object(m)
@@ -167,7 +167,7 @@ pub fn session_json(room: &Room, with_pending: bool) -> Value {
         recording_defaults_json(&o.recording_defaults),
     );
     m.insert("customSessionId".into(), o.custom_id.clone().into());
-    if let Some(node) = &o.media_node {
+    if let Some(node) = &o.node_hint {
         m.insert("mediaNode".into(), json!({ "id": node }));
     }
     m.insert(
@@ -338,6 +338,41 @@ pub fn reason_name(r: EndReason) -> &'static str {
         EndReason::UnpublishedByModerator => "forceUnpublishByUser",
         EndReason::UnpublishedByApi => "forceUnpublishByServer",
         EndReason::RecordingEnded => "automaticStop",
+    }
+}
+
+/// Why session properties contradict each other, in OpenVidu's words.
+pub fn options_message(e: &OptionsError) -> String {
+    match e {
+        OptionsError::AlwaysRecordingNeedsRouted => {
+            "recordingMode ALWAYS needs mediaMode ROUTED: a relayed session cannot be recorded"
+                .into()
+        }
+        OptionsError::E2eeWithRelayed => {
+            "end-to-end encryption (e2ee) cannot be used with mediaMode RELAYED".into()
+        }
+        OptionsError::E2eeWithAlwaysRecording => {
+            "end-to-end encryption (e2ee) cannot be used with recordingMode ALWAYS".into()
+        }
+        OptionsError::RecordingDefaults(e) => {
+            format!("defaultRecordingProperties: {}", recording_value_message(e))
+        }
+    }
+}
+
+/// Why recording properties are out of range, in OpenVidu's words.
+pub fn recording_value_message(e: &RecordingValueError) -> String {
+    match e {
+        RecordingValueError::NothingToRecord => {
+            "cannot record with both hasAudio and hasVideo false".into()
+        }
+        RecordingValueError::Resolution(r) => {
+            format!("resolution '{r}' is not WIDTHxHEIGHT with each side from 100 to 1999")
+        }
+        RecordingValueError::FrameRate(f) => format!("frameRate {f} is outside 1 to 120"),
+        RecordingValueError::CompositorMemory(m) => {
+            format!("shmSize {m} is below the minimum of 134217728")
+        }
     }
 }
 
