@@ -133,12 +133,12 @@ pub struct Media {
 /// One peer connection of a publisher or subscriber (cheap to clone; closed by
 /// [`Endpoint::close`] or when the last clone is dropped).
 #[derive(Clone, Debug)]
-pub struct Endpoint(Arc<Handle>);
+pub struct Endpoint(Arc<Handle<PeerKey>>);
 
 /// The fan-out of one published stream (cheap to clone; it ends when the last clone is
 /// dropped).
 #[derive(Clone, Debug)]
-pub struct StreamOut(Arc<Handle>);
+pub struct StreamOut(Arc<Handle<StreamKey>>);
 
 /// A copy of one published stream's packets for a recorder; dropping it stops the copy. It
 /// does not keep the stream alive: when the stream ends, `packets` ends.
@@ -150,7 +150,7 @@ pub struct Tap {
 
 /// Keeps a [`Tap`]'s copy going; dropping it stops the copy (and ends its packets).
 #[derive(Debug)]
-pub struct TapGuard(#[allow(dead_code)] Handle);
+pub struct TapGuard(#[allow(dead_code)] Handle<TapKey>);
 
 impl Tap {
     /// The guard and the stream's packets, as forwarded (continuous numbering across
@@ -174,24 +174,36 @@ pub struct TapPacket {
 /// Packets queued to one recorder before it loses some: about 4 s of a 1 Mbps stream.
 pub const TAP_CAPACITY: usize = 1024;
 
-/// An id in the media loop, and what to tell it when the last clone goes.
+/// Names a peer connection in the media loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct PeerKey(pub(crate) u64);
+
+/// Names a published stream's fan-out in the media loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct StreamKey(pub(crate) u64);
+
+/// Names a recorder's copy of a stream in the media loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct TapKey(pub(crate) u64);
+
+/// Something in the media loop, and what to tell the loop when the last clone goes.
 #[derive(Debug)]
-struct Handle {
-    id: u64,
+struct Handle<K: Copy> {
+    key: K,
     commands: mpsc::UnboundedSender<Command>,
-    on_drop: fn(u64) -> Command,
+    on_drop: fn(K) -> Command,
 }
 
-impl Drop for Handle {
+impl<K: Copy> Drop for Handle<K> {
     fn drop(&mut self) {
-        let _ = self.commands.send((self.on_drop)(self.id));
+        let _ = self.commands.send((self.on_drop)(self.key));
     }
 }
 
 impl Endpoint {
-    fn new(id: u64, commands: &mpsc::UnboundedSender<Command>) -> Self {
+    fn new(key: PeerKey, commands: &mpsc::UnboundedSender<Command>) -> Self {
         Self(Arc::new(Handle {
-            id,
+            key,
             commands: commands.clone(),
             on_drop: Command::ClosePeer,
         }))
@@ -216,7 +228,7 @@ impl Endpoint {
         };
         self.0
             .commands
-            .send(Command::Candidate(self.0.id, init, reply))
+            .send(Command::Candidate(self.0.key, init, reply))
             .map_err(|_| MediaError::Gone("the media loop has stopped"))?;
         answer
             .await
@@ -228,7 +240,7 @@ impl Endpoint {
         let (reply, done) = oneshot::channel();
         self.0
             .commands
-            .send(Command::Answer(self.0.id, answer, reply))
+            .send(Command::Answer(self.0.key, answer, reply))
             .map_err(|_| MediaError::Gone("the media loop has stopped"))?;
         done.await
             .map_err(|_| MediaError::Gone("the media loop has stopped"))?
@@ -236,7 +248,7 @@ impl Endpoint {
 
     /// Closes the peer connection now, whatever other clones exist.
     pub fn close(self) {
-        let _ = self.0.commands.send(Command::ClosePeer(self.0.id));
+        let _ = self.0.commands.send(Command::ClosePeer(self.0.key));
     }
 }
 
@@ -247,6 +259,9 @@ impl Media {
         let bound = udp.local_addr()?;
         let udp_addr = SocketAddr::new(config.announced_ip, bound.port());
         let tcp_addr = tcp.as_ref().map(|_| udp_addr);
+        // Unbounded on purpose: endpoints and streams close from `Drop`, which cannot wait
+        // for space in a queue, and every other sender awaits its reply, so at most one command per
+        // caller (plus the closes) is ever queued; the loop serves commands first.
         let (commands, receiver) = mpsc::unbounded_channel();
         engine::spawn(udp, tcp, udp_addr, receiver)?;
         Ok(Self {
@@ -287,7 +302,7 @@ impl Media {
         video: VideoChoice,
     ) -> Result<(Endpoint, StreamOut, Description), MediaError> {
         let out = StreamOut(Arc::new(Handle {
-            id: self.next_stream.fetch_add(1, Ordering::Relaxed),
+            key: StreamKey(self.next_stream.fetch_add(1, Ordering::Relaxed)),
             commands: self.commands.clone(),
             on_drop: Command::DropStream,
         }));
@@ -304,7 +319,7 @@ impl Media {
         offer: String,
         video: VideoChoice,
     ) -> Result<(Endpoint, Description), MediaError> {
-        let stream = out.0.id;
+        let stream = out.0.key;
         let (peer, answer) = self
             .ask(|reply| Command::Publish {
                 stream,
@@ -318,18 +333,18 @@ impl Media {
 
     /// Starts copying `stream`'s packets to a recorder; asks its publisher for a keyframe.
     pub async fn record(&self, stream: &StreamOut) -> Result<Tap, MediaError> {
-        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let id = TapKey(self.next_stream.fetch_add(1, Ordering::Relaxed));
         let (tx, packets) = mpsc::channel(TAP_CAPACITY);
         let found = self
             .ask(|reply| Command::Tap {
-                stream: stream.0.id,
+                stream: stream.0.key,
                 id,
                 packets: tx,
                 reply,
             })
             .await?;
         let handle = Handle {
-            id,
+            key: id,
             commands: self.commands.clone(),
             on_drop: Command::DropTap,
         };
@@ -354,7 +369,7 @@ impl Media {
         video: VideoChoice,
         candidates_in_sdp: bool,
     ) -> Result<(Endpoint, Description), MediaError> {
-        let key = stream.0.id;
+        let key = stream.0.key;
         let (peer, offer) = self
             .ask(|reply| Command::Offer {
                 stream: key,
@@ -375,7 +390,7 @@ impl Media {
         offer: String,
         video: VideoChoice,
     ) -> Result<(Endpoint, Description), MediaError> {
-        let key = stream.0.id;
+        let key = stream.0.key;
         let (peer, answer) = self
             .ask(|reply| Command::Subscribe {
                 stream: key,

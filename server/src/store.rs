@@ -241,6 +241,9 @@ impl Store {
             .fetch_one(&pool)
             .await?
             .try_get("last")?;
+        // Unbounded on purpose: room tasks enqueue their changes without waiting (a room task
+        // never awaits the database), and each job's caller awaits it being stored, so what
+        // waits here is only changes already applied, committed in groups as they come.
         let (journal, queue) = mpsc::unbounded_channel();
         let (committed_tx, committed) = tokio::sync::watch::channel(last);
         tokio::spawn(journal_writer(pool.clone(), queue, last, committed_tx));

@@ -315,6 +315,8 @@ impl Announcer {
     /// The rooms browsers are told through (known once they are loaded). Starts the task
     /// that holds and releases them; call inside the runtime.
     pub fn set_rooms(&self, rooms: Rooms) {
+        // Unbounded on purpose: the recorder's status listener cannot wait; one message per
+        // recording start or stop.
         let (tx, mut rx) = mpsc::unbounded_channel::<(String, bool, EndReason)>();
         let r = rooms.clone();
         tokio::spawn(async move {

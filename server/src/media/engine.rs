@@ -11,7 +11,10 @@
 use super::codec::{as_nack, engine as media_engine, is_keyframe_request, server_interceptors};
 use super::forward::{Continuity, History, RtpClock, starts_keyframe, stun_local_ufrag};
 use super::net::{self, TcpEvent};
-use super::{Description, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, VideoChoice};
+use super::{
+    Description, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, PeerKey, StreamKey,
+    TapKey, VideoChoice,
+};
 use bytes::{Bytes, BytesMut};
 use rtc::media_stream::{MediaStreamTrack, MediaStreamTrackId};
 use rtc::peer_connection::RTCPeerConnection;
@@ -64,51 +67,56 @@ const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) enum Command {
     /// A publisher's offer for `stream` (a new stream, or a new peer connection feeding it).
     Publish {
-        stream: u64,
+        stream: StreamKey,
         offer: String,
         video: VideoChoice,
-        reply: oneshot::Sender<Result<(u64, Description), MediaError>>,
+        reply: oneshot::Sender<Result<(PeerKey, Description), MediaError>>,
     },
     /// A subscriber's offer for `stream`.
     Subscribe {
-        stream: u64,
+        stream: StreamKey,
         offer: String,
         video: VideoChoice,
-        reply: oneshot::Sender<Result<(u64, Description), MediaError>>,
+        reply: oneshot::Sender<Result<(PeerKey, Description), MediaError>>,
     },
     /// Offer a subscriber `stream`: one sending track per kind asked for.
     Offer {
-        stream: u64,
+        stream: StreamKey,
         audio: bool,
         video_track: bool,
         video: VideoChoice,
         candidates_in_sdp: bool,
-        reply: oneshot::Sender<Result<(u64, Description), MediaError>>,
+        reply: oneshot::Sender<Result<(PeerKey, Description), MediaError>>,
     },
     /// The client's answer to a peer connection the server offered.
-    Answer(u64, String, oneshot::Sender<Result<(), MediaError>>),
+    Answer(PeerKey, String, oneshot::Sender<Result<(), MediaError>>),
     /// A candidate the browser trickled for a peer connection.
     Candidate(
-        u64,
+        PeerKey,
         RTCIceCandidateInit,
         oneshot::Sender<Result<(), MediaError>>,
     ),
     /// Close a peer connection (idempotent).
-    ClosePeer(u64),
+    ClosePeer(PeerKey),
     /// Forget a stream's fan-out (idempotent).
-    DropStream(u64),
+    DropStream(StreamKey),
     /// Report the loop's counts.
     Stats(oneshot::Sender<MediaStats>),
     /// Copy `stream`'s packets to a recorder; replies false when the stream is gone.
     Tap {
-        stream: u64,
-        id: u64,
+        stream: StreamKey,
+        id: TapKey,
         packets: mpsc::Sender<super::TapPacket>,
         reply: oneshot::Sender<bool>,
     },
     /// Stop copying packets to a recorder (idempotent).
-    DropTap(u64),
+    DropTap(TapKey),
 }
+
+/// ICE-TCP events queued to the loop. Senders: the connection tasks (accepts, frames,
+/// closes). Receiver: the loop. When full, a connection's reader waits (TCP then slows that
+/// peer down, as a congested path would), never the loop.
+const TCP_EVENTS: usize = 1024;
 
 /// Time between the server's connectivity checks: browsers pace theirs at 50 ms, and
 /// `rtc`'s 200 ms default made a connection wait a whole interval for the server's check.
@@ -127,7 +135,7 @@ const ICE_CHECKS_PER_PAIR: u16 = 28;
 struct Peer {
     pc: RTCPeerConnection,
     ufrag: Vec<u8>,
-    stream: u64,
+    stream: StreamKey,
     /// Remote addresses claimed by this peer connection (`true`: TCP).
     addresses: Vec<(SocketAddr, bool)>,
     deadline: Option<Instant>,
@@ -154,7 +162,7 @@ struct Sink {
 
 /// One subscriber of one kind of a stream.
 struct Output {
-    peer: u64,
+    peer: PeerKey,
     sender: RTCRtpSenderId,
     ssrc: u32,
     payload_type: u8,
@@ -207,13 +215,13 @@ struct Fanout {
 
 #[derive(Default)]
 struct Stream {
-    publisher: Option<u64>,
+    publisher: Option<PeerKey>,
     fanouts: [Fanout; 2],
     /// The video codec the stream's peers negotiated (for spotting keyframes).
     video: Option<VideoChoice>,
     /// Recorders copying the stream: their id and queue. A recorder that falls behind loses
     /// packets (its writer resumes video at the next keyframe); forwarding never waits.
-    taps: Vec<(u64, mpsc::Sender<super::TapPacket>)>,
+    taps: Vec<(TapKey, mpsc::Sender<super::TapPacket>)>,
 }
 
 /// The sending half: the UDP socket and the ICE-TCP connections.
@@ -265,10 +273,10 @@ struct Engine {
     certificate: rtc::peer_connection::certificate::RTCCertificate,
     local_udp: SocketAddr,
     local_tcp: Option<SocketAddr>,
-    peers: HashMap<u64, Peer>,
-    by_address: HashMap<(SocketAddr, bool), u64>,
-    by_ufrag: HashMap<Vec<u8>, u64>,
-    streams: HashMap<u64, Stream>,
+    peers: HashMap<PeerKey, Peer>,
+    by_address: HashMap<(SocketAddr, bool), PeerKey>,
+    by_ufrag: HashMap<Vec<u8>, PeerKey>,
+    streams: HashMap<StreamKey, Stream>,
     next_peer: u64,
     next_wake: Instant,
     next_refresh: Instant,
@@ -290,7 +298,7 @@ pub(super) fn spawn(
 ) -> std::io::Result<()> {
     let send = udp.try_clone()?;
     let recv = tokio::net::UdpSocket::from_std(udp)?;
-    let (tcp_tx, tcp_rx) = mpsc::channel(1024);
+    let (tcp_tx, tcp_rx) = mpsc::channel(TCP_EVENTS);
     let local_tcp = match tcp {
         Some(listener) => {
             tokio::spawn(net::accept(
@@ -549,8 +557,8 @@ impl Engine {
     /// Hands a new peer connection to whoever asked; closes it if they are gone.
     fn settle(
         &mut self,
-        made: Result<(u64, Description), MediaError>,
-        reply: oneshot::Sender<Result<(u64, Description), MediaError>>,
+        made: Result<(PeerKey, Description), MediaError>,
+        reply: oneshot::Sender<Result<(PeerKey, Description), MediaError>>,
         now: Instant,
     ) {
         let id = made.as_ref().ok().map(|(id, _)| *id);
@@ -694,9 +702,9 @@ impl Engine {
     /// Adds `sinks`, negotiated on peer connection `id`, to the fan-out of `stream`.
     fn join_fanout(
         &mut self,
-        id: u64,
+        id: PeerKey,
         pc: &mut RTCPeerConnection,
-        stream: u64,
+        stream: StreamKey,
         sinks: &[Sink],
     ) -> Result<(), MediaError> {
         let mut outputs = Vec::new();
@@ -738,11 +746,11 @@ impl Engine {
         &mut self,
         pc: RTCPeerConnection,
         ufrag: String,
-        stream: u64,
+        stream: StreamKey,
         sinks: &[Sink],
         unanswered: Vec<Sink>,
-    ) -> u64 {
-        let id = self.next_peer;
+    ) -> PeerKey {
+        let id = PeerKey(self.next_peer);
         self.next_peer += 1;
         self.by_ufrag.insert(ufrag.clone().into_bytes(), id);
         self.peers.insert(
@@ -766,12 +774,12 @@ impl Engine {
     /// sends one track per media section of the offer.
     fn create(
         &mut self,
-        stream: u64,
+        stream: StreamKey,
         offer: String,
         video: VideoChoice,
         publisher: bool,
         now: Instant,
-    ) -> Result<(u64, Description), MediaError> {
+    ) -> Result<(PeerKey, Description), MediaError> {
         let (mut pc, ufrag) = self.new_pc(video, publisher, now)?;
         let kinds: Vec<RtpCodecKind> = offer
             .lines()
@@ -804,7 +812,7 @@ impl Engine {
         pc.set_local_description(now, answer).map_err(sdp_error)?;
         // The candidates travel as trickle notifications, as OpenVidu's do.
         let sdp = Self::local_sdp(&pc, false)?;
-        let id = self.next_peer;
+        let id = PeerKey(self.next_peer);
         self.join_fanout(id, &mut pc, stream, &sinks)?;
         let registered = self.register(pc, ufrag, stream, &sinks, Vec::new());
         debug_assert_eq!(id, registered);
@@ -815,12 +823,12 @@ impl Engine {
     /// fan-out when the answer comes (`answered`).
     fn offer(
         &mut self,
-        stream: u64,
+        stream: StreamKey,
         kinds: Vec<RtpCodecKind>,
         video: VideoChoice,
         candidates_in_sdp: bool,
         now: Instant,
-    ) -> Result<(u64, Description), MediaError> {
+    ) -> Result<(PeerKey, Description), MediaError> {
         if kinds.is_empty() {
             return Err(MediaError::Sdp(
                 "nothing to offer: no audio and no video".into(),
@@ -846,7 +854,7 @@ impl Engine {
 
     /// The client's answer to the server's offer on peer connection `id`: its tracks join
     /// the stream's fan-out.
-    fn answered(&mut self, id: u64, sdp: String, now: Instant) -> Result<(), MediaError> {
+    fn answered(&mut self, id: PeerKey, sdp: String, now: Instant) -> Result<(), MediaError> {
         let peer = self
             .peers
             .get_mut(&id)
@@ -870,7 +878,7 @@ impl Engine {
     }
 
     /// Closes a peer connection and forgets it everywhere (idempotent).
-    fn close(&mut self, id: u64) {
+    fn close(&mut self, id: PeerKey) {
         let Some(mut peer) = self.peers.remove(&id) else {
             return;
         };
@@ -940,7 +948,7 @@ impl Engine {
 
     /// Routes `from` to peer connection `id` (taking it from another one if need be); false
     /// when `id` already has as many addresses as it may.
-    fn claim(&mut self, id: u64, from: SocketAddr, tcp: bool) -> bool {
+    fn claim(&mut self, id: PeerKey, from: SocketAddr, tcp: bool) -> bool {
         if self
             .peers
             .get(&id)
@@ -977,7 +985,7 @@ impl Engine {
     }
 
     /// Takes everything a peer connection has for us: events, media, datagrams, its timer.
-    fn service(&mut self, id: u64, now: Instant) {
+    fn service(&mut self, id: PeerKey, now: Instant) {
         let mut ice_connected = false;
         while let Some(event) = self.peers.get_mut(&id).and_then(|p| p.pc.poll_event()) {
             match event {
@@ -1045,7 +1053,7 @@ impl Engine {
     /// A publisher's track started: it becomes the source of its kind.
     fn track_opened(
         &mut self,
-        id: u64,
+        id: PeerKey,
         track: MediaStreamTrackId,
         receiver: RTCRtpReceiverId,
         now: Instant,
@@ -1071,7 +1079,7 @@ impl Engine {
     }
 
     /// Sends a publisher's packet to every subscriber of its kind.
-    fn forward(&mut self, id: u64, track: &str, mut packet: rtc::rtp::Packet, now: Instant) {
+    fn forward(&mut self, id: PeerKey, track: &str, mut packet: rtc::rtp::Packet, now: Instant) {
         let Some(peer) = self.peers.get(&id) else {
             return;
         };
@@ -1129,7 +1137,7 @@ impl Engine {
     /// publisher, NACKs are answered from the stream's history.
     fn feedback(
         &mut self,
-        id: u64,
+        id: PeerKey,
         track: &str,
         packets: &[Box<dyn rtc::rtcp::Packet>],
         now: Instant,
@@ -1199,7 +1207,7 @@ impl Engine {
 
     /// Asks a stream's publisher for a keyframe, at most once per `KEYFRAME_MIN_GAP`; a
     /// request inside the gap is kept for its end.
-    fn request_keyframe(&mut self, stream: u64, now: Instant) {
+    fn request_keyframe(&mut self, stream: StreamKey, now: Instant) {
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
@@ -1234,7 +1242,7 @@ impl Engine {
     /// Serves every timer that is due, then finds the next wake-up.
     fn timers(&mut self, now: Instant) {
         let refresh = now >= self.next_refresh;
-        let due: Vec<u64> = self
+        let due: Vec<PeerKey> = self
             .peers
             .iter()
             .filter(|(_, p)| refresh || p.deadline.is_some_and(|d| d <= now + SLACK))
@@ -1251,7 +1259,7 @@ impl Engine {
             }
             self.service(id, now);
         }
-        let wanted: Vec<u64> = self
+        let wanted: Vec<StreamKey> = self
             .streams
             .iter()
             .filter(|(_, s)| {

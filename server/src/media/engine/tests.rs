@@ -184,7 +184,11 @@ fn pump(engine: &mut Engine, clients: &mut [&mut Client], now: &mut Instant, ste
 
 /// A publisher with one VP8 track, published through the loop as `stream`; returns the
 /// client, its sender and the track's SSRC.
-fn publisher(engine: &mut Engine, stream: u64, now: Instant) -> (Client, RTCRtpSenderId, u32) {
+fn publisher(
+    engine: &mut Engine,
+    stream: StreamKey,
+    now: Instant,
+) -> (Client, RTCRtpSenderId, u32) {
     let mut client = Client::new("127.0.0.1:50001", now);
     let ssrc = 0x1111_2222;
     let track = MediaStreamTrack::new(
@@ -253,7 +257,7 @@ fn send_video(client: &mut Client, sender: RTCRtpSenderId, ssrc: u32, n: u16, no
 fn a_publisher_reaches_a_subscriber_that_offers_with_time_as_input() {
     let mut now = Instant::now();
     let mut engine = engine(now);
-    let (mut publisher, sender, ssrc) = publisher(&mut engine, 1, now);
+    let (mut publisher, sender, ssrc) = publisher(&mut engine, StreamKey(1), now);
 
     let mut subscriber = Client::new("127.0.0.1:50002", now);
     subscriber
@@ -268,7 +272,7 @@ fn a_publisher_reaches_a_subscriber_that_offers_with_time_as_input() {
         .expect("a receiving transceiver");
     let offer = subscriber.offer(now);
     let (_, answer) = ask(&mut engine, now, |reply| Command::Subscribe {
-        stream: 1,
+        stream: StreamKey(1),
         offer,
         video: VideoChoice::Vp8,
         reply,
@@ -310,7 +314,7 @@ fn a_publisher_reaches_a_subscriber_that_offers_with_time_as_input() {
     // Closing the subscriber frees it in the loop.
     let stats = |engine: &mut Engine, now| ask(engine, now, Command::Stats);
     assert_eq!(stats(&mut engine, now).peers, 2);
-    engine.command(Command::ClosePeer(2), now);
+    engine.command(Command::ClosePeer(PeerKey(2)), now);
     assert_eq!(stats(&mut engine, now).peers, 1);
 }
 
@@ -318,9 +322,9 @@ fn a_publisher_reaches_a_subscriber_that_offers_with_time_as_input() {
 fn the_loop_offers_a_subscription_and_forwards_once_answered() {
     let mut now = Instant::now();
     let mut engine = engine(now);
-    let (mut publisher, sender, ssrc) = publisher(&mut engine, 7, now);
+    let (mut publisher, sender, ssrc) = publisher(&mut engine, StreamKey(7), now);
     let (peer, offer) = ask(&mut engine, now, |reply| Command::Offer {
-        stream: 7,
+        stream: StreamKey(7),
         audio: false,
         video_track: true,
         video: VideoChoice::Vp8,
