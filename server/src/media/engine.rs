@@ -327,6 +327,17 @@ fn is_binding_request(datagram: &[u8]) -> bool {
         && datagram[4..8] == [0x21, 0x12, 0xa4, 0x42]
 }
 
+/// The payload type `sender` negotiated (its first codec).
+fn negotiated_payload_type(pc: &mut RTCPeerConnection, sender: RTCRtpSenderId) -> Option<u8> {
+    pc.rtp_sender(sender).and_then(|mut s| {
+        s.get_parameters()
+            .rtp_parameters
+            .codecs
+            .first()
+            .map(|c| c.payload_type)
+    })
+}
+
 /// The output index of a kind.
 fn output_of(kind: RtpCodecKind) -> usize {
     if kind == RtpCodecKind::Audio {
@@ -709,18 +720,9 @@ impl Engine {
     ) -> Result<(), MediaError> {
         let mut outputs = Vec::new();
         for sink in sinks {
-            let payload_type = pc
-                .rtp_sender(sink.sender)
-                .and_then(|mut s| {
-                    s.get_parameters()
-                        .rtp_parameters
-                        .codecs
-                        .first()
-                        .map(|c| c.payload_type)
-                })
-                .ok_or_else(|| {
-                    MediaError::Sdp(format!("no codec negotiated for {}", sink.track))
-                })?;
+            let payload_type = negotiated_payload_type(pc, sink.sender).ok_or_else(|| {
+                MediaError::Sdp(format!("no codec negotiated for {}", sink.track))
+            })?;
             outputs.push((
                 sink.index,
                 Output {

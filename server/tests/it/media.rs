@@ -211,6 +211,14 @@ pub(crate) async fn joined(s: &Server, sid: &str, role: &str) -> Ws {
     ws
 }
 
+/// A text member of a JSON-RPC reply's result; the reply itself in the panic otherwise.
+fn result_text(r: &Value, key: &str) -> String {
+    r["result"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_owned()
+}
+
 fn vp8() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: "video/VP8".to_owned(),
@@ -351,10 +359,7 @@ async fn the_server_offers_a_subscription_and_the_client_answers() {
         json!({"sender": stream_id, "reconnect": false}),
     )
     .await;
-    let offer = r["result"]["sdpOffer"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{r}"))
-        .to_owned();
+    let offer = result_text(&r, "sdpOffer");
     assert!(
         offer.contains("a=candidate:"),
         "the offer carries the server's candidates: {offer}"
@@ -526,10 +531,7 @@ async fn a_lost_packet_is_retransmitted_after_a_nack() {
         json!({"sender": stream_id, "sdpOffer": offer}),
     )
     .await;
-    let answer = r["result"]["sdpAnswer"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{r}"))
-        .to_owned();
+    let answer = result_text(&r, "sdpAnswer");
     let server_port = candidate_port(&format!("a={}", candidates[0]));
     relay
         .server
@@ -590,10 +592,7 @@ async fn start_publishing(
         json!({"sdpOffer": offer, "hasAudio": false, "hasVideo": true, "doLoopback": false}),
     )
     .await;
-    let stream_id = r["result"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{r}"))
-        .to_owned();
+    let stream_id = result_text(&r, "id");
     publisher
         .accept(
             r["result"]["sdpAnswer"].as_str().expect("answer"),

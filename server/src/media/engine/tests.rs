@@ -220,17 +220,7 @@ fn publisher(
 
 /// Sends `n` VP8 packets (the first a keyframe start) from the publisher.
 fn send_video(client: &mut Client, sender: RTCRtpSenderId, ssrc: u32, n: u16, now: Instant) {
-    let payload_type = client
-        .pc
-        .rtp_sender(sender)
-        .and_then(|mut s| {
-            s.get_parameters()
-                .rtp_parameters
-                .codecs
-                .first()
-                .map(|c| c.payload_type)
-        })
-        .expect("a negotiated codec");
+    let payload_type = negotiated_payload_type(&mut client.pc, sender).expect("a negotiated codec");
     for i in 0..n {
         let packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
@@ -251,6 +241,34 @@ fn send_video(client: &mut Client, sender: RTCRtpSenderId, ssrc: u32, n: u16, no
             .write_rtp(now, packet)
             .expect("RTP written");
     }
+}
+
+/// ICE and DTLS between the loop and both clients over simulated time: at most 10 s of it.
+fn connect(
+    engine: &mut Engine,
+    publisher: &mut Client,
+    subscriber: &mut Client,
+    now: &mut Instant,
+) {
+    for _ in 0..100 {
+        pump(engine, &mut [&mut *publisher, &mut *subscriber], now, 50);
+        if publisher.connected && subscriber.connected {
+            return;
+        }
+    }
+    panic!("the clients did not connect");
+}
+
+/// The publisher sends `n` packets on `sender` (SSRC `ssrc`); 40 ms pass.
+fn forward(
+    engine: &mut Engine,
+    publisher: &mut Client,
+    subscriber: &mut Client,
+    (sender, ssrc, n): (RTCRtpSenderId, u32, u16),
+    now: &mut Instant,
+) {
+    send_video(publisher, sender, ssrc, n, *now);
+    pump(engine, &mut [&mut *publisher, &mut *subscriber], now, 20);
 }
 
 #[test]
@@ -280,26 +298,14 @@ fn a_publisher_reaches_a_subscriber_that_offers_with_time_as_input() {
     .expect("the loop answers the subscriber");
     subscriber.accept(&answer, true, now);
 
-    // ICE and DTLS over simulated time: at most 10 s of it.
-    for _ in 0..100 {
-        pump(
-            &mut engine,
-            &mut [&mut publisher, &mut subscriber],
-            &mut now,
-            50,
-        );
-        if publisher.connected && subscriber.connected {
-            break;
-        }
-    }
-    assert!(publisher.connected && subscriber.connected, "both connect");
+    connect(&mut engine, &mut publisher, &mut subscriber, &mut now);
 
-    send_video(&mut publisher, sender, ssrc, 20, now);
-    pump(
+    forward(
         &mut engine,
-        &mut [&mut publisher, &mut subscriber],
+        &mut publisher,
+        &mut subscriber,
+        (sender, ssrc, 20),
         &mut now,
-        20,
     );
     assert_eq!(subscriber.rtp.len(), 20, "every packet forwarded once");
     // The subscriber wanted a keyframe since it came up: asked for once the source showed.
@@ -357,24 +363,13 @@ fn the_loop_offers_a_subscription_and_forwards_once_answered() {
         ask(&mut engine, now, |reply| Command::Answer(peer, sdp, reply)).is_err(),
         "a second answer is refused"
     );
-    for _ in 0..100 {
-        pump(
-            &mut engine,
-            &mut [&mut publisher, &mut subscriber],
-            &mut now,
-            50,
-        );
-        if publisher.connected && subscriber.connected {
-            break;
-        }
-    }
-    assert!(publisher.connected && subscriber.connected, "both connect");
-    send_video(&mut publisher, sender, ssrc, 10, now);
-    pump(
+    connect(&mut engine, &mut publisher, &mut subscriber, &mut now);
+    forward(
         &mut engine,
-        &mut [&mut publisher, &mut subscriber],
+        &mut publisher,
+        &mut subscriber,
+        (sender, ssrc, 10),
         &mut now,
-        20,
     );
     assert_eq!(subscriber.rtp.len(), 10, "every packet forwarded once");
 }
