@@ -6,17 +6,23 @@
 //!
 //! ## Layers
 //!
-//! Arrows point inward: `protocols` → `rooms` → `room`.
+//! Arrows point inward: a door in `protocols` → `calls` → `rooms` → `room`.
 //!
-//! * [`room`]: the protocol-neutral core. A plain state machine (`Room`): commands in, events
-//!   out, time given by the caller. It imports no tokio, axum, sqlx or webrtc (a test below
-//!   enforces it).
+//! * [`room`]: the protocol-neutral core. A plain state machine (`Room`): commands in, typed
+//!   events out, time given by the caller. It imports no tokio, axum, sqlx, webrtc or rtc (a
+//!   test below enforces it).
+//! * [`calls`]: the call layer every door goes through: admission, publish, subscribe (the
+//!   client or the server offering), moderation, signals, resume; the codec and bitrate
+//!   policies; the recording policy (`calls::recording`). Doors decide nothing it decides.
 //! * [`rooms`]: one owner task per live room, reached through a cheap `RoomHandle`; the
 //!   registry; the operations that keep the live rooms and the [`store`] in step.
 //! * [`store`]: durable state with sqlx (SQLite by default, PostgreSQL by URL), written by one
 //!   journal in order, with the outbox of events. The only module that names sqlx.
-//! * [`protocols`]: adapters at the edge. `openvidu` owns OpenVidu's JSON, ids, token URLs
-//!   and its one error table.
+//! * [`protocols`]: the doors. Each owns its wire types, its rendering and its error tables,
+//!   and hands the server its routes and event renderers (`protocols::Door`); `openvidu` is
+//!   the one shipped. Nothing below names a door (a test below enforces it).
+//! * [`delivery`]: the webhook sender and the CDR writer over the outbox; doors render only
+//!   the payloads.
 //! * [`media`]: the SFU. One task owns every peer connection (webrtc-rs's sans-IO `rtc`
 //!   core), the one UDP port and the ICE-TCP connections; the only module naming webrtc-rs.
 //! * [`recording`]: recording building blocks (a stream from RTP to WebM).
@@ -31,7 +37,8 @@
 //!   a client that got a token can use it after a restart.
 //! * Nothing a client sends may panic the server: bad input becomes a `RestError`.
 //!
-//! Start reading at [`run`], then `protocols/openvidu/rest.rs`, then `rooms.rs`.
+//! Start reading at [`run`], then `calls.rs`, then `protocols/openvidu/rpc.rs`, then
+//! `rooms.rs`.
 
 pub mod calls;
 pub mod config;

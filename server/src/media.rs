@@ -1,6 +1,6 @@
 //! Media: the only module that names webrtc-rs (its sans-IO core, the `rtc` crate). One peer
-//! connection per publisher endpoint and per subscriber endpoint, the browser always offering
-//! (OpenVidu's "kurento" mode).
+//! connection per publisher endpoint and per subscriber endpoint; the client offers and the
+//! server answers, or, for a subscription, the server offers and the client answers.
 //!
 //! Every peer connection lives in one task, the media loop (`engine`), which owns them all,
 //! the one UDP socket every peer shares and the ICE-TCP connections. A datagram is handed to
@@ -11,10 +11,10 @@
 //! or log lies on that path; what it still allocates is inside `rtc` (see the crate note in
 //! docs/ARCHITECTURE.md).
 //!
-//! Everything else reaches the loop as a [`Command`](engine::Command) through [`Media`]:
-//! publish, subscribe, a trickled candidate, closing. Keyframes: a PLI goes to the publisher
-//! when a subscriber's peer connection comes up (the moment a keyframe becomes useful to it)
-//! and every PLI or FIR a subscriber sends is relayed, at most one per [`KEYFRAME_MIN_GAP`]
+//! Everything else reaches the loop as a `Command` through [`Media`]: publish, subscribe
+//! (answering or offering), the client's answer, a trickled candidate, closing.
+//! Keyframes: a PLI goes to the publisher when a subscriber's peer connection comes up (the
+//! moment a keyframe becomes useful to it) and every PLI or FIR a subscriber sends is relayed, at most one per [`KEYFRAME_MIN_GAP`]
 //! (a request inside the gap is sent when it ends, unless a keyframe passes first: that one
 //! answers it). A publisher's peer connection runs `rtc`'s NACK generator, receiver reports
 //! and transport-wide congestion feedback; a subscriber's runs no sending interceptor: the
