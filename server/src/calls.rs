@@ -35,6 +35,25 @@ pub struct Policy {
     pub default_max_recv_kbps: u32,
     /// How long a participant whose connection dropped stays in its room for a resume.
     pub reconnect_grace: Duration,
+    /// STUN and TURN servers handed to a participant whose grant names none.
+    pub default_ice_servers: Vec<crate::room::IceServer>,
+}
+
+/// What a backend asks for when it grants a participant entry to a room.
+#[derive(Clone, Debug)]
+pub struct GrantRequest {
+    /// The participant's id, chosen by the door (unique in the room).
+    pub id: ParticipantId,
+    /// What it may do.
+    pub role: Role,
+    /// Data shown to the others.
+    pub data: String,
+    /// Whether its streams are recorded by individual recordings.
+    pub record: bool,
+    /// Bandwidth limits and filters.
+    pub limits: Option<crate::room::MediaLimits>,
+    /// STUN and TURN servers for it; `None`: the policy's defaults.
+    pub ice_servers: Option<Vec<crate::room::IceServer>>,
 }
 
 /// A call that cannot be carried out, in the call layer's words; each door maps these to
@@ -230,6 +249,45 @@ impl Calls {
             role: me.role,
         };
         Ok((member, me, others))
+    }
+
+    /// Grants a participant entry to `room`: a signed grant that expires after the grant
+    /// lifetime, handed to `credential` for the door to wrap (OpenVidu: its token URL); the
+    /// pending participant is stored, then live. Returns it with its credential.
+    pub async fn grant(
+        &self,
+        room: &RoomHandle,
+        request: GrantRequest,
+        credential: impl FnOnce(&str) -> String,
+    ) -> Result<Participant, crate::rooms::RoomsError> {
+        let rooms = &self.inner.rooms;
+        let now = crate::rooms::now_ms();
+        let ttl = i64::try_from(rooms.lifetimes().grant_ttl.as_millis()).unwrap_or(i64::MAX);
+        let expires_at = now.saturating_add(ttl);
+        let signed = rooms.grant_key().sign(&crate::grant::Grant {
+            room: room.id().clone(),
+            sub: request.id.clone(),
+            role: request.role,
+            data: request.data.clone(),
+            iat: now / 1000,
+            exp: expires_at / 1000,
+        });
+        let participant = Participant {
+            id: request.id,
+            role: request.role,
+            data: request.data,
+            record: request.record,
+            created_at: now,
+            expires_at,
+            grant: credential(&signed),
+            limits: request.limits,
+            ice_servers: request
+                .ice_servers
+                .unwrap_or_else(|| self.inner.policy.default_ice_servers.clone()),
+            state: crate::room::ParticipantState::Pending,
+        };
+        rooms.grant(room, participant.clone()).await?;
+        Ok(participant)
     }
 
     /// Keeps `member` resumable under `key` (a door's own id for the joined connection).

@@ -133,6 +133,7 @@ pub async fn run_with_doors(
         calls::Policy {
             default_max_recv_kbps: settled.config.video_max_recv_bandwidth,
             reconnect_grace: std::time::Duration::from_secs(settled.config.reconnect_grace),
+            default_ice_servers: settled.default_ice_servers.clone(),
         },
     );
     let served = protocols::Served {

@@ -6,14 +6,13 @@ use super::body::{Body, Fields, query_bool};
 use super::error::{RestError, render_errors};
 use super::recordings;
 use super::wire::{ConnectionType, WireEnum, connection_json, session_json, token_json};
-use crate::calls::{CallError, Calls};
+use crate::calls::{CallError, Calls, GrantRequest};
 use crate::config::{OPENVIDU_VERSION, Settled};
-use crate::grant::Grant;
 use crate::ice::{IceServerRequest, check_ice_server};
 use crate::room::{
     MAX_DATA_CHARS, MediaLimits, MediaMode, OutputMode, Participant, ParticipantId,
-    ParticipantState, RecordingDefaults, RecordingLayout, RecordingMode, Role, RoomError, RoomId,
-    RoomOptions, SignalError, StreamId, VideoCodec,
+    RecordingDefaults, RecordingLayout, RecordingMode, Role, RoomError, RoomId, RoomOptions,
+    SignalError, StreamId, VideoCodec,
 };
 use crate::rooms::{RoomHandle, Rooms, RoomsError, SignalRequest, now_ms};
 use axum::extract::{Path, Query, Request, State};
@@ -582,42 +581,22 @@ pub(super) async fn grant_connection(
     h: &RoomHandle,
     req: ConnectionRequest,
 ) -> Rest<Participant> {
-    let now = now_ms();
     let id = custom_connection_id(&req.data).unwrap_or_else(|| random_id("con_", 9));
-    let ttl = i64::try_from(s.rooms().lifetimes().grant_ttl.as_millis()).unwrap_or(i64::MAX);
-    let expires_at = now.saturating_add(ttl);
-    let jwt = s.rooms().grant_key().sign(&Grant {
-        room: h.id().clone(),
-        sub: ParticipantId::new(id.as_str()),
-        role: req.role,
-        data: req.data.clone(),
-        iat: now / 1000,
-        exp: expires_at / 1000,
-    });
-    let token = format!(
-        "{}?sessionId={}&token=tok_{jwt}",
-        s.settled().ws_url(),
-        h.id()
-    );
-    let participant = Participant {
+    let request = GrantRequest {
         id: ParticipantId::new(id),
         role: req.role,
         data: req.data,
         record: req.record,
-        created_at: now,
-        expires_at,
-        grant: token,
         limits: req.limits,
-        ice_servers: req
-            .ice_servers
-            .unwrap_or_else(|| s.settled().default_ice_servers.clone()),
-        state: ParticipantState::Pending,
+        ice_servers: req.ice_servers,
     };
-    s.rooms()
-        .grant(h, participant.clone())
+    let ws = s.settled().ws_url();
+    s.calls()
+        .grant(h, request, |signed| {
+            format!("{ws}?sessionId={}&token=tok_{signed}", h.id())
+        })
         .await
-        .map_err(|e| rooms_error(h.id().as_str(), e))?;
-    Ok(participant)
+        .map_err(|e| rooms_error(h.id().as_str(), e))
 }
 
 async fn create_connection(
