@@ -98,6 +98,11 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_RECONNECT_GRACE", default_value_t = 10)]
     pub reconnect_grace: u64,
 
+    /// Seconds a Janus API session lives without a request (0: forever), as Janus's
+    /// `session_timeout`.
+    #[arg(long, env = "CAMERATA_JANUS_SESSION_TIMEOUT", default_value_t = 60)]
+    pub janus_session_timeout: u64,
+
     /// The server makes the offer of each subscription and the browser answers
     /// (openvidu-browser's `prepareReceiveVideoFrom` flow, announced as mediaServer
     /// "mediasoup"); off: the browser offers (mediaServer "kurento").

@@ -112,9 +112,12 @@ pub async fn run_with_doors(
     more: Vec<Box<dyn protocols::Door>>,
 ) -> anyhow::Result<()> {
     // The doors the server speaks through; each hands it its routes and event renderers.
-    let mut doors: Vec<Box<dyn protocols::Door>> = vec![Box::new(
-        protocols::openvidu::OpenVidu::new(settled.clone()),
-    )];
+    let mut doors: Vec<Box<dyn protocols::Door>> = vec![
+        Box::new(protocols::openvidu::OpenVidu::new(settled.clone())),
+        Box::new(protocols::janus::Janus::new(
+            std::time::Duration::from_secs(settled.config.janus_session_timeout),
+        )),
+    ];
     doors.extend(more);
     let (rooms, tls, media, recording) = match prepare(&settled, &doors).await {
         Ok(prepared) => {

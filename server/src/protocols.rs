@@ -6,6 +6,7 @@
 //! events on, its event renderers (room changes into outbox events, recording status events,
 //! the payloads the delivery engine sends). `lib.rs` builds the server from the doors.
 
+pub mod janus;
 pub mod openvidu;
 
 use crate::calls::Calls;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod janus;
 mod legacy;
 mod media;
 mod recording;

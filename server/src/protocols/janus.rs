@@ -1,0 +1,56 @@
+//! The Janus door (work in progress, issue 14): the Janus core API over HTTP at `/janus` on
+//! the main port, with sessions, handles, the long poll, the session timeout and Janus's
+//! error codes. The VideoRoom requests are not served yet: a `message` is answered with
+//! Janus's error 462 naming that.
+
+mod api;
+mod error;
+mod http;
+
+pub use error::JanusError;
+
+use super::{Door, DoorEvents, Served};
+use crate::room::Role;
+use std::time::Duration;
+
+/// The Janus door, as `lib.rs` plugs it in.
+pub struct Janus {
+    session_timeout: Duration,
+}
+
+impl Janus {
+    /// The door whose sessions expire after `session_timeout` without a request (zero:
+    /// never), as Janus's `session_timeout`.
+    pub fn new(session_timeout: Duration) -> Self {
+        Self { session_timeout }
+    }
+}
+
+impl Door for Janus {
+    fn events(&self) -> Option<DoorEvents> {
+        None
+    }
+
+    fn recording_notice_roles(&self) -> Vec<Role> {
+        Vec::new()
+    }
+
+    fn routes(&self, served: Served) -> axum::Router {
+        let sessions = api::Sessions::new(self.session_timeout);
+        let watched = sessions.clone();
+        let mut stopping = served.stopping.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(api::WATCHDOG_PERIOD);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => watched.expire(std::time::Instant::now()),
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+        });
+        http::router(http::HttpState {
+            sessions,
+            stopping: served.stopping,
+        })
+    }
+}

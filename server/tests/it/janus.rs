@@ -1,0 +1,165 @@
+//! The Janus core API over HTTP at `/janus` on the main port, as janus.js and plain HTTP
+//! clients use it: sessions, handles, the long poll and Janus's error codes and statuses.
+
+use crate::support::{Server, TempDir};
+use serde_json::{Value, json};
+
+async fn post(s: &Server, path: &str, body: Value) -> Value {
+    let r = s.raw("POST", path, Some(&body.to_string()), &[]).await;
+    assert_eq!(
+        r.status, 200,
+        "Janus answers its own errors with 200: {}",
+        r.text
+    );
+    assert_eq!(
+        r.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    r.json
+}
+
+#[tokio::test]
+async fn sessions_handles_and_the_long_poll_over_http() {
+    let dir = TempDir::new();
+    let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
+
+    // Server info, as janus.js reads it.
+    let info = s.raw("GET", "/janus/info", None, &[]).await;
+    assert_eq!(info.json["janus"], "server_info");
+    assert_eq!(info.json["version"], 1102);
+    assert_eq!(info.json["transaction"].as_str().map(str::len), Some(11));
+    assert!(info.json["plugins"]["janus.plugin.videoroom"].is_object());
+    let pong = post(&s, "/janus", json!({"janus": "ping", "transaction": "p"})).await;
+    assert_eq!(pong, json!({"janus": "pong", "transaction": "p"}));
+
+    let created = post(&s, "/janus", json!({"janus": "create", "transaction": "c"})).await;
+    let sid = created["data"]["id"].as_u64().expect("a session id");
+    let attached = post(
+        &s,
+        &format!("/janus/{sid}"),
+        json!({"janus": "attach", "transaction": "a", "plugin": "janus.plugin.videoroom"}),
+    )
+    .await;
+    assert_eq!(attached["session_id"].as_u64(), Some(sid));
+    let hid = attached["data"]["id"].as_u64().expect("a handle id");
+    let keepalive = post(
+        &s,
+        &format!("/janus/{sid}/{hid}"),
+        json!({"janus": "keepalive", "transaction": "k"}),
+    )
+    .await;
+    assert_eq!(
+        keepalive,
+        json!({"janus": "ack", "session_id": sid, "transaction": "k"})
+    );
+
+    // A held long poll is answered by the event a later request makes.
+    let poll = {
+        let path = format!("/janus/{sid}?maxev=10&rid=1");
+        let addr = s.addr;
+        tokio::spawn(
+            async move { crate::support::request(addr, "GET", &path, None, None, &[]).await },
+        )
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let detached = post(
+        &s,
+        &format!("/janus/{sid}/{hid}"),
+        json!({"janus": "detach", "transaction": "d"}),
+    )
+    .await;
+    assert_eq!(detached["janus"], "success");
+    let events = poll.await.expect("the poll answers");
+    assert_eq!(events.status, 200);
+    assert_eq!(
+        events.json,
+        json!([{"janus": "detached", "session_id": sid, "sender": hid}])
+    );
+
+    // Transport-level answers: 302 for a GET on a handle, 404 for an unknown session's poll.
+    let redirect = s
+        .raw("GET", &format!("/janus/{sid}/{hid}"), None, &[])
+        .await;
+    assert_eq!(redirect.status, 302);
+    assert_eq!(
+        redirect
+            .headers
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("/janus/{sid}").as_str())
+    );
+    assert_eq!(s.raw("GET", "/janus/12345", None, &[]).await.status, 404);
+    assert_eq!(
+        s.raw("GET", "/janus/not-a-number", None, &[]).await.status,
+        404
+    );
+    let preflight = s
+        .raw(
+            "OPTIONS",
+            "/janus",
+            None,
+            &[("access-control-request-method", "POST")],
+        )
+        .await;
+    assert_eq!(preflight.status, 200);
+    assert_eq!(
+        preflight
+            .headers
+            .get("access-control-allow-methods")
+            .and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+
+    // Janus's errors, with 200: bad JSON, unknown session, a VideoRoom message not served.
+    let bad = s.raw("POST", "/janus", Some("{not json"), &[]).await;
+    assert_eq!(
+        (bad.status, bad.json["error"]["code"].as_u64()),
+        (200, Some(454))
+    );
+    let unknown = post(
+        &s,
+        "/janus/777",
+        json!({"janus": "keepalive", "transaction": "x"}),
+    )
+    .await;
+    assert_eq!(
+        unknown["error"],
+        json!({"code": 458, "reason": "No such session 777"})
+    );
+    let h2 = post(
+        &s,
+        &format!("/janus/{sid}"),
+        json!({"janus": "attach", "transaction": "a2", "plugin": "janus.plugin.videoroom"}),
+    )
+    .await["data"]["id"]
+        .as_u64()
+        .expect("a handle");
+    let message = post(
+        &s,
+        &format!("/janus/{sid}/{h2}"),
+        json!({"janus": "message", "transaction": "m", "body": {"request": "list"}}),
+    )
+    .await;
+    assert_eq!(message["error"]["code"], 462, "{message}");
+    assert_eq!(message["transaction"], "m");
+
+    // The OpenVidu door still answers beside it.
+    assert_eq!(
+        s.call("GET", "/openvidu/api/sessions", None).await.status,
+        200
+    );
+    let gone = post(
+        &s,
+        &format!("/janus/{sid}"),
+        json!({"janus": "destroy", "transaction": "z"}),
+    )
+    .await;
+    assert_eq!(gone["janus"], "success");
+    assert_eq!(
+        s.raw("GET", &format!("/janus/{sid}"), None, &[])
+            .await
+            .status,
+        404
+    );
+    s.stop().await;
+}
