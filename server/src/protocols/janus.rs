@@ -1,11 +1,12 @@
 //! The Janus door (work in progress, issue 14): the Janus core API over HTTP at `/janus` on
-//! the main port, with sessions, handles, the long poll, the session timeout and Janus's
-//! error codes. The VideoRoom requests are not served yet: a `message` is answered with
+//! the main port and over WebSocket (`janus-protocol`, by upgrading `GET /janus`), with
+//! sessions, handles, the long poll, the session timeout and Janus's error codes. The VideoRoom requests are not served yet: a `message` is answered with
 //! Janus's error 462 naming that.
 
 mod api;
 mod error;
 mod http;
+mod ws;
 
 pub use error::JanusError;
 

@@ -163,3 +163,104 @@ async fn sessions_handles_and_the_long_poll_over_http() {
     );
     s.stop().await;
 }
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_json(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("socket open")
+            .expect("frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            return serde_json::from_str(&t).expect("JSON");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_websocket_transport_binds_sessions_to_the_socket() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = TempDir::new();
+    let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
+    let url = format!("ws://{}/janus", s.addr);
+
+    // Without the subprotocol the upgrade is refused.
+    assert!(tokio_tungstenite::connect_async(url.clone()).await.is_err());
+
+    let mut request = url.into_client_request().expect("a request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "janus-protocol".parse().expect("header"),
+    );
+    let (mut ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("janus-protocol")
+    );
+    let send = |v: Value| Message::Text(v.to_string().into());
+    // Two requests in one message are answered in order.
+    let two = format!(
+        "{}{}",
+        json!({"janus": "ping", "transaction": "p1"}),
+        json!({"janus": "create", "transaction": "c1"})
+    );
+    ws.send(Message::Text(two.into())).await.expect("send");
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"janus": "pong", "transaction": "p1"})
+    );
+    let created = next_json(&mut ws).await;
+    let sid = created["data"]["id"].as_u64().expect("a session id");
+    ws.send(send(
+        json!({"janus": "attach", "transaction": "a", "session_id": sid,
+                        "plugin": "janus.plugin.videoroom"}),
+    ))
+    .await
+    .expect("send");
+    let hid = next_json(&mut ws).await["data"]["id"]
+        .as_u64()
+        .expect("a handle id");
+    // Events are pushed on the socket, no poll needed.
+    ws.send(send(
+        json!({"janus": "detach", "transaction": "d", "session_id": sid, "handle_id": hid}),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(next_json(&mut ws).await["janus"], "success");
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"janus": "detached", "session_id": sid, "sender": hid})
+    );
+    // Closing the socket ends its sessions.
+    ws.close(None).await.expect("close");
+    drop(ws);
+    let mut gone = false;
+    for _ in 0..50 {
+        let r = s
+            .raw(
+                "POST",
+                &format!("/janus/{sid}"),
+                Some(&json!({"janus": "keepalive", "transaction": "k"}).to_string()),
+                &[],
+            )
+            .await;
+        if r.json["error"]["code"] == 458 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the session ended with its socket");
+    s.stop().await;
+}

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 /// The only plugin served.
 pub const VIDEOROOM: &str = "janus.plugin.videoroom";
@@ -55,6 +55,8 @@ pub struct Session {
     events: Mutex<VecDeque<Value>>,
     /// Woken when an event is queued.
     pub arrived: Notify,
+    /// The WebSocket the session is bound to: its events go there instead of the queue.
+    socket: Mutex<Option<mpsc::Sender<Value>>>,
 }
 
 impl Session {
@@ -64,6 +66,12 @@ impl Session {
     }
 
     fn push(&self, event: Value) {
+        if let Some(socket) = lock(&self.socket).as_ref() {
+            // A socket that far behind loses the event, as a poller that stopped polling
+            // does; it still gets the replies to its requests.
+            let _ = socket.try_send(event);
+            return;
+        }
         let mut q = lock(&self.events);
         if q.len() == SESSION_EVENTS {
             q.pop_front();
@@ -184,6 +192,21 @@ impl Sessions {
         lock(&self.map).get(&id).cloned()
     }
 
+    /// Binds session `id` to a WebSocket: its events go to `socket` from now on.
+    pub fn bind(&self, id: u64, socket: mpsc::Sender<Value>) {
+        if let Some(s) = self.get(id) {
+            *lock(&s.socket) = Some(socket);
+        }
+    }
+
+    /// Destroys the sessions bound to a WebSocket that closed.
+    pub fn drop_all(&self, ids: &[u64]) {
+        let mut map = lock(&self.map);
+        for id in ids {
+            map.remove(id);
+        }
+    }
+
     /// Ends sessions idle for longer than the timeout: a `timeout` event is queued for
     /// whoever still polls, and the session is gone.
     pub fn expire(&self, now: Instant) {
@@ -263,6 +286,7 @@ impl Sessions {
                     handles: Mutex::default(),
                     events: Mutex::default(),
                     arrived: Notify::new(),
+                    socket: Mutex::new(None),
                 });
                 {
                     let mut map = lock(&self.map);

@@ -6,6 +6,8 @@
 use super::api::{Address, Sessions};
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +31,7 @@ pub struct HttpState {
 /// The routes under `/janus`.
 pub fn router(state: HttpState) -> Router {
     Router::new()
-        .route("/janus", get(not_allowed).post(root).options(preflight))
+        .route("/janus", get(get_root).post(root).options(preflight))
         .route("/janus/info", get(info).options(preflight))
         .route(
             "/janus/{session}",
@@ -67,9 +69,18 @@ async fn root(State(st): State<HttpState>, body: Bytes) -> Response {
     reply(&st.sessions.request(Address::default(), &body))
 }
 
-async fn not_allowed() -> Response {
-    reply(&json!({ "janus": "error",
-        "error": { "code": 450, "reason": "Unsupported method GET on /janus" } }))
+/// `GET /janus`: the WebSocket transport when it is an upgrade (so one port can serve
+/// everything behind a proxy), else Janus's 450.
+async fn get_root(
+    State(st): State<HttpState>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match ws {
+        Ok(ws) => super::ws::upgrade(st.sessions.clone(), &headers, ws),
+        Err(_) => reply(&json!({ "janus": "error",
+            "error": { "code": 450, "reason": "Unsupported method GET on /janus" } })),
+    }
 }
 
 async fn info(State(st): State<HttpState>) -> Response {
