@@ -35,6 +35,9 @@ fi
 #    writes nothing. No install scripts run: the addon is built below, after the Rust build.
 log "npm install (locked versions)"
 npm install --no-save --no-audit --no-fund --loglevel=error --ignore-scripts
+# janode (the Janus client of the Node suite) loads the unix-dgram addon at import: build it
+# against the headers Debian's Node.js ships (no download).
+npm rebuild unix-dgram --nodedir=/usr --loglevel=error
 
 # 3. Build once; every suite below reuses this build. The napi CLI always builds for an
 #    explicit target triple, so every cargo call here uses the same one and shares one
