@@ -53,7 +53,8 @@ async fn sessions_handles_and_the_long_poll_over_http() {
         json!({"janus": "ack", "session_id": sid, "transaction": "k"})
     );
 
-    // A held long poll is answered by the event a later request makes.
+    // The event a later request makes reaches the long poll (held when it arrives first;
+    // the short pause only makes that the usual case, the assertions hold either way).
     let poll = {
         let path = format!("/janus/{sid}?maxev=10&rid=1");
         let addr = s.addr;

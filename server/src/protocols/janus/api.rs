@@ -8,7 +8,7 @@
 
 use super::error::JanusError;
 use serde_json::{Map, Value, json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
@@ -40,18 +40,13 @@ fn random_id() -> u64 {
     }
 }
 
-/// One handle: a session's attachment to the plugin.
-struct Handle {
-    #[allow(dead_code)]
-    opaque_id: Option<String>,
-}
-
 /// One Janus session.
 pub struct Session {
     /// Its id.
     pub id: u64,
     last_activity: Mutex<Instant>,
-    handles: Mutex<HashMap<u64, Handle>>,
+    /// Its handles (attachments to the VideoRoom plugin).
+    handles: Mutex<HashSet<u64>>,
     events: Mutex<VecDeque<Value>>,
     /// Woken when an event is queued.
     pub arrived: Notify,
@@ -321,12 +316,10 @@ impl Sessions {
                     if plugin != VIDEOROOM {
                         return Err(JanusError::NoSuchPlugin(plugin.to_owned()));
                     }
-                    let opaque_id = o
-                        .get("opaque_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
+                    // `opaque_id` only shows in the API when Janus runs with
+                    // `opaqueid_in_api` (off, as shipped): nothing to keep.
                     let h = random_id();
-                    lock(&session.handles).insert(h, Handle { opaque_id });
+                    lock(&session.handles).insert(h);
                     let mut reply = done("success");
                     reply["data"] = json!({ "id": h });
                     Ok(reply)
@@ -342,7 +335,7 @@ impl Sessions {
                 other => Err(JanusError::UnknownRequest(other.to_owned())),
             };
         };
-        if !lock(&session.handles).contains_key(&h) {
+        if !lock(&session.handles).contains(&h) {
             return Err(JanusError::NoSuchHandle(h, id));
         }
         match verb {

@@ -30,8 +30,6 @@ pub enum JanusError {
     ElementType(&'static str, &'static str),
     /// 468: the session id asked for is in use.
     SessionConflict(u64),
-    /// 472: the server accepts no new sessions (it is stopping).
-    NotAccepting,
 }
 
 impl JanusError {
@@ -50,7 +48,6 @@ impl JanusError {
             JanusError::JsepType(_) => 464,
             JanusError::ElementType(..) => 467,
             JanusError::SessionConflict(_) => 468,
-            JanusError::NotAccepting => 472,
         }
     }
 
@@ -72,7 +69,6 @@ impl JanusError {
                 format!("Invalid element type ({element} should be {kind})")
             }
             JanusError::SessionConflict(id) => format!("Session ID {id} already in use"),
-            JanusError::NotAccepting => "Currently not accepting new sessions".into(),
         }
     }
 }
