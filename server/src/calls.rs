@@ -110,6 +110,23 @@ pub enum Candidates {
     Trickled,
 }
 
+/// The kinds of media a client asks to receive from a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kinds {
+    /// Its audio.
+    pub audio: bool,
+    /// Its video.
+    pub video: bool,
+}
+
+impl Kinds {
+    /// Everything the stream carries.
+    pub const ALL: Kinds = Kinds {
+        audio: true,
+        video: true,
+    };
+}
+
 /// How a participant gets into a room: the protocol-neutral admission call takes one.
 pub enum Admission<'a> {
     /// A grant signed by this server (carried in a token a backend obtained).
@@ -167,6 +184,27 @@ pub fn room_video(room: &Room) -> VideoChoice {
         VideoCodec::Vp9 => VideoChoice::Vp9,
         _ => VideoChoice::Vp8,
     }
+}
+
+/// A new stream id: `str_` + the first three letters of `kind` (what the stream shows, such
+/// as `CAMERA`, `SCREEN`, or `MIC` for audio only) + `_` + one letter and three
+/// alphanumerics + `_` + the owner's id. OpenVidu clients read ids of this shape, whichever
+/// door published the stream.
+pub fn new_stream_id(kind: &str, owner: &ParticipantId) -> StreamId {
+    use rand::Rng;
+    use rand::distr::{Alphanumeric, SampleString};
+    let kind: String = kind
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(3)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let mut rng = rand::rng();
+    let first = char::from(b'A' + rng.random_range(0..26u8));
+    StreamId::new(format!(
+        "str_{kind}_{first}{}_{owner}",
+        Alphanumeric.sample_string(&mut rng, 3)
+    ))
 }
 
 impl Calls {
@@ -385,14 +423,20 @@ impl Calls {
     /// The most video kbps the server takes from `m`'s publisher: its grant's limit, else
     /// the policy's default; `None` when that is 0 (unlimited).
     async fn publish_cap(&self, m: &Member) -> Option<u32> {
-        let own = self
-            .participant(m)
-            .await
-            .and_then(|p| p.limits.and_then(|l| l.video_max_recv_kbps));
+        let Ok(room) = m.room.snapshot(false).await else {
+            return None;
+        };
+        let own = room
+            .participant(&m.participant)
+            .and_then(|p| p.limits.as_ref().and_then(|l| l.video_max_recv_kbps));
         let kbps = own.map_or(self.inner.policy.default_max_recv_kbps, |k| {
             u32::try_from(k.max(0)).unwrap_or(u32::MAX)
         });
-        (kbps > 0).then_some(kbps)
+        let own = (kbps > 0).then_some(kbps);
+        match (own, room.options().max_publish_kbps.filter(|k| *k > 0)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Caps the video a publisher sends at its receive limit.
@@ -409,20 +453,26 @@ impl Calls {
     }
 
     /// `m` publishes `stream`, offered by the client as `offer`: a publisher peer connection
-    /// in the room's codec, its answer capped at the participant's bitrate. `exclusive`:
-    /// refused when `m` already publishes (a door with one stream per participant).
+    /// in the room's codec, its answer capped at the participant's bitrate, with the
+    /// server's candidates where `candidates` says. `exclusive`: refused when `m` already
+    /// publishes (a door with one stream per participant).
     pub async fn publish(
         &self,
         m: &Member,
         stream: StreamInfo,
         offer: String,
         exclusive: bool,
+        candidates: Candidates,
     ) -> Result<Description, CallError> {
         self.require(m, Role::can_publish).await?;
         let (endpoint, out, mut answer) = self
             .inner
             .media
-            .publish(offer, self.video(&m.room).await)
+            .publish(
+                offer,
+                self.video(&m.room).await,
+                candidates == Candidates::InSdp,
+            )
             .await?;
         self.cap(m, &mut answer).await;
         m.room
@@ -439,6 +489,7 @@ impl Calls {
         m: &Member,
         stream: &StreamId,
         offer: String,
+        candidates: Candidates,
     ) -> Result<Option<(StreamInfo, Description)>, CallError> {
         let Some((info, out)) = m.room.published_stream(&m.participant, stream).await? else {
             return Ok(None);
@@ -446,7 +497,12 @@ impl Calls {
         let (endpoint, mut answer) = self
             .inner
             .media
-            .republish(&out, offer, self.video(&m.room).await)
+            .republish(
+                &out,
+                offer,
+                self.video(&m.room).await,
+                candidates == Candidates::InSdp,
+            )
             .await?;
         self.cap(m, &mut answer).await;
         m.room.replace_publisher(stream, endpoint).await;
@@ -454,12 +510,14 @@ impl Calls {
     }
 
     /// `m` receives `stream`, the client offering `offer`; returns the publisher and the
-    /// answer. A subscription to the same stream replaces the earlier one.
+    /// answer (the server's candidates where `candidates` says). A subscription to the same
+    /// stream replaces the earlier one.
     pub async fn subscribe(
         &self,
         m: &Member,
         stream: &StreamId,
         offer: String,
+        candidates: Candidates,
     ) -> Result<(ParticipantId, Description), CallError> {
         let (publisher, _, out) = m
             .room
@@ -468,7 +526,12 @@ impl Calls {
         let (endpoint, answer): (Endpoint, Description) = self
             .inner
             .media
-            .subscribe(&out, offer, self.video(&m.room).await)
+            .subscribe(
+                &out,
+                offer,
+                self.video(&m.room).await,
+                candidates == Candidates::InSdp,
+            )
             .await?;
         m.room
             .attach_subscriber(&m.participant, stream.clone(), endpoint)
@@ -477,12 +540,14 @@ impl Calls {
     }
 
     /// `m` receives `stream`, the server offering: returns the publisher and the offer (one
-    /// media section per kind the stream carries, audio first), with the server's candidates
-    /// where `candidates` says. The client's answer goes to [`Calls::answer_subscription`].
+    /// media section per kind the stream carries and `wanted` asks for, audio first), with
+    /// the server's candidates where `candidates` says. The client's answer goes to
+    /// [`Calls::answer_subscription`].
     pub async fn offer_subscription(
         &self,
         m: &Member,
         stream: &StreamId,
+        wanted: Kinds,
         candidates: Candidates,
     ) -> Result<(ParticipantId, Description), CallError> {
         let (publisher, info, out) = m
@@ -494,8 +559,8 @@ impl Calls {
             .media
             .offer(
                 &out,
-                info.has_audio,
-                info.has_video,
+                info.has_audio && wanted.audio,
+                info.has_video && wanted.video,
                 self.video(&m.room).await,
                 candidates == Candidates::InSdp,
             )

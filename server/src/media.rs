@@ -295,18 +295,22 @@ impl Media {
             .map_err(|_| MediaError::Gone("the media loop has stopped"))
     }
 
-    /// Answers a publisher's offer: its endpoint, the stream's fan-out and the answer.
+    /// Answers a publisher's offer: its endpoint, the stream's fan-out and the answer (with
+    /// the server's candidates in it when `candidates_in_sdp`).
     pub async fn publish(
         &self,
         offer: String,
         video: VideoChoice,
+        candidates_in_sdp: bool,
     ) -> Result<(Endpoint, StreamOut, Description), MediaError> {
         let out = StreamOut(Arc::new(Handle {
             key: StreamKey(self.next_stream.fetch_add(1, Ordering::Relaxed)),
             commands: self.commands.clone(),
             on_drop: Command::DropStream,
         }));
-        let (endpoint, answer) = self.republish(&out, offer, video).await?;
+        let (endpoint, answer) = self
+            .republish(&out, offer, video, candidates_in_sdp)
+            .await?;
         Ok((endpoint, out, answer))
     }
 
@@ -318,6 +322,7 @@ impl Media {
         out: &StreamOut,
         offer: String,
         video: VideoChoice,
+        candidates_in_sdp: bool,
     ) -> Result<(Endpoint, Description), MediaError> {
         let stream = out.0.key;
         let (peer, answer) = self
@@ -325,6 +330,7 @@ impl Media {
                 stream,
                 offer,
                 video,
+                candidates_in_sdp,
                 reply,
             })
             .await??;
@@ -389,6 +395,7 @@ impl Media {
         stream: &StreamOut,
         offer: String,
         video: VideoChoice,
+        candidates_in_sdp: bool,
     ) -> Result<(Endpoint, Description), MediaError> {
         let key = stream.0.key;
         let (peer, answer) = self
@@ -396,6 +403,7 @@ impl Media {
                 stream: key,
                 offer,
                 video,
+                candidates_in_sdp,
                 reply,
             })
             .await??;

@@ -80,6 +80,13 @@ pub enum Write {
         /// The options, as JSON.
         options: String,
     },
+    /// Replaces a room's options.
+    UpdateRoom {
+        /// The room id.
+        id: String,
+        /// The options, as JSON.
+        options: String,
+    },
     /// Forgets a room and its participants.
     DeleteRoom {
         /// The room id.
@@ -498,6 +505,14 @@ impl Write {
         }
     }
 
+    /// Records `room`'s current options.
+    pub fn update_room(room: &Room) -> Self {
+        Write::UpdateRoom {
+            id: room.id().as_str().to_owned(),
+            options: serde_json::to_string(room.options()).expect("options serialise"),
+        }
+    }
+
     /// Records `participant` of `room`.
     pub fn insert_participant(room: &RoomId, participant: &Participant) -> Self {
         Write::InsertParticipant {
@@ -589,6 +604,14 @@ async fn apply(pool: &AnyPool, writes: &[&Write], last_seq: &mut i64) -> Result<
                     .bind(id.as_str())
                     .bind(*created_at)
                     .bind(options.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_write_error)?;
+            }
+            Write::UpdateRoom { id, options } => {
+                sqlx::query("UPDATE rooms SET options = $1 WHERE id = $2")
+                    .bind(options.as_str())
+                    .bind(id.as_str())
                     .execute(&mut *tx)
                     .await
                     .map_err(map_write_error)?;

@@ -70,6 +70,7 @@ pub(crate) enum Command {
         stream: StreamKey,
         offer: String,
         video: VideoChoice,
+        candidates_in_sdp: bool,
         reply: oneshot::Sender<Result<(PeerKey, Description), MediaError>>,
     },
     /// A subscriber's offer for `stream`.
@@ -77,6 +78,7 @@ pub(crate) enum Command {
         stream: StreamKey,
         offer: String,
         video: VideoChoice,
+        candidates_in_sdp: bool,
         reply: oneshot::Sender<Result<(PeerKey, Description), MediaError>>,
     },
     /// Offer a subscriber `stream`: one sending track per kind asked for.
@@ -454,9 +456,10 @@ impl Engine {
                 stream,
                 offer,
                 video,
+                candidates_in_sdp,
                 reply,
             } => {
-                let made = self.create(stream, offer, video, true, now);
+                let made = self.create(stream, offer, video, true, candidates_in_sdp, now);
                 if let Ok((id, _)) = &made {
                     let s = self.streams.entry(stream).or_default();
                     s.publisher = Some(*id);
@@ -473,10 +476,11 @@ impl Engine {
                 stream,
                 offer,
                 video,
+                candidates_in_sdp,
                 reply,
             } => {
                 let made = if self.streams.contains_key(&stream) {
-                    self.create(stream, offer, video, false, now)
+                    self.create(stream, offer, video, false, candidates_in_sdp, now)
                 } else {
                     Err(MediaError::Gone("the stream is no longer published"))
                 };
@@ -773,13 +777,15 @@ impl Engine {
     }
 
     /// Makes a peer connection answering `offer`: a publisher's receives, a subscriber's
-    /// sends one track per media section of the offer.
+    /// sends one track per media section of the offer. The server's candidates go in the
+    /// answer when `candidates_in_sdp`, else only in the returned list (to trickle).
     fn create(
         &mut self,
         stream: StreamKey,
         offer: String,
         video: VideoChoice,
         publisher: bool,
+        candidates_in_sdp: bool,
         now: Instant,
     ) -> Result<(PeerKey, Description), MediaError> {
         let (mut pc, ufrag) = self.new_pc(video, publisher, now)?;
@@ -812,8 +818,7 @@ impl Engine {
         let candidates = self.add_host_candidates(&mut pc, &mid)?;
         let answer = pc.create_answer(None).map_err(sdp_error)?;
         pc.set_local_description(now, answer).map_err(sdp_error)?;
-        // The candidates travel as trickle notifications, as OpenVidu's do.
-        let sdp = Self::local_sdp(&pc, false)?;
+        let sdp = Self::local_sdp(&pc, candidates_in_sdp)?;
         let id = PeerKey(self.next_peer);
         self.join_fanout(id, &mut pc, stream, &sinks)?;
         let registered = self.register(pc, ufrag, stream, &sinks, Vec::new());

@@ -192,6 +192,24 @@ pub struct RoomOptions {
     pub e2ee: bool,
     /// Where the creator would like the media to be handled.
     pub location_hint: Option<Ipv4Addr>,
+    /// The room stays open with nobody in it and is never swept as unused: only an explicit
+    /// close ends it (rooms that outlive their calls, as Janus's do).
+    #[serde(default)]
+    pub persistent: bool,
+    /// The most streams published at once; `None`: no limit.
+    #[serde(default)]
+    pub max_publishers: Option<u32>,
+    /// The most video kbps the server takes from any publisher of the room (the lower of
+    /// this and the participant's own limit applies); `None`: no room limit.
+    #[serde(default)]
+    pub max_publish_kbps: Option<u32>,
+    /// A human description of the room, shown by doors that have one.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Settings a door keeps with the room, by door name, opaque to the core (stored and
+    /// returned as given).
+    #[serde(default)]
+    pub door_settings: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for RoomOptions {
@@ -206,6 +224,11 @@ impl Default for RoomOptions {
             node_hint: None,
             e2ee: false,
             location_hint: None,
+            persistent: false,
+            max_publishers: None,
+            max_publish_kbps: None,
+            description: None,
+            door_settings: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -174,6 +174,9 @@ pub enum MediaError {
     /// The participant does not receive that stream.
     #[error("not subscribed to {0}")]
     NotSubscribed(StreamId),
+    /// The room already has as many streams as its options allow.
+    #[error("the room already has its maximum of {0} published streams")]
+    PublishersFull(u32),
 }
 
 /// A join that is refused.
@@ -233,6 +236,12 @@ impl Room {
     /// Its options.
     pub fn options(&self) -> &RoomOptions {
         &self.options
+    }
+    /// Replaces its options (an edit through a door); a closed room refuses.
+    pub fn set_options(&mut self, options: RoomOptions) -> Result<(), RoomError> {
+        self.open()?;
+        self.options = options;
+        Ok(())
     }
     /// Whether somebody is in it now.
     pub fn is_active(&self) -> bool {
@@ -383,7 +392,7 @@ impl Room {
             .ok_or_else(|| RoomError::ParticipantNotFound(id.clone()))?;
         let mut events = Vec::new();
         self.leave(p, reason, &mut events);
-        if self.active.is_empty() && !self.held {
+        if self.active.is_empty() && !self.held && !self.options.persistent {
             events.extend(self.close(EndReason::LastParticipantLeft));
         }
         Ok(events)
@@ -456,10 +465,15 @@ impl Room {
         if self.publisher_of(&stream.id).is_some() {
             return Err(MediaError::DuplicateStream(stream.id));
         }
-        let a = self.active_mut(id)?;
-        if exclusive && !a.streams.is_empty() {
+        if exclusive && self.active.get(id).is_some_and(|p| !p.streams().is_empty()) {
             return Err(MediaError::AlreadyPublishing(id.clone()));
         }
+        if let Some(max) = self.options.max_publishers
+            && self.streams().count() >= max as usize
+        {
+            return Err(MediaError::PublishersFull(max));
+        }
+        let a = self.active_mut(id)?;
         a.streams.push(stream.clone());
         Ok(vec![RoomEvent::StreamPublished(id.clone(), stream)])
     }
@@ -668,7 +682,10 @@ impl Room {
     /// Whether the room never had anybody in it and is older than `threshold_ms` at `now`:
     /// such a room is garbage.
     pub fn is_garbage(&self, now: i64, threshold_ms: i64) -> bool {
-        self.closed.is_none() && !self.ever_active && now - self.created_at >= threshold_ms
+        self.closed.is_none()
+            && !self.ever_active
+            && !self.options.persistent
+            && now - self.created_at >= threshold_ms
     }
 }
 
@@ -786,6 +803,41 @@ mod tests {
             .update(&id("a"), Some(Role::Moderator), Some(false))
             .expect("exists");
         assert_eq!((p.role, p.record), (Role::Moderator, false));
+    }
+
+    #[test]
+    fn a_persistent_room_outlives_its_participants_and_caps_its_publishers() {
+        let options = RoomOptions {
+            persistent: true,
+            max_publishers: Some(1),
+            ..RoomOptions::default()
+        };
+        let mut r = Room::new(RoomId::new("1234"), 1_000, options);
+        assert!(!r.is_garbage(1_000_000, 1_000), "never swept");
+        for p in ["a", "b"] {
+            r.grant(pending(p, 10_000)).expect("fresh id");
+            r.join(&id(p), 2_000, info(2_000)).expect("pending");
+        }
+        r.publish(&id("a"), stream("cam"), true).expect("the first");
+        assert_eq!(
+            r.publish(&id("b"), stream("cam2"), true),
+            Err(MediaError::PublishersFull(1))
+        );
+        r.remove(&id("a"), EndReason::Left).expect("active");
+        r.publish(&id("b"), stream("cam2"), true)
+            .expect("room for one again");
+        let ev = r.remove(&id("b"), EndReason::Left).expect("active");
+        assert!(!ev.iter().any(|e| matches!(e, RoomEvent::RoomClosed(_))));
+        assert_eq!(r.closed(), None, "open with nobody in it");
+        let mut edited = r.options().clone();
+        edited.description = Some("renamed".into());
+        r.set_options(edited).expect("open");
+        assert_eq!(r.options().description.as_deref(), Some("renamed"));
+        r.close(EndReason::ClosedByApi);
+        assert_eq!(
+            r.set_options(RoomOptions::default()),
+            Err(RoomError::Closed)
+        );
     }
 
     #[test]

@@ -131,6 +131,10 @@ enum Command {
         oneshot::Sender<Result<(RoomEvent, Durable), SignalError>>,
     ),
     Sweep(i64, i64, oneshot::Sender<SweepOutcome>),
+    SetOptions(
+        crate::room::RoomOptions,
+        oneshot::Sender<Result<Durable, RoomError>>,
+    ),
     Publish(
         ParticipantId,
         StreamInfo,
@@ -339,6 +343,20 @@ impl RoomHandle {
         reason: EndReason,
     ) -> Result<(Vec<RoomEvent>, Durable), RoomGone> {
         self.ask(|r| Command::Hold(on, reason, r)).await
+    }
+
+    /// Replaces the room's options (a door's edit); returns once they are stored.
+    pub async fn set_options(
+        &self,
+        options: crate::room::RoomOptions,
+    ) -> Result<Result<(), RoomError>, RoomGone> {
+        match self.ask(|r| Command::SetOptions(options, r)).await? {
+            Ok(durable) => {
+                settle(&self.id, durable).await;
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     /// Sends a signal; returns once its event is stored.
@@ -765,6 +783,13 @@ impl RoomTask {
                 }
                 Command::Close(reason, silent, r) => {
                     let _ = r.send(self.may_close(silent, |room| room.close(reason)));
+                }
+                Command::SetOptions(options, r) => {
+                    let result = self
+                        .room
+                        .set_options(options)
+                        .map(|()| self.store.enqueue(vec![Write::update_room(&self.room)]));
+                    let _ = r.send(result);
                 }
                 Command::Hold(on, reason, r) => {
                     let _ = r.send(self.may_close(false, |room| room.hold(on, reason)));

@@ -760,7 +760,7 @@ async fn the_media_loop_shares_one_port_ignores_strangers_and_frees_what_is_clos
 
     let (mut publisher, track, offer) = publisher_offer().await;
     let (pub_endpoint, out, answer) = media
-        .publish(offer, VideoChoice::Vp8)
+        .publish(offer, VideoChoice::Vp8, false)
         .await
         .expect("publish");
     assert!(
@@ -785,7 +785,7 @@ async fn the_media_loop_shares_one_port_ignores_strangers_and_frees_what_is_clos
     for _ in 0..2 {
         let (mut subscriber, offer) = subscriber_offer().await;
         let (endpoint, answer) = media
-            .subscribe(&out, offer, VideoChoice::Vp8)
+            .subscribe(&out, offer, VideoChoice::Vp8, false)
             .await
             .expect("subscribe");
         let candidates: Vec<String> = answer

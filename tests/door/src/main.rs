@@ -13,7 +13,7 @@
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use camerata_server::calls::{Admission, Calls, Candidates, Member};
+use camerata_server::calls::{Admission, Calls, Candidates, Kinds, Member};
 use camerata_server::protocols::{Door, DoorEvents, Served};
 use camerata_server::room::{
     ActiveInfo, ParticipantId, Role, RoomId, StreamId, StreamInfo, VideoSource,
@@ -124,7 +124,7 @@ impl Session {
                 };
                 let answer = self
                     .calls
-                    .publish(&m, stream, text(req, "sdp")?, false)
+                    .publish(&m, stream, text(req, "sdp")?, false, Candidates::Trickled)
                     .await
                     .map_err(|e| e.to_string())?;
                 let candidates: Vec<Value> = answer
@@ -145,7 +145,7 @@ impl Session {
                 let stream = StreamId::new(text(req, "stream")?);
                 let (_, offer) = self
                     .calls
-                    .offer_subscription(&m, &stream, Candidates::InSdp)
+                    .offer_subscription(&m, &stream, Kinds::ALL, Candidates::InSdp)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(json!({ "op": "offer", "stream": stream.as_str(), "sdp": offer.sdp }))

@@ -211,6 +211,7 @@ fn publisher(
         stream,
         offer,
         video: VideoChoice::Vp8,
+        candidates_in_sdp: false,
         reply,
     })
     .expect("the loop answers the publisher");
@@ -293,6 +294,7 @@ fn a_publisher_reaches_a_subscriber_that_offers_with_time_as_input() {
         stream: StreamKey(1),
         offer,
         video: VideoChoice::Vp8,
+        candidates_in_sdp: false,
         reply,
     })
     .expect("the loop answers the subscriber");

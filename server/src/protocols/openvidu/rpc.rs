@@ -11,7 +11,7 @@ mod messages;
 
 use super::rest::RestState;
 use super::wire;
-use crate::calls::{Admission, Candidates, Leg, Member};
+use crate::calls::{Admission, Candidates, Kinds, Leg, Member};
 use crate::media::Description;
 use crate::room::{
     ActiveInfo, Participant, ParticipantId, RoomId, StreamId, StreamInfo, VideoSource,
@@ -127,28 +127,6 @@ fn remote_json(p: &Participant) -> Value {
         v["streams"] = p.streams().iter().map(stream_json).collect();
     }
     v
-}
-
-/// `str_` + the first three letters of the video type (`MIC` for audio only) + `_` + one
-/// letter and three alphanumerics + `_` + the connection id.
-fn stream_id(type_of_video: Option<&str>, connection: &str) -> StreamId {
-    use rand::Rng;
-    use rand::distr::{Alphanumeric, SampleString};
-    let kind: String = match type_of_video {
-        Some(t) => t
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(3)
-            .collect::<String>()
-            .to_ascii_uppercase(),
-        None => "MIC".to_owned(),
-    };
-    let mut rng = rand::rng();
-    let first = char::from(b'A' + rng.random_range(0..26u8));
-    StreamId::new(format!(
-        "str_{kind}_{first}{}_{connection}",
-        Alphanumeric.sample_string(&mut rng, 3)
-    ))
 }
 
 fn rpc_session_id() -> String {
@@ -431,7 +409,7 @@ impl Connection {
                 let stream = StreamId::new(q.sender);
                 // The candidates ride in the offer: the browser applies them with it.
                 let (_, offer) = calls
-                    .offer_subscription(&m, &stream, Candidates::InSdp)
+                    .offer_subscription(&m, &stream, Kinds::ALL, Candidates::InSdp)
                     .await?;
                 reply(messages::Offered {
                     sdp_offer: offer.sdp,
@@ -638,13 +616,13 @@ impl Connection {
         let has_audio = q.has_audio.unwrap_or(true);
         let has_video = q.has_video.unwrap_or(true);
         let type_of_video = q.type_of_video.as_deref();
-        let id = stream_id(
+        let id = crate::calls::new_stream_id(
             if has_video {
-                type_of_video.or(Some("CAMERA"))
+                type_of_video.unwrap_or("CAMERA")
             } else {
-                None
+                "MIC"
             },
-            m.participant.as_str(),
+            &m.participant,
         );
         let stream = StreamInfo {
             id: id.clone(),
@@ -670,7 +648,7 @@ impl Connection {
         let answer = self
             .state
             .calls()
-            .publish(m, stream, q.sdp_offer, true)
+            .publish(m, stream, q.sdp_offer, true, Candidates::Trickled)
             .await?;
         self.trickle(m.participant.as_str(), id.as_str(), &answer);
         reply(messages::Published {
@@ -688,7 +666,7 @@ impl Connection {
             Some(offer) => {
                 self.state
                     .calls()
-                    .republish(m, &stream, offer.clone())
+                    .republish(m, &stream, offer.clone(), Candidates::Trickled)
                     .await?
             }
             None => None,
@@ -743,7 +721,11 @@ impl Connection {
                 ));
             }
         };
-        let (publisher, answer) = self.state.calls().subscribe(m, &stream, offer).await?;
+        let (publisher, answer) = self
+            .state
+            .calls()
+            .subscribe(m, &stream, offer, Candidates::Trickled)
+            .await?;
         self.trickle(
             publisher.as_str(),
             &format!("{}_{}", m.participant.as_str(), q.sender),

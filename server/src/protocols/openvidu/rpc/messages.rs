@@ -351,6 +351,7 @@ impl From<MediaError> for RpcError {
             MediaError::NotJoined(_) | MediaError::NotSubscribed(_) => {
                 RpcError::UserNotFound(e.to_string())
             }
+            MediaError::PublishersFull(_) => RpcError::Media(e.to_string()),
         }
     }
 }
