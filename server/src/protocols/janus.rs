@@ -6,6 +6,7 @@
 mod api;
 mod error;
 mod http;
+mod videoroom;
 mod ws;
 
 pub use error::JanusError;
@@ -37,7 +38,8 @@ impl Door for Janus {
     }
 
     fn routes(&self, served: Served) -> axum::Router {
-        let sessions = api::Sessions::new(self.session_timeout);
+        let sessions = api::Sessions::new(self.session_timeout)
+            .with_plugin(videoroom::VideoRoom::new(served.calls.clone()));
         let watched = sessions.clone();
         let mut stopping = served.stopping.clone();
         tokio::spawn(async move {

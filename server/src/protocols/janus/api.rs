@@ -7,8 +7,9 @@
 //! map call or a queue push, never across `.await`.
 
 use super::error::JanusError;
+use super::videoroom::{Job, Outcome, VideoRoom};
 use serde_json::{Map, Value, json};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
@@ -45,8 +46,9 @@ pub struct Session {
     /// Its id.
     pub id: u64,
     last_activity: Mutex<Instant>,
-    /// Its handles (attachments to the VideoRoom plugin).
-    handles: Mutex<HashSet<u64>>,
+    /// Its handles (attachments to the VideoRoom plugin), each with its task's queue (none
+    /// when the sessions run without the plugin, as in unit tests).
+    handles: Mutex<HashMap<u64, Option<mpsc::Sender<Job>>>>,
     events: Mutex<VecDeque<Value>>,
     /// Woken when an event is queued.
     pub arrived: Notify,
@@ -60,7 +62,13 @@ impl Session {
         *lock(&self.last_activity) = Instant::now();
     }
 
-    fn push(&self, event: Value) {
+    /// Ends the session's handles: their tasks leave what they joined.
+    fn end(&self) {
+        lock(&self.handles).clear();
+    }
+
+    /// Queues an event for the session's long poll, or sends it on its WebSocket.
+    pub fn push(&self, event: Value) {
         if let Some(socket) = lock(&self.socket).as_ref() {
             // A socket that far behind loses the event, as a poller that stopped polling
             // does; it still gets the replies to its requests.
@@ -89,6 +97,7 @@ impl Session {
 pub struct Sessions {
     map: Arc<Mutex<HashMap<u64, Arc<Session>>>>,
     timeout: Duration,
+    plugin: Option<VideoRoom>,
 }
 
 /// Where a request is addressed: from the HTTP path, or from the body alone.
@@ -179,7 +188,14 @@ impl Sessions {
         Self {
             map: Arc::default(),
             timeout,
+            plugin: None,
         }
+    }
+
+    /// The sessions with the VideoRoom plugin serving their handles.
+    pub fn with_plugin(mut self, plugin: VideoRoom) -> Self {
+        self.plugin = Some(plugin);
+        self
     }
 
     /// A live session.
@@ -196,9 +212,12 @@ impl Sessions {
 
     /// Destroys the sessions bound to a WebSocket that closed.
     pub fn drop_all(&self, ids: &[u64]) {
-        let mut map = lock(&self.map);
-        for id in ids {
-            map.remove(id);
+        let gone: Vec<Arc<Session>> = {
+            let mut map = lock(&self.map);
+            ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        for s in gone {
+            s.end();
         }
     }
 
@@ -218,12 +237,13 @@ impl Sessions {
             ids.iter().filter_map(|id| map.remove(id)).collect()
         };
         for s in expired {
+            s.end();
             s.push(json!({ "janus": "timeout", "session_id": s.id }));
         }
     }
 
     /// Handles one request addressed by `address`; the reply to send.
-    pub fn request(&self, address: Address, text: &[u8]) -> Value {
+    pub async fn request(&self, address: Address, text: &[u8]) -> Value {
         let request: Value = match serde_json::from_slice(text) {
             Ok(v) => v,
             Err(e) => {
@@ -263,7 +283,7 @@ impl Sessions {
         let reply = match (session, handle) {
             (None, None) => self.root(&verb, transaction, &o),
             (None, Some(_)) => Err(JanusError::WrongPath(verb.clone())),
-            (Some(s), h) => self.on_session(s, h, &verb, transaction, &o),
+            (Some(s), h) => self.on_session(s, h, &verb, transaction, &o).await,
         };
         reply.unwrap_or_else(|e| error(session, Some(transaction), &e))
     }
@@ -296,7 +316,7 @@ impl Sessions {
         }
     }
 
-    fn on_session(
+    async fn on_session(
         &self,
         id: u64,
         handle: Option<u64>,
@@ -319,14 +339,15 @@ impl Sessions {
                     // `opaque_id` only shows in the API when Janus runs with
                     // `opaqueid_in_api` (off, as shipped): nothing to keep.
                     let h = random_id();
-                    lock(&session.handles).insert(h);
+                    let link = self.plugin.as_ref().map(|p| p.attach(session.clone(), h));
+                    lock(&session.handles).insert(h, link);
                     let mut reply = done("success");
                     reply["data"] = json!({ "id": h });
                     Ok(reply)
                 }
                 "destroy" => {
                     lock(&self.map).remove(&id);
-                    lock(&session.handles).clear();
+                    session.end();
                     Ok(done("success"))
                 }
                 "message" | "trickle" | "detach" | "hangup" | "create" | "info" | "ping" => {
@@ -335,9 +356,9 @@ impl Sessions {
                 other => Err(JanusError::UnknownRequest(other.to_owned())),
             };
         };
-        if !lock(&session.handles).contains(&h) {
+        let Some(link) = lock(&session.handles).get(&h).cloned() else {
             return Err(JanusError::NoSuchHandle(h, id));
-        }
+        };
         match verb {
             "keepalive" => Ok(done("ack")),
             "detach" => {
@@ -345,8 +366,12 @@ impl Sessions {
                 session.push(json!({ "janus": "detached", "session_id": id, "sender": h }));
                 Ok(done("success"))
             }
-            // No peer connection is up on the handle yet: nothing to hang up.
-            "hangup" => Ok(done("success")),
+            "hangup" => {
+                if let Some(link) = &link {
+                    let _ = link.send(Job::Hangup).await;
+                }
+                Ok(done("success"))
+            }
             "trickle" => {
                 match (o.get("candidate"), o.get("candidates")) {
                     (None, None) => return Err(JanusError::Missing("candidate|candidates")),
@@ -359,6 +384,14 @@ impl Sessions {
                         return Err(JanusError::ElementType("candidates", "an array"));
                     }
                     _ => {}
+                }
+                let candidates = match (o.get("candidate"), o.get("candidates")) {
+                    (Some(c), _) => vec![c.clone()],
+                    (None, Some(Value::Array(list))) => list.clone(),
+                    _ => Vec::new(),
+                };
+                if let Some(link) = &link {
+                    let _ = link.send(Job::Trickle(candidates)).await;
                 }
                 Ok(done("ack"))
             }
@@ -378,10 +411,29 @@ impl Sessions {
                         return Err(JanusError::JsepType(kind.to_owned()));
                     }
                 }
-                // TODO(issue 14): the VideoRoom requests over the call layer.
-                Err(JanusError::PluginMessage(
-                    "VideoRoom requests are not served by this Camerata release".into(),
-                ))
+                let (Some(plugin), Some(link)) = (&self.plugin, &link) else {
+                    return Err(JanusError::PluginMessage(
+                        "No plugin to handle this request".into(),
+                    ));
+                };
+                let body = o.get("body").and_then(Value::as_object).cloned();
+                let outcome = plugin
+                    .message(
+                        link,
+                        transaction,
+                        body.unwrap_or_default(),
+                        o.get("jsep").cloned(),
+                    )
+                    .await;
+                match outcome {
+                    Outcome::Queued => Ok(done("ack")),
+                    Outcome::Reply(data) => {
+                        let mut reply = done("success");
+                        reply["sender"] = h.into();
+                        reply["plugindata"] = json!({ "plugin": VIDEOROOM, "data": data });
+                        Ok(reply)
+                    }
+                }
             }
             "attach" | "destroy" | "create" | "info" | "ping" | "claim" => {
                 Err(JanusError::WrongPath(verb.to_owned()))
@@ -408,7 +460,11 @@ mod tests {
     use super::*;
 
     fn ask(s: &Sessions, address: Address, body: Value) -> Value {
-        s.request(address, body.to_string().as_bytes())
+        // Without the plugin nothing is spawned: a one-thread runtime per request will do.
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(s.request(address, body.to_string().as_bytes()))
     }
 
     #[test]

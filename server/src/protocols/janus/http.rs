@@ -66,7 +66,7 @@ fn not_found() -> Response {
 }
 
 async fn root(State(st): State<HttpState>, body: Bytes) -> Response {
-    reply(&st.sessions.request(Address::default(), &body))
+    reply(&st.sessions.request(Address::default(), &body).await)
 }
 
 /// `GET /janus`: the WebSocket transport when it is an upgrade (so one port can serve
@@ -87,7 +87,11 @@ async fn info(State(st): State<HttpState>) -> Response {
     use rand::distr::{Alphanumeric, SampleString};
     let transaction = Alphanumeric.sample_string(&mut rand::rng(), 11);
     let body = json!({ "janus": "info", "transaction": transaction }).to_string();
-    reply(&st.sessions.request(Address::default(), body.as_bytes()))
+    reply(
+        &st.sessions
+            .request(Address::default(), body.as_bytes())
+            .await,
+    )
 }
 
 async fn on_session(
@@ -102,7 +106,7 @@ async fn on_session(
         session: Some(session),
         handle: None,
     };
-    reply(&st.sessions.request(address, &body))
+    reply(&st.sessions.request(address, &body).await)
 }
 
 async fn on_handle(
@@ -117,7 +121,7 @@ async fn on_handle(
         session: Some(session),
         handle: Some(handle),
     };
-    reply(&st.sessions.request(address, &body))
+    reply(&st.sessions.request(address, &body).await)
 }
 
 /// `GET /janus/{S}/{H}` is no long poll: a keepalive for the session, then a redirect to

@@ -66,7 +66,7 @@ async fn connection(sessions: Sessions, socket: WebSocket) {
                         // Not JSON: the whole rest is answered as one bad request.
                         _ => (rest.to_owned(), rest.len()),
                     };
-                    let reply = sessions.request(Default::default(), one.as_bytes());
+                    let reply = sessions.request(Default::default(), one.as_bytes()).await;
                     if reply["janus"] == "success"
                         && reply.get("session_id").is_none()
                         && let Some(id) = reply["data"]["id"].as_u64()

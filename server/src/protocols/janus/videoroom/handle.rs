@@ -1,0 +1,975 @@
+//! One VideoRoom handle: a task that takes the handle's asynchronous requests and trickled
+//! candidates in the order they came, holds what the handle is (a publisher, a subscriber,
+//! or nothing yet), and renders its room's news as VideoRoom events on the session.
+//!
+//! The task owns the handle's state (no lock). It ends when its queue's sender is dropped
+//! (detach, session destroyed or timed out, WebSocket closed), and then leaves whatever it
+//! joined.
+
+use super::params::{Body, VrError};
+use super::{Section, VideoRoom, admit_error, call_error, feed_id, random_id, sections, settings};
+use crate::calls::{Admission, Candidates, Kinds, Leg, Member, new_stream_id};
+use crate::protocols::janus::api::{Session, VIDEOROOM};
+use crate::room::{
+    ActiveInfo, EndReason, ParticipantId, Role, StreamChange, StreamId, StreamInfo, VideoSource,
+};
+use crate::rooms::{Notice, SINK_CAPACITY};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Requests and candidates queued for one handle. Sender: the transports' requests.
+/// Receiver: the handle's task. When full, the sending request waits (back-pressure on that
+/// client alone).
+pub const HANDLE_JOBS: usize = 64;
+
+/// Candidates kept for a peer connection that does not exist yet (Janus queues early
+/// trickles too); more are dropped.
+const EARLY_CANDIDATES: usize = 64;
+
+/// Something for a handle to do, in arrival order.
+pub enum Job {
+    /// An asynchronous VideoRoom request.
+    Message {
+        /// Its transaction, echoed on the event that answers it.
+        transaction: String,
+        /// The request's name, lower case.
+        request: String,
+        /// Its body.
+        body: Map<String, Value>,
+        /// Its JSEP, already checked to have a type and an SDP.
+        jsep: Option<Value>,
+    },
+    /// Candidates the client trickled (`{completed: true}` among them is skipped).
+    Trickle(Vec<Value>),
+    /// The client hung up its peer connection.
+    Hangup,
+}
+
+/// Starts the task of `handle` on `session`.
+pub fn spawn(vr: VideoRoom, session: Arc<Session>, handle: u64) -> mpsc::Sender<Job> {
+    let (tx, rx) = mpsc::channel(HANDLE_JOBS);
+    let task = Task {
+        vr,
+        session,
+        handle,
+        state: State::Fresh,
+        notices: None,
+        early: Vec::new(),
+    };
+    tokio::spawn(task.run(rx));
+    tx
+}
+
+/// A publisher participant's handle.
+struct Publisher {
+    room: u64,
+    member: Member,
+    private_id: u32,
+    /// The stream it publishes, when it does.
+    stream: Option<StreamId>,
+}
+
+/// A subscriber handle.
+struct Subscriber {
+    room: u64,
+    /// Who receives: the participant whose private id was given, or the stand-in.
+    member: Member,
+    /// The member is this handle's own stand-in participant.
+    stand_in: bool,
+    stream: StreamId,
+}
+
+enum State {
+    Fresh,
+    Publisher(Publisher),
+    Subscriber(Subscriber),
+    /// Left, kicked, or its room was destroyed: only a new handle can join again.
+    Left,
+}
+
+/// What answers a request: the plugin data and a JSEP.
+type Reply = (Value, Option<Value>);
+
+struct Task {
+    vr: VideoRoom,
+    session: Arc<Session>,
+    handle: u64,
+    state: State,
+    /// The room's notices for the participant this handle is (publishers and stand-ins).
+    notices: Option<mpsc::Receiver<Arc<Notice>>>,
+    /// Candidates that came before their peer connection.
+    early: Vec<Value>,
+}
+
+async fn next_notice(rx: &mut Option<mpsc::Receiver<Arc<Notice>>>) -> Option<Arc<Notice>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::rooms::now_ms()
+}
+
+impl Task {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        loop {
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => self.job(job).await,
+                    None => break,
+                },
+                notice = next_notice(&mut self.notices) => match notice {
+                    Some(n) => self.notice(&n).await,
+                    // The room dropped this participant's queue (it closed, or the queue
+                    // overflowed): the participant is gone from this handle's view.
+                    None => self.notices = None,
+                },
+            }
+        }
+        self.end().await;
+    }
+
+    /// A plugin event from this handle, answering `transaction` when given.
+    fn event(&self, transaction: Option<&str>, data: Value, jsep: Option<Value>) -> Value {
+        let mut v = json!({
+            "janus": "event",
+            "session_id": self.session.id,
+            "sender": self.handle,
+            "plugindata": { "plugin": VIDEOROOM, "data": data },
+        });
+        if let Some(t) = transaction {
+            v["transaction"] = t.into();
+        }
+        if let Some(j) = jsep {
+            v["jsep"] = j;
+        }
+        v
+    }
+
+    fn push(&self, data: Value) {
+        self.session.push(self.event(None, data, None));
+    }
+
+    /// The core `hangup` event: the handle's peer connection closed.
+    fn hangup(&self, reason: &str) {
+        self.session.push(json!({
+            "janus": "hangup",
+            "session_id": self.session.id,
+            "sender": self.handle,
+            "reason": reason,
+        }));
+    }
+
+    async fn job(&mut self, job: Job) {
+        match job {
+            Job::Message {
+                transaction,
+                request,
+                body,
+                jsep,
+            } => {
+                let (data, jsep) = match self.request(&request, &Body(&body), jsep).await {
+                    Ok(reply) => reply,
+                    Err(e) => (e.data(), None),
+                };
+                self.session
+                    .push(self.event(Some(&transaction), data, jsep));
+            }
+            Job::Trickle(candidates) => {
+                for c in candidates {
+                    if c.get("completed").and_then(Value::as_bool) == Some(true) {
+                        continue;
+                    }
+                    self.candidate(c).await;
+                }
+            }
+            Job::Hangup => self.hang_up("Janus API").await,
+        }
+    }
+
+    async fn request(
+        &mut self,
+        request: &str,
+        b: &Body<'_>,
+        jsep: Option<Value>,
+    ) -> Result<Reply, VrError> {
+        match (&self.state, request) {
+            (State::Fresh, "join" | "joinandconfigure") => {
+                let ptype = b.req_str("ptype")?;
+                match ptype {
+                    "publisher" => {
+                        let offer = if request == "joinandconfigure" {
+                            jsep
+                        } else {
+                            None
+                        };
+                        self.join_publisher(b, offer).await
+                    }
+                    "subscriber" | "listener" if request == "join" => self.join_subscriber(b).await,
+                    _ => Err(VrError::bad_value("Invalid element (ptype)")),
+                }
+            }
+            (State::Fresh, _) => Err(VrError::join_first()),
+            (State::Left, _) => Err(VrError::not_in_room()),
+            (State::Publisher(_), "join" | "joinandconfigure") => {
+                Err(VrError::already_in("publisher"))
+            }
+            (State::Subscriber(_), "join" | "joinandconfigure") => {
+                Err(VrError::already_in("subscriber"))
+            }
+            (State::Publisher(_), "publish") => {
+                if self.publishing().is_some() {
+                    return Err(VrError::already_published());
+                }
+                let jsep = jsep.ok_or_else(|| VrError::missing("jsep"))?;
+                let (room, answer) = self.publish(b, &jsep).await?;
+                Ok((room, Some(answer)))
+            }
+            (State::Publisher(_), "configure") => self.configure(b, jsep).await,
+            (State::Publisher(p), "unpublish") => {
+                let room = p.room;
+                if self.publishing().is_none() {
+                    return Err(VrError::not_published());
+                }
+                self.unpublish().await?;
+                self.hangup("Close PC");
+                Ok((
+                    json!({ "videoroom": "event", "room": room, "unpublished": "ok" }),
+                    None,
+                ))
+            }
+            (State::Publisher(p), "leave") => {
+                let room = p.room;
+                let had_stream = self.publishing().is_some();
+                self.end().await;
+                if had_stream {
+                    self.hangup("Close PC");
+                }
+                Ok((
+                    json!({ "videoroom": "event", "room": room, "leaving": "ok" }),
+                    None,
+                ))
+            }
+            (State::Subscriber(_), "start") => self.start(jsep).await,
+            (State::Subscriber(s), "configure") => {
+                let room = s.room;
+                // Camerata sends each subscription whole (no per-stream pause, no ICE
+                // restart yet): a request for either is refused, layer choices are moot
+                // without simulcast, as on Janus for a stream that has none.
+                if b.bool("restart")? == Some(true) {
+                    return Err(VrError::unsupported("configure restart"));
+                }
+                let sends_off = b
+                    .objects("streams")?
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|s| s.get("send") == Some(&Value::Bool(false)));
+                if sends_off || b.bool("send")? == Some(false) {
+                    return Err(VrError::unsupported("configure send"));
+                }
+                Ok((
+                    json!({ "videoroom": "event", "room": room, "configured": "ok" }),
+                    None,
+                ))
+            }
+            (State::Subscriber(s), "leave") => {
+                let room = s.room;
+                self.end().await;
+                self.hangup("Close PC");
+                Ok((
+                    json!({ "videoroom": "event", "room": room, "left": "ok" }),
+                    None,
+                ))
+            }
+            (State::Subscriber(_), "pause" | "switch" | "subscribe" | "unsubscribe" | "update") => {
+                Err(VrError::unsupported(request))
+            }
+            (_, other) => Err(VrError::unknown(other)),
+        }
+    }
+
+    /// The stream this publisher handle publishes.
+    fn publishing(&self) -> Option<&StreamId> {
+        match &self.state {
+            State::Publisher(p) => p.stream.as_ref(),
+            _ => None,
+        }
+    }
+
+    async fn join_publisher(
+        &mut self,
+        b: &Body<'_>,
+        offer: Option<Value>,
+    ) -> Result<Reply, VrError> {
+        let id = b.room()?;
+        let (_, room) = self.vr.lookup(id).await?;
+        let s = settings(&room);
+        b.credential("pin", s.pin.as_deref())?;
+        if let Some(allowed) = &s.allowed {
+            let token = b.str("token")?;
+            if !token.is_some_and(|t| allowed.iter().any(|a| a == t)) {
+                return Err(VrError::unauthorized("not in the allowed list"));
+            }
+        }
+        let display = b.str("display")?.map(str::to_owned);
+        if let Some(jsep) = &offer
+            && jsep["type"] != "offer"
+        {
+            return Err(VrError::sdp_type(format!(
+                "Unknown SDP type '{}'",
+                jsep["type"].as_str().unwrap_or_default()
+            )));
+        }
+        let user = match b.uint("id")? {
+            None | Some(0) => loop {
+                let candidate = random_id();
+                if self.vr.participant(&room, candidate).is_none() {
+                    break candidate;
+                }
+            },
+            Some(n) if self.vr.participant(&room, n).is_some() => {
+                return Err(VrError::id_exists(n));
+            }
+            Some(n) => n,
+        };
+        let (sink, notices) = mpsc::channel(SINK_CAPACITY);
+        let info = ActiveInfo {
+            joined_at: now_ms(),
+            ip: String::new(),
+            platform: "Janus VideoRoom".into(),
+            client_data: display.unwrap_or_default(),
+            streams: Vec::new(),
+            subscriptions: Vec::new(),
+        };
+        let admission = Admission::Door {
+            id: ParticipantId::new(user.to_string()),
+            role: Role::Publisher,
+            data: String::new(),
+        };
+        let (member, _, others) = self
+            .vr
+            .inner
+            .calls
+            .join(room.id(), admission, info, sink)
+            .await
+            .map_err(|e| admit_error(e, id, user))?;
+        let private_id = self.vr.new_private_id(room.id(), &member.participant);
+        self.notices = Some(notices);
+        self.state = State::Publisher(Publisher {
+            room: id,
+            member,
+            private_id,
+            stream: None,
+        });
+        let stand_ins = self.vr.memory().stand_ins.clone();
+        let others: Vec<_> = others
+            .into_iter()
+            .filter(|p| !stand_ins.contains(&p.id))
+            .collect();
+        let publishers: Vec<Value> = others
+            .iter()
+            .filter_map(|p| self.vr.publisher(&room, p))
+            .collect();
+        let mut data = json!({
+            "videoroom": "joined",
+            "room": id,
+            "description": super::description(id, room.options()),
+            "id": user,
+            "private_id": private_id,
+            "publishers": publishers,
+        });
+        if s.notify_joining {
+            let attendees: Vec<Value> = others
+                .iter()
+                .filter(|p| p.streams().is_empty())
+                .map(attendee)
+                .collect();
+            data["attendees"] = attendees.into();
+        }
+        let Some(jsep) = offer else {
+            return Ok((data, None));
+        };
+        // joinandconfigure: the join stands even when the offer is refused, as on Janus.
+        let (_, answer) = self.publish(b, &jsep).await?;
+        Ok((data, Some(answer)))
+    }
+
+    /// Publishes the offer `jsep`: the `configured` data and the answer.
+    async fn publish(&mut self, b: &Body<'_>, jsep: &Value) -> Result<(Value, Value), VrError> {
+        let State::Publisher(p) = &self.state else {
+            return Err(VrError::join_first());
+        };
+        let (id, member) = (p.room, p.member.clone());
+        if jsep["type"] != "offer" {
+            return Err(VrError::sdp_type(format!(
+                "Unknown SDP type '{}'",
+                jsep["type"].as_str().unwrap_or_default()
+            )));
+        }
+        let (_, room) = self.vr.lookup(id).await?;
+        let s = settings(&room);
+        if let Some(codec) = b.str("audiocodec")?
+            && !s.audiocodec.iter().any(|c| c.eq_ignore_ascii_case(codec))
+        {
+            return Err(VrError::bad_value("Audio codec unavailable in this room"));
+        }
+        if let Some(codec) = b.str("videocodec")?
+            && !s.videocodec.iter().any(|c| c.eq_ignore_ascii_case(codec))
+        {
+            return Err(VrError::bad_value("Video codec unavailable in this room"));
+        }
+        if s.require_e2ee && jsep.get("e2ee") != Some(&Value::Bool(true)) {
+            return Err(VrError::unauthorized_text(
+                "Room requires end-to-end encrypted media",
+            ));
+        }
+        let sdp = jsep["sdp"].as_str().unwrap_or_default().to_owned();
+        let mids: Vec<Section> = sections(&sdp)
+            .into_iter()
+            .filter(|s| s.kind != "data")
+            .collect();
+        if mids.is_empty() {
+            return Err(VrError::bad_sdp(
+                "Error parsing offer: no audio and no video",
+            ));
+        }
+        let has_audio = mids.iter().any(|s| s.kind == "audio");
+        let has_video = mids.iter().any(|s| s.kind == "video");
+        let stream = StreamInfo {
+            id: new_stream_id(
+                if has_video { "CAMERA" } else { "MIC" },
+                &member.participant,
+            ),
+            created_at: now_ms(),
+            has_audio,
+            has_video,
+            audio_active: b.bool("audio")?.unwrap_or(true),
+            video_active: b.bool("video")?.unwrap_or(true),
+            video_source: VideoSource::Camera,
+            frame_rate: None,
+            dimensions: None,
+        };
+        let stream_id = stream.id.clone();
+        self.vr
+            .memory()
+            .mids
+            .insert(stream_id.clone(), mids.clone());
+        let published = self
+            .vr
+            .inner
+            .calls
+            .publish(&member, stream, sdp, true, Candidates::InSdp)
+            .await;
+        let answer = match published {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.vr.memory().mids.remove(&stream_id);
+                return Err(call_error(e, id));
+            }
+        };
+        if let State::Publisher(p) = &mut self.state {
+            p.stream = Some(stream_id.clone());
+        }
+        self.flush_early(Leg::Publishing(stream_id)).await;
+        let video = super::video_codec_name(&room);
+        let streams: Vec<Value> = mids
+            .iter()
+            .map(|s| {
+                let codec = if s.kind == "audio" { "opus" } else { video };
+                json!({ "type": s.kind, "mindex": s.mindex, "mid": s.mid, "codec": codec })
+            })
+            .collect();
+        let mut data = json!({
+            "videoroom": "event",
+            "room": id,
+            "configured": "ok",
+            "streams": streams,
+        });
+        if has_audio {
+            data["audio_codec"] = "opus".into();
+        }
+        if has_video {
+            data["video_codec"] = video.into();
+        }
+        Ok((data, json!({ "type": "answer", "sdp": answer.sdp })))
+    }
+
+    /// A publisher's `configure`: with an offer, a publish or a renegotiation; without,
+    /// its audio and video switched on or off.
+    async fn configure(&mut self, b: &Body<'_>, jsep: Option<Value>) -> Result<Reply, VrError> {
+        let State::Publisher(p) = &self.state else {
+            return Err(VrError::join_first());
+        };
+        let (id, member) = (p.room, p.member.clone());
+        if let Some(jsep) = jsep {
+            let Some(stream) = self.publishing().cloned() else {
+                let (data, answer) = self.publish(b, &jsep).await?;
+                return Ok((data, Some(answer)));
+            };
+            if jsep["type"] != "offer" {
+                return Err(VrError::sdp_type("Unknown SDP type 'answer'"));
+            }
+            let sdp = jsep["sdp"].as_str().unwrap_or_default().to_owned();
+            let renegotiated = self
+                .vr
+                .inner
+                .calls
+                .republish(&member, &stream, sdp, Candidates::InSdp)
+                .await
+                .map_err(|e| call_error(e, id))?;
+            let Some((_, answer)) = renegotiated else {
+                return Err(VrError::not_published());
+            };
+            self.flush_early(Leg::Publishing(stream)).await;
+            return Ok((
+                json!({ "videoroom": "event", "room": id, "configured": "ok" }),
+                Some(json!({ "type": "answer", "sdp": answer.sdp })),
+            ));
+        }
+        if let Some(stream) = self.publishing().cloned() {
+            for (key, change, reason) in [
+                (
+                    "audio",
+                    StreamChange::AudioActive as fn(bool) -> StreamChange,
+                    "publishAudio",
+                ),
+                ("video", StreamChange::VideoActive, "publishVideo"),
+            ] {
+                if let Some(on) = b.bool(key)? {
+                    self.vr
+                        .inner
+                        .calls
+                        .change_stream(&member, &stream, change(on), reason.into())
+                        .await
+                        .map_err(|e| call_error(e, id))?;
+                }
+            }
+        }
+        Ok((
+            json!({ "videoroom": "event", "room": id, "configured": "ok" }),
+            None,
+        ))
+    }
+
+    /// Ends this publisher's stream.
+    async fn unpublish(&mut self) -> Result<(), VrError> {
+        let State::Publisher(p) = &mut self.state else {
+            return Err(VrError::not_published());
+        };
+        let Some(stream) = p.stream.take() else {
+            return Err(VrError::not_published());
+        };
+        let (id, member) = (p.room, p.member.clone());
+        self.vr.memory().mids.remove(&stream);
+        self.vr
+            .inner
+            .calls
+            .unpublish(&member, &stream)
+            .await
+            .map_err(|e| call_error(e, id))
+    }
+
+    async fn join_subscriber(&mut self, b: &Body<'_>) -> Result<Reply, VrError> {
+        let id = b.room()?;
+        let (handle, room) = self.vr.lookup(id).await?;
+        let s = settings(&room);
+        b.credential("pin", s.pin.as_deref())?;
+        let wanted: Vec<(u64, Option<String>)> = match (b.objects("streams")?, b.uint("feed")?) {
+            (Some(items), _) => items
+                .iter()
+                .map(|item| {
+                    let item = Body(item);
+                    Ok((item.req_uint("feed")?, item.str("mid")?.map(str::to_owned)))
+                })
+                .collect::<Result<_, VrError>>()?,
+            (None, Some(feed)) => vec![(feed, None)],
+            (None, None) => return Err(VrError::missing("feed")),
+        };
+        let Some(&(feed, _)) = wanted.first() else {
+            return Err(VrError::bad_sdp("Can't offer an SDP with no stream"));
+        };
+        if wanted.iter().any(|(f, _)| *f != feed) {
+            return Err(VrError::other(
+                "Camerata serves one feed per subscriber handle: attach a handle per publisher",
+            ));
+        }
+        let publisher = self
+            .vr
+            .participant(&room, feed)
+            .filter(|p| !p.streams().is_empty())
+            .ok_or_else(|| VrError::no_feed(feed))?;
+        let stream = publisher.streams()[0].clone();
+        let feed_display = super::display(publisher);
+        let mids = self.vr.mids(&stream);
+        let mut kinds = Kinds {
+            audio: false,
+            video: false,
+        };
+        for (_, mid) in &wanted {
+            let Some(mid) = mid else {
+                kinds = Kinds::ALL;
+                continue;
+            };
+            match mids.iter().find(|s| &s.mid == mid).map(|s| s.kind) {
+                Some("audio") => kinds.audio = true,
+                Some("video") => kinds.video = true,
+                Some(_) => {}
+                None => return Err(VrError::no_mid(mid, feed)),
+            }
+        }
+        let owner = b
+            .uint("private_id")?
+            .and_then(|pvt| u32::try_from(pvt).ok())
+            .and_then(|pvt| self.vr.private_owner(pvt, room.id()));
+        if s.require_pvtid && owner.is_none() {
+            return Err(VrError::unauthorized(
+                "this room requires a valid private_id",
+            ));
+        }
+        let (member, stand_in) = match owner {
+            Some(participant) => (
+                Member {
+                    room: handle.clone(),
+                    participant,
+                    role: Role::Publisher,
+                },
+                false,
+            ),
+            None => (self.join_stand_in(id, &room).await?, true),
+        };
+        let offered = self
+            .vr
+            .inner
+            .calls
+            .offer_subscription(&member, &stream.id, kinds, Candidates::InSdp)
+            .await;
+        let offer = match offered {
+            Ok((_, offer)) => offer,
+            Err(e) => {
+                if stand_in {
+                    self.vr.forget_stand_in(&member).await;
+                    self.notices = None;
+                }
+                return Err(match e {
+                    crate::calls::CallError::Negotiation(_) => {
+                        VrError::bad_sdp("Can't offer an SDP with no stream")
+                    }
+                    other => call_error(other, id),
+                });
+            }
+        };
+        let video = super::video_codec_name(&room);
+        let streams: Vec<Value> = sections(&offer.sdp)
+            .iter()
+            .map(|sec| {
+                let mut v = json!({
+                    "type": sec.kind,
+                    "active": true,
+                    "mindex": sec.mindex,
+                    "mid": sec.mid,
+                    "ready": false,
+                    "send": true,
+                    "feed_id": feed,
+                });
+                if let Some(d) = &feed_display {
+                    v["feed_display"] = d.clone().into();
+                }
+                if let Some(m) = mids.iter().find(|m| m.kind == sec.kind) {
+                    v["feed_mid"] = m.mid.clone().into();
+                }
+                v["codec"] = if sec.kind == "audio" { "opus" } else { video }.into();
+                v
+            })
+            .collect();
+        self.state = State::Subscriber(Subscriber {
+            room: id,
+            member,
+            stand_in,
+            stream: stream.id.clone(),
+        });
+        let mut data = json!({ "videoroom": "attached", "room": id, "streams": streams });
+        if b.0.contains_key("feed") && !b.0.contains_key("streams") {
+            data["id"] = feed.into();
+            if let Some(d) = feed_display {
+                data["display"] = d.into();
+            }
+            data["warning"] = "deprecated_api".into();
+        }
+        Ok((data, Some(json!({ "type": "offer", "sdp": offer.sdp }))))
+    }
+
+    /// Joins the participant that receives for a subscriber handle that named no publisher
+    /// of its own (no valid `private_id`).
+    async fn join_stand_in(
+        &mut self,
+        id: u64,
+        room: &crate::room::Room,
+    ) -> Result<Member, VrError> {
+        let (sink, notices) = mpsc::channel(SINK_CAPACITY);
+        let user = random_id();
+        let participant = ParticipantId::new(user.to_string());
+        self.vr.memory().stand_ins.insert(participant.clone());
+        let info = ActiveInfo {
+            joined_at: now_ms(),
+            ip: String::new(),
+            platform: "Janus VideoRoom subscriber".into(),
+            client_data: String::new(),
+            streams: Vec::new(),
+            subscriptions: Vec::new(),
+        };
+        let admission = Admission::Door {
+            id: participant.clone(),
+            role: Role::Subscriber,
+            data: String::new(),
+        };
+        match self
+            .vr
+            .inner
+            .calls
+            .join(room.id(), admission, info, sink)
+            .await
+        {
+            Ok((member, _, _)) => {
+                // Its notices are read and dropped: a subscriber hears nothing of the room.
+                self.notices = Some(notices);
+                Ok(member)
+            }
+            Err(e) => {
+                self.vr.memory().stand_ins.remove(&participant);
+                Err(admit_error(e, id, user))
+            }
+        }
+    }
+
+    async fn start(&mut self, jsep: Option<Value>) -> Result<Reply, VrError> {
+        let State::Subscriber(s) = &self.state else {
+            return Err(VrError::join_first());
+        };
+        let (id, member, stream) = (s.room, s.member.clone(), s.stream.clone());
+        if let Some(jsep) = jsep {
+            if jsep["type"] != "answer" {
+                return Err(VrError::sdp_type("Only publishers send offers"));
+            }
+            let sdp = jsep["sdp"].as_str().unwrap_or_default().to_owned();
+            self.vr
+                .inner
+                .calls
+                .answer_subscription(&member, &stream, sdp)
+                .await
+                .map_err(|e| call_error(e, id))?;
+            self.flush_early(Leg::Receiving(stream)).await;
+        }
+        Ok((
+            json!({ "videoroom": "event", "room": id, "started": "ok" }),
+            None,
+        ))
+    }
+
+    /// The leg a trickled candidate is for now, and who owns it.
+    fn leg(&self) -> Option<(Member, Leg)> {
+        match &self.state {
+            State::Publisher(p) => p
+                .stream
+                .clone()
+                .map(|s| (p.member.clone(), Leg::Publishing(s))),
+            State::Subscriber(s) => Some((s.member.clone(), Leg::Receiving(s.stream.clone()))),
+            _ => None,
+        }
+    }
+
+    async fn candidate(&mut self, c: Value) {
+        let Some((member, leg)) = self.leg() else {
+            if self.early.len() < EARLY_CANDIDATES {
+                self.early.push(c);
+            }
+            return;
+        };
+        self.add_candidate(&member, leg, &c).await;
+    }
+
+    async fn add_candidate(&self, member: &Member, leg: Leg, c: &Value) {
+        let Some(candidate) = c.get("candidate").and_then(Value::as_str) else {
+            return;
+        };
+        let mid = c.get("sdpMid").and_then(Value::as_str).map(str::to_owned);
+        let index = c
+            .get("sdpMLineIndex")
+            .and_then(Value::as_u64)
+            .and_then(|i| u16::try_from(i).ok());
+        if let Err(e) = self
+            .vr
+            .inner
+            .calls
+            .add_candidate(member, leg, candidate.to_owned(), mid, index)
+            .await
+        {
+            tracing::debug!(error = %e, "a trickled candidate was not taken");
+        }
+    }
+
+    /// Applies the candidates that came before the peer connection `leg`.
+    async fn flush_early(&mut self, leg: Leg) {
+        let Some((member, _)) = self.leg() else {
+            return;
+        };
+        for c in std::mem::take(&mut self.early) {
+            self.add_candidate(&member, leg.clone(), &c).await;
+        }
+    }
+
+    /// The client hung up: the handle's peer connection ends (a publisher unpublishes, a
+    /// subscription ends).
+    async fn hang_up(&mut self, reason: &str) {
+        match &self.state {
+            State::Publisher(p) if p.stream.is_some() => {
+                let room = p.room;
+                if self.unpublish().await.is_ok() {
+                    self.push(json!({ "videoroom": "event", "room": room, "unpublished": "ok" }));
+                }
+                self.hangup(reason);
+            }
+            State::Subscriber(_) => {
+                self.end().await;
+                self.hangup(reason);
+            }
+            _ => {}
+        }
+    }
+
+    /// Leaves whatever the handle joined.
+    async fn end(&mut self) {
+        let state = std::mem::replace(&mut self.state, State::Left);
+        self.notices = None;
+        self.early.clear();
+        let calls = &self.vr.inner.calls;
+        match state {
+            State::Publisher(p) => {
+                self.vr.memory().private_ids.remove(&p.private_id);
+                if let Some(stream) = &p.stream {
+                    self.vr.memory().mids.remove(stream);
+                }
+                let _ = calls.leave(&p.member).await;
+            }
+            State::Subscriber(s) if s.stand_in => self.vr.forget_stand_in(&s.member).await,
+            State::Subscriber(s) => {
+                let _ = calls.unsubscribe(&s.member, &s.stream).await;
+            }
+            State::Fresh | State::Left => {}
+        }
+    }
+
+    /// The room's news for this handle's participant, as VideoRoom events (publishers only:
+    /// a subscriber hears nothing of the room).
+    async fn notice(&mut self, n: &Notice) {
+        let State::Publisher(p) = &self.state else {
+            return;
+        };
+        let (id, me) = (p.room, p.member.participant.clone());
+        let stand_in = |who: &ParticipantId| self.vr.memory().stand_ins.contains(who);
+        match n {
+            Notice::Published(who, _) if !stand_in(who) => {
+                let Ok((_, room)) = self.vr.lookup(id).await else {
+                    return;
+                };
+                let summary = room
+                    .participant(who)
+                    .and_then(|p| self.vr.publisher(&room, p));
+                if let Some(summary) = summary {
+                    self.push(json!({ "videoroom": "event", "room": id, "publishers": [summary] }));
+                }
+            }
+            Notice::Unpublished(who, stream, _) if *who == me => {
+                // Put out by a moderator or a server API.
+                self.vr.memory().mids.remove(stream);
+                if let State::Publisher(p) = &mut self.state {
+                    p.stream = None;
+                }
+                self.push(json!({ "videoroom": "event", "room": id, "unpublished": "ok" }));
+                self.hangup("Close PC");
+            }
+            Notice::Unpublished(who, _, _) if !stand_in(who) => {
+                self.push(json!({ "videoroom": "event", "room": id, "unpublished": feed_id(who) }));
+            }
+            Notice::Left(who, reason) if !reason.is_eviction() && !stand_in(who) => {
+                self.push(json!({ "videoroom": "event", "room": id, "leaving": feed_id(who) }));
+            }
+            Notice::Evicted(who, reason) if *who == me => {
+                let had_stream = self.publishing().is_some();
+                let data = match reason {
+                    EndReason::ClosedByApi | EndReason::ServerStopped => {
+                        json!({ "videoroom": "destroyed", "room": id })
+                    }
+                    _ => {
+                        json!({ "videoroom": "event", "room": id, "leaving": "ok", "reason": "kicked" })
+                    }
+                };
+                // Already out of the room: nothing left to leave.
+                if let State::Publisher(p) = std::mem::replace(&mut self.state, State::Left) {
+                    self.vr.memory().private_ids.remove(&p.private_id);
+                }
+                self.notices = None;
+                self.push(data);
+                if had_stream {
+                    self.hangup("Close PC");
+                }
+            }
+            Notice::Evicted(who, reason) if *reason != EndReason::ClosedByApi && !stand_in(who) => {
+                self.push(json!({ "videoroom": "event", "room": id, "kicked": feed_id(who) }));
+            }
+            Notice::Joined(who) if !stand_in(&who.id) => {
+                let Ok((_, room)) = self.vr.lookup(id).await else {
+                    return;
+                };
+                if settings(&room).notify_joining {
+                    self.push(
+                        json!({ "videoroom": "event", "room": id, "joining": attendee(who) }),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A participant as `attendees` and `joining` show it.
+fn attendee(p: &crate::room::Participant) -> Value {
+    let mut v = json!({ "id": feed_id(&p.id) });
+    if let Some(d) = super::display(p) {
+        v["display"] = d.into();
+    }
+    v
+}
+
+impl VideoRoom {
+    /// A new private id for `participant` of `room`.
+    fn new_private_id(&self, room: &crate::room::RoomId, participant: &ParticipantId) -> u32 {
+        let mut memory = self.memory();
+        loop {
+            let id = rand::random::<u32>();
+            if id != 0 && !memory.private_ids.contains_key(&id) {
+                memory
+                    .private_ids
+                    .insert(id, (room.clone(), participant.clone()));
+                return id;
+            }
+        }
+    }
+
+    /// The participant of `room` whose private id is `pvt`.
+    fn private_owner(&self, pvt: u32, room: &crate::room::RoomId) -> Option<ParticipantId> {
+        self.memory()
+            .private_ids
+            .get(&pvt)
+            .filter(|(r, _)| r == room)
+            .map(|(_, p)| p.clone())
+    }
+
+    /// A subscriber handle's stand-in leaves.
+    async fn forget_stand_in(&self, member: &Member) {
+        let _ = self.inner.calls.leave(member).await;
+        self.memory().stand_ins.remove(&member.participant);
+    }
+}
