@@ -103,6 +103,16 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_JANUS_SESSION_TIMEOUT", default_value_t = 60)]
     pub janus_session_timeout: u64,
 
+    /// Port of the Janus API over plain HTTP at `/janus`, as Janus's 8088 (it is also
+    /// served on the main port); `off` for none. Unset: 8088 when that port is free.
+    #[arg(long, env = "CAMERATA_JANUS_HTTP_PORT", value_parser = side_port)]
+    pub janus_http_port: Option<SidePort>,
+
+    /// Port of the Janus API over WebSocket (any path, subprotocol `janus-protocol`), as
+    /// Janus's 8188; `off` for none. Unset: 8188 when that port is free.
+    #[arg(long, env = "CAMERATA_JANUS_WS_PORT", value_parser = side_port)]
+    pub janus_ws_port: Option<SidePort>,
+
     /// The server makes the offer of each subscription and the browser answers
     /// (openvidu-browser's `prepareReceiveVideoFrom` flow, announced as mediaServer
     /// "mediasoup"); off: the browser offers (mediaServer "kurento").
@@ -787,5 +797,25 @@ mod tests {
         // The announced address is the bind address on loopback.
         let s = cfg(&[]).settle(local()).expect("settles");
         assert_eq!(s.announced_ip, std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+}
+
+/// A listening port beside the main one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SidePort {
+    /// Not served.
+    Off,
+    /// Served on this port (0: any free port).
+    Port(u16),
+}
+
+/// Reads `off` or a port number.
+fn side_port(text: &str) -> Result<SidePort, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "off" | "false" | "no" | "none" => Ok(SidePort::Off),
+        other => other
+            .parse::<u16>()
+            .map(SidePort::Port)
+            .map_err(|_| format!("'{text}' is neither a port number nor 'off'")),
     }
 }

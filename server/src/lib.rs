@@ -60,25 +60,79 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Everything `run` needs besides the configuration: the bound listener.
+/// Everything `run` needs besides the configuration: the bound listeners.
 pub struct Listeners {
-    /// The HTTP(S) listener of the API (and, later, signaling).
+    /// The HTTP(S) listener of every door.
     pub http: std::net::TcpListener,
+    /// Plain-HTTP listeners beside it, by name, each serving one door's side routes
+    /// ([`protocols::janus::HTTP_SIDE`], [`protocols::janus::WS_SIDE`]).
+    pub side: Vec<(&'static str, std::net::TcpListener)>,
+}
+
+/// Binds a side port: an explicit one must be free; the default is taken only when free.
+fn bind_side(
+    config: &Config,
+    name: &'static str,
+    wanted: Option<config::SidePort>,
+    default: u16,
+) -> anyhow::Result<Option<(&'static str, std::net::TcpListener)>> {
+    let (port, explicit) = match wanted {
+        Some(config::SidePort::Off) => return Ok(None),
+        Some(config::SidePort::Port(p)) => (p, true),
+        None => (default, false),
+    };
+    let addr = SocketAddr::new(config.bind, port);
+    match std::net::TcpListener::bind(addr) {
+        Ok(l) => {
+            l.set_nonblocking(true)?;
+            Ok(Some((name, l)))
+        }
+        Err(e) if !explicit => {
+            tracing::warn!(%addr, error = %e, "{name}: default port busy, not served there");
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr} ({name})")),
+    }
 }
 
 impl Listeners {
-    /// Binds the configured address and port.
+    /// Binds the configured address and port, and the side ports.
     pub fn bind(config: &Config) -> anyhow::Result<Self> {
         let addr = SocketAddr::new(config.bind, config.port);
         let http = std::net::TcpListener::bind(addr)
             .with_context(|| format!("cannot listen on {addr}"))?;
         http.set_nonblocking(true)?;
-        Ok(Self { http })
+        let side = [
+            bind_side(
+                config,
+                protocols::janus::HTTP_SIDE,
+                config.janus_http_port,
+                protocols::janus::HTTP_PORT,
+            )?,
+            bind_side(
+                config,
+                protocols::janus::WS_SIDE,
+                config.janus_ws_port,
+                protocols::janus::WS_PORT,
+            )?,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        Ok(Self { http, side })
     }
 
     /// The address the API listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.http.local_addr()
+    }
+
+    /// The address of the side listener `name`, when it is served.
+    pub fn side_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.side
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, l)| l.local_addr().ok())
     }
 }
 
@@ -144,9 +198,13 @@ pub async fn run_with_doors(
         recorder: recording.as_ref().map(|(r, _)| r.clone()),
         stopping: stop_rx.clone(),
     };
-    let app = doors.iter().fold(axum::Router::new(), |app, door| {
-        app.merge(door.routes(served.clone()))
-    });
+    let mut app = axum::Router::new();
+    let mut side_routes = Vec::new();
+    for door in &doors {
+        let routes = door.routes(served.clone());
+        app = app.merge(routes.main);
+        side_routes.extend(routes.side);
+    }
     let recorder = recording.as_ref().map(|(r, _)| r.clone());
     let follower = recording.map(|(recorder, changes)| {
         tokio::spawn(calls::recording::follow(
@@ -164,6 +222,28 @@ pub async fn run_with_doors(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let mut side_servers = Vec::new();
+    for (name, listener) in listeners.side {
+        let Some((_, router)) = side_routes.iter().find(|(n, _)| *n == name) else {
+            continue;
+        };
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("{name}: http://{addr}");
+        }
+        let service = router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let stop = stopped(stop_rx.clone());
+        side_servers.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, service)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::warn!(error = %e, "{name} stopped");
+            }
+        }));
+    }
     let sweeper = tokio::spawn(rooms.clone().sweep_forever(stopped(stop_rx.clone())));
     let mut consumers = Vec::new();
     // The outbox is delivered once, with the payloads of the door that renders events (one
@@ -213,6 +293,9 @@ pub async fn run_with_doors(
         }
     };
     let _ = sweeper.await;
+    for side in side_servers {
+        let _ = side.await;
+    }
     // Recordings in progress end with the server, their files finished.
     if let Some(recorder) = &recorder {
         recorder

@@ -45,6 +45,24 @@ pub trait Door: Send + Sync {
     fn events(&self) -> Option<DoorEvents>;
     /// The roles of the participants told when a recording of their room starts or stops.
     fn recording_notice_roles(&self) -> Vec<Role>;
-    /// Its routes.
-    fn routes(&self, served: Served) -> axum::Router;
+    /// Its routes on the main port, and on the side ports it has (by the names of
+    /// [`crate::Listeners::side`]).
+    fn routes(&self, served: Served) -> Routes;
+}
+
+/// A door's routes.
+pub struct Routes {
+    /// Served on the main port, merged with the other doors' routes.
+    pub main: axum::Router,
+    /// Served alone on a side port, by the side listener's name.
+    pub side: Vec<(&'static str, axum::Router)>,
+}
+
+impl From<axum::Router> for Routes {
+    fn from(main: axum::Router) -> Self {
+        Self {
+            main,
+            side: Vec::new(),
+        }
+    }
 }

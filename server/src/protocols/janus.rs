@@ -11,6 +11,15 @@ mod ws;
 
 pub use error::JanusError;
 
+/// The name of the side listener of the Janus API over HTTP.
+pub const HTTP_SIDE: &str = "janus-http";
+/// The name of the side listener of the Janus API over WebSocket.
+pub const WS_SIDE: &str = "janus-ws";
+/// Janus's HTTP port, taken when free unless configured.
+pub const HTTP_PORT: u16 = 8088;
+/// Janus's WebSocket port, taken when free unless configured.
+pub const WS_PORT: u16 = 8188;
+
 use super::{Door, DoorEvents, Served};
 use crate::room::Role;
 use std::time::Duration;
@@ -37,7 +46,7 @@ impl Door for Janus {
         Vec::new()
     }
 
-    fn routes(&self, served: Served) -> axum::Router {
+    fn routes(&self, served: Served) -> super::Routes {
         let sessions = api::Sessions::new(self.session_timeout)
             .with_plugin(videoroom::VideoRoom::new(served.calls.clone()));
         let watched = sessions.clone();
@@ -51,9 +60,16 @@ impl Door for Janus {
                 }
             }
         });
-        http::router(http::HttpState {
-            sessions,
+        let state = http::HttpState {
+            sessions: sessions.clone(),
             stopping: served.stopping,
-        })
+        };
+        super::Routes {
+            main: http::router(state.clone()),
+            side: vec![
+                (HTTP_SIDE, http::router(state)),
+                (WS_SIDE, ws::any_path(sessions)),
+            ],
+        }
     }
 }

@@ -62,12 +62,12 @@ impl Door for OpenVidu {
         }
     }
 
-    fn routes(&self, served: Served) -> axum::Router {
-        router(RestState::new(
+    fn routes(&self, served: Served) -> super::Routes {
+        super::Routes::from(router(RestState::new(
             served.calls,
             self.settled.clone(),
             served.recorder,
             served.stopping,
-        ))
+        )))
     }
 }

@@ -15,6 +15,8 @@ pub const SECRET: &str = "TEST_SECRET";
 /// A server running in this process.
 pub struct Server {
     pub addr: SocketAddr,
+    /// The side listeners it serves, by name.
+    pub sides: Vec<(&'static str, SocketAddr)>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -66,10 +68,23 @@ impl Server {
             "--data-dir".into(),
             dir.display().to_string(),
         ];
+        // Servers run side by side: no Janus side ports unless a test asks for them.
+        for flag in ["--janus-http-port", "--janus-ws-port"] {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_owned(), "off".to_owned()]);
+            }
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let config = Config::try_from_args(args).expect("valid flags");
         let listeners = Listeners::bind(&config).expect("bind 127.0.0.1:0");
         let addr = listeners.local_addr().expect("bound");
+        let sides = [
+            camerata_server::protocols::janus::HTTP_SIDE,
+            camerata_server::protocols::janus::WS_SIDE,
+        ]
+        .into_iter()
+        .filter_map(|name| listeners.side_addr(name).map(|a| (name, a)))
+        .collect();
         let settled = config.settle(addr).expect("settles");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(run(settled, listeners, async move {
@@ -77,6 +92,7 @@ impl Server {
         }));
         Self {
             addr,
+            sides,
             stop: Some(tx),
             task: Some(task),
         }

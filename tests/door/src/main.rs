@@ -37,10 +37,11 @@ impl Door for Tiny {
         Vec::new()
     }
 
-    fn routes(&self, served: Served) -> axum::Router {
+    fn routes(&self, served: Served) -> camerata_server::protocols::Routes {
         axum::Router::new()
             .route("/tiny", axum::routing::get(upgrade))
             .with_state(served.calls)
+            .into()
     }
 }
 

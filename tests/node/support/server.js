@@ -38,6 +38,11 @@ async function startServer(opts = {}) {
   const args = ['--port', String(opts.port || 0), '--secret', opts.secret || SECRET, '--data-dir', dir];
   if (opts.databaseUrl) args.push('--database-url', opts.databaseUrl);
   args.push(...(opts.args || []));
+  // Suites start servers one after another and Janus may run beside them: the Janus side
+  // ports only when a test asks for them (the Janus API stays on the main port's /janus).
+  for (const flag of ['--janus-http-port', '--janus-ws-port']) {
+    if (!args.includes(flag)) args.push(flag, 'off');
+  }
   const prefix = opts.prefix || [];
   const bin = opts.bin ? path.join(path.dirname(findBinary()), opts.bin) : findBinary();
   const command = prefix.length ? prefix[0] : bin;

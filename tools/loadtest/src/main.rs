@@ -167,6 +167,9 @@ fn start_camerata(args: &Args) -> anyhow::Result<(ServerProcess, String)> {
             ]
         })
         .env("RUST_LOG", "warn")
+        // Janus itself takes its ports 8088 and 8188 in the same namespace.
+        .env("CAMERATA_JANUS_HTTP_PORT", "off")
+        .env("CAMERATA_JANUS_WS_PORT", "off")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .spawn()

@@ -44,6 +44,25 @@ pub fn upgrade(sessions: Sessions, headers: &HeaderMap, ws: WebSocketUpgrade) ->
         .on_upgrade(move |socket| connection(sessions, socket))
 }
 
+/// The WebSocket side port: an upgrade on any path, as Janus's WebSocket transport accepts.
+pub fn any_path(sessions: Sessions) -> axum::Router {
+    axum::Router::new()
+        .fallback(
+            |axum::extract::State(sessions): axum::extract::State<Sessions>,
+             headers: HeaderMap,
+             ws: Result<
+                WebSocketUpgrade,
+                axum::extract::ws::rejection::WebSocketUpgradeRejection,
+            >| async move {
+                match ws {
+                    Ok(ws) => upgrade(sessions, &headers, ws),
+                    Err(e) => e.into_response(),
+                }
+            },
+        )
+        .with_state(sessions)
+}
+
 async fn connection(sessions: Sessions, socket: WebSocket) {
     let (mut out, mut input) = socket.split();
     let (events_tx, mut events) = mpsc::channel::<Value>(SOCKET_EVENTS);

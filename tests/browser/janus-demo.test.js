@@ -1,0 +1,192 @@
+'use strict';
+// The VideoRoom demo page Debian ships (package janus-demos, with janus.js from
+// libjs-janus-gateway), served unmodified from /usr/share/janus/demos: its settings.js points
+// janus.js at http://<page host>:8088/janus, Janus's default port, which Camerata also serves
+// (this suite runs in a loopback-only namespace, so the fixed ports are free). One addition:
+// Debian's settings.js (1.1.2-1) leaves out the `token` and `apisecret` variables that its
+// videoroomtest.js reads, so the page stops with a ReferenceError before it connects, to
+// Janus or anything else; the served settings.js is Debian's with those two lines appended,
+// as upstream's settings.js has them (both null: no auth, as Janus ships). Two demo pages
+// in headless Chromium publish and see and hear each other through Camerata, with VP8 and
+// with H.264; then a demo page and an openvidu-browser page share one room.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const http = require('node:http');
+const fs = require('node:fs');
+const path = require('node:path');
+const { launch, staticServer, receiver } = require('./support');
+const { startServer, http: rest } = require('../node/support/server');
+
+const DEMOS = '/usr/share/janus/demos';
+const JANUS = 'http://127.0.0.1:8088/janus';
+const TYPES = {
+  '.html': 'text/html', '.js': 'application/javascript', '.css': 'text/css', '.png': 'image/png',
+  '.svg': 'image/svg+xml', '.woff': 'font/woff', '.woff2': 'font/woff2', '.ttf': 'font/ttf',
+};
+
+/** Serves the demo folder as it is installed. */
+function demoServer() {
+  const server = http.createServer((req, res) => {
+    const rel = decodeURIComponent(req.url.split('?')[0]);
+    const file = path.resolve(DEMOS, `.${rel}`);
+    if (!file.startsWith(DEMOS + path.sep)) { res.writeHead(403); res.end(); return; }
+    fs.stat(file, (err, st) => {
+      if (err || !st.isFile()) { res.writeHead(404); res.end(); return; }
+      res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream' });
+      if (rel === '/settings.js') {
+        res.end(`${fs.readFileSync(file, 'utf8')}\nvar token = null;\nvar apisecret = null;\n`);
+        return;
+      }
+      fs.createReadStream(file).pipe(res);
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+/** Creates VideoRoom room `room` through the Janus API, as an operator's config would. */
+async function createRoom(room, extra = {}) {
+  const post = async (url, body) => (await fetch(url, { method: 'POST', body: JSON.stringify(body) })).json();
+  const session = (await post(JANUS, { janus: 'create', transaction: 'c' })).data.id;
+  const handle = (await post(`${JANUS}/${session}`,
+    { janus: 'attach', plugin: 'janus.plugin.videoroom', transaction: 'a' })).data.id;
+  const created = await post(`${JANUS}/${session}/${handle}`, {
+    janus: 'message', transaction: 'm',
+    body: { request: 'create', room, description: 'Demo Room', publishers: 6, ...extra },
+  });
+  assert.equal(created.plugindata.data.videoroom, 'created', JSON.stringify(created));
+  await post(`${JANUS}/${session}`, { janus: 'destroy', transaction: 'd' });
+}
+
+/** Opens the demo page, starts it and registers `name`, which joins and publishes. */
+async function joinDemo(context, url, name) {
+  const page = await context.newPage();
+  const log = [];
+  page.on('console', (m) => { if (m.type() !== 'debug') log.push(`${m.type()}: ${m.text()}`); });
+  page.on('pageerror', (e) => log.push(String(e)));
+  page.log = log;
+  await page.goto(url);
+  await page.waitForFunction(() => window.Janus && window.Janus.initDone);
+  await page.click('#start');
+  await page.waitForSelector('#username', { state: 'visible', timeout: 15000 }).catch((e) => {
+    throw new Error(`${name}: the demo did not start: ${e.message}; page said ${log.slice(-15).join(' | ')}`);
+  });
+  await page.fill('#username', name);
+  await page.click('#register');
+  return page;
+}
+
+/** What the demo's first remote feed receives: decoded frames, audio packets, video codec. */
+function feedStats(page) {
+  return page.evaluate(async () => {
+    const feed = (window.feeds || []).find((f) => f && f.webrtcStuff && f.webrtcStuff.pc);
+    if (!feed) return { frames: 0, audio: 0 };
+    const stats = await feed.webrtcStuff.pc.getStats();
+    let frames = 0; let audio = 0; let codec = null;
+    stats.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') {
+        frames += r.framesDecoded || 0;
+        const c = r.codecId && stats.get(r.codecId);
+        if (c) codec = c.mimeType;
+      }
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') audio += r.packetsReceived || 0;
+    });
+    return { frames, audio, codec, display: feed.rfdisplay };
+  });
+}
+
+/** Waits until the page's remote feed decodes frames and receives audio, both growing. */
+async function flowing(page, who) {
+  let first;
+  for (const deadline = Date.now() + 30000; ; await page.waitForTimeout(250)) {
+    const s = await feedStats(page);
+    if (s.frames > 0 && s.audio > 0) {
+      if (!first) first = s;
+      else if (s.frames > first.frames && s.audio > first.audio) return s;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`${who}: no media from the remote feed: ${JSON.stringify(s)}; page said ${page.log.slice(-10).join(' | ')}`);
+    }
+  }
+}
+
+async function twoPublishers(room, query, codec, extra) {
+  const camerata = await startServer({ args: ['--janus-http-port', '8088', '--janus-ws-port', '8188'] });
+  const site = await demoServer();
+  const { browser, cleanup } = await launch();
+  try {
+    await createRoom(room, extra);
+    const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+    const url = `http://127.0.0.1:${site.address().port}/videoroomtest.html?room=${room}${query}`;
+    const ann = await joinDemo(context, url, 'ann');
+    const bob = await joinDemo(context, url, 'bob');
+    const annSees = await flowing(ann, 'ann');
+    const bobSees = await flowing(bob, 'bob');
+    assert.equal(annSees.display, 'bob');
+    assert.equal(bobSees.display, 'ann');
+    assert.equal(annSees.codec, codec);
+    assert.equal(bobSees.codec, codec);
+    // The OpenVidu REST API sees the Janus room and its two participants.
+    const session = await rest(camerata, 'GET', `/openvidu/api/sessions/${room}`);
+    assert.equal(session.status, 200);
+    assert.equal(session.json.connections.numberOfElements, 2);
+  } finally {
+    await cleanup();
+    site.close();
+    await camerata.stop();
+  }
+}
+
+test('two demo pages publish and receive each other through Camerata (VP8)', async () => {
+  await twoPublishers(1234, '', 'video/VP8', {});
+});
+
+test('the same in an H.264 room, the demo asking for H.264', async () => {
+  await twoPublishers(4321, '&vcodec=h264', 'video/H264', { videocodec: 'h264' });
+});
+
+test('one room, two doors: a janus.js publisher and an openvidu-browser publisher', async () => {
+  const hook = await receiver();
+  const camerata = await startServer({
+    args: ['--janus-http-port', '8088', '--janus-ws-port', '8188',
+      '--webhook', 'true', '--webhook-endpoint', hook.url],
+  });
+  const demos = await demoServer();
+  const site = await staticServer();
+  const { browser, cleanup } = await launch();
+  try {
+    await createRoom(1234);
+    const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+    // The OpenVidu side: a token for session "1234", the same room.
+    const token = (await rest(camerata, 'POST', '/openvidu/api/sessions/1234/connection', { role: 'PUBLISHER' })).json.token;
+    const ov = await context.newPage();
+    await ov.goto(`http://127.0.0.1:${site.address().port}/`);
+    await ov.evaluate(() => { window.autoSubscribe = true; });
+    await ov.evaluate(([t]) => window.ovJoin(t, 'ovi'), [token]);
+    await ov.evaluate(() => window.ovPublish());
+    const jan = await joinDemo(context, `http://127.0.0.1:${demos.address().port}/videoroomtest.html`, 'jan');
+    // The demo page receives the openvidu-browser publisher...
+    await flowing(jan, 'jan');
+    // ... and openvidu-browser receives the janus.js publisher.
+    for (const deadline = Date.now() + 30000; ; await ov.waitForTimeout(250)) {
+      const s = Object.values(await ov.evaluate(() => window.ovStats()));
+      if (s.length === 1 && s[0].frames > 0 && s[0].audio > 0) break;
+      if (Date.now() > deadline) throw new Error(`openvidu-browser got no media from jan: ${JSON.stringify(s)}`);
+    }
+    const connections = (await rest(camerata, 'GET', '/openvidu/api/sessions/1234')).json.connections.content;
+    assert.equal(connections.length, 2);
+    assert.ok(connections.some((c) => c.clientData === 'jan'), JSON.stringify(connections.map((c) => c.clientData)));
+    const events = await hook.count(1);
+    const joined = () => hook.bodies.filter((b) => b.body.event === 'participantJoined');
+    for (const deadline = Date.now() + 10000; joined().length < 2 && Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(joined().length, 2, JSON.stringify(events.map((e) => e.event)));
+    assert.deepEqual(new Set(joined().map((b) => b.body.sessionId)), new Set(['1234']));
+  } finally {
+    await cleanup();
+    demos.close();
+    site.close();
+    hook.close();
+    await camerata.stop();
+  }
+});
