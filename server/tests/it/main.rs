@@ -11,4 +11,5 @@ mod rest;
 mod rpc;
 mod store;
 mod tls;
+mod videoroom;
 mod webhook;

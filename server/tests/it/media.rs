@@ -54,15 +54,15 @@ impl PeerConnectionEventHandler for Events {
 }
 
 /// A webrtc-rs peer in the role of a browser.
-struct Peer {
-    pc: Arc<dyn PeerConnection>,
+pub(crate) struct Peer {
+    pub(crate) pc: Arc<dyn PeerConnection>,
     gathered: mpsc::UnboundedReceiver<()>,
     state: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
-    tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+    pub(crate) tracks: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
 }
 
 impl Peer {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let (gathered_tx, gathered) = mpsc::unbounded_channel();
         let (state_tx, state) = mpsc::unbounded_channel();
         let (tracks_tx, tracks) = mpsc::unbounded_channel();
@@ -110,8 +110,28 @@ impl Peer {
             .sdp
     }
 
+    /// Answers the server's `offer`: the answer with every candidate in it.
+    pub(crate) async fn answer(&mut self, offer: &str) -> String {
+        let offer = RTCSessionDescription::offer(offer.to_owned()).expect("an SDP offer");
+        self.pc
+            .set_remote_description(offer)
+            .await
+            .expect("remote offer");
+        let answer = self.pc.create_answer(None).await.expect("answer");
+        self.pc
+            .set_local_description(answer)
+            .await
+            .expect("local answer");
+        self.gathered.recv().await.expect("gathering completes");
+        self.pc
+            .local_description()
+            .await
+            .expect("local description")
+            .sdp
+    }
+
     /// Takes the server's answer and the candidates it trickled after it.
-    async fn accept(&mut self, answer: &str, candidates: &[String]) {
+    pub(crate) async fn accept(&mut self, answer: &str, candidates: &[String]) {
         let answer = RTCSessionDescription::answer(answer.to_owned()).expect("an SDP answer");
         self.pc
             .set_remote_description(answer)
@@ -370,28 +390,7 @@ async fn the_server_offers_a_subscription_and_the_client_answers() {
         "one media section per kind the stream carries (video only here): {offer}"
     );
     let mut subscriber = Peer::new().await;
-    subscriber
-        .pc
-        .set_remote_description(RTCSessionDescription::offer(offer).expect("an SDP offer"))
-        .await
-        .expect("remote offer");
-    let answer = subscriber.pc.create_answer(None).await.expect("answer");
-    subscriber
-        .pc
-        .set_local_description(answer)
-        .await
-        .expect("local answer");
-    subscriber
-        .gathered
-        .recv()
-        .await
-        .expect("gathering completes");
-    let answer = subscriber
-        .pc
-        .local_description()
-        .await
-        .expect("local description")
-        .sdp;
+    let answer = subscriber.answer(&offer).await;
     let r = rpc(
         &mut sws,
         2,
@@ -604,7 +603,7 @@ async fn start_publishing(
 }
 
 /// A publisher peer with one VP8 track of `PUBLISHER_SSRC`, and its offer.
-async fn publisher_offer() -> (Peer, Arc<TrackLocalStaticRTP>, String) {
+pub(crate) async fn publisher_offer() -> (Peer, Arc<TrackLocalStaticRTP>, String) {
     let mut publisher = Peer::new().await;
     let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         "pub".to_owned(),
@@ -630,7 +629,7 @@ async fn publisher_offer() -> (Peer, Arc<TrackLocalStaticRTP>, String) {
 }
 
 /// Sends a VP8-like packet every 10 ms on `sender` until it fails or is aborted.
-fn feed(sender: Arc<TrackLocalStaticRTP>) -> tokio::task::JoinHandle<()> {
+pub(crate) fn feed(sender: Arc<TrackLocalStaticRTP>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seq: u16 = 0;
         let mut ticker = tokio::time::interval(Duration::from_millis(10));
@@ -676,7 +675,7 @@ async fn subscriber_offer() -> (Peer, String) {
 
 /// Waits until the server has closed `peer`'s connection (it sends a DTLS close, or the
 /// connection fails once the server stops answering).
-async fn closed_by_server(peer: &mut Peer) {
+pub(crate) async fn closed_by_server(peer: &mut Peer) {
     let closed = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match peer.state.recv().await {
@@ -732,7 +731,7 @@ async fn publish_subscribe_cycles_end_each_subscription() {
 }
 
 /// Waits for `n` RTP packets on a remote track.
-async fn packets(remote: &Arc<dyn TrackRemote>, n: usize) {
+pub(crate) async fn packets(remote: &Arc<dyn TrackRemote>, n: usize) {
     let mut got = 0;
     while got < n {
         match tokio::time::timeout(Duration::from_secs(15), remote.poll())

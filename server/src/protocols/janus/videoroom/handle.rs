@@ -84,8 +84,10 @@ enum State {
     Fresh,
     Publisher(Publisher),
     Subscriber(Subscriber),
-    /// Left, kicked, or its room was destroyed: only a new handle can join again.
+    /// Left, or its room was destroyed: only a new handle can join again.
     Left,
+    /// Put out of room `0`: its requests find no room, as on Janus.
+    Kicked(u64),
 }
 
 /// What answers a request: the plugin data and a JSEP.
@@ -214,6 +216,7 @@ impl Task {
             }
             (State::Fresh, _) => Err(VrError::join_first()),
             (State::Left, _) => Err(VrError::not_in_room()),
+            (State::Kicked(room), _) => Err(VrError::no_room(*room)),
             (State::Publisher(_), "join" | "joinandconfigure") => {
                 Err(VrError::already_in("publisher"))
             }
@@ -857,7 +860,7 @@ impl Task {
             State::Subscriber(s) => {
                 let _ = calls.unsubscribe(&s.member, &s.stream).await;
             }
-            State::Fresh | State::Left => {}
+            State::Fresh | State::Left | State::Kicked(_) => {}
         }
     }
 
@@ -898,16 +901,17 @@ impl Task {
             }
             Notice::Evicted(who, reason) if *who == me => {
                 let had_stream = self.publishing().is_some();
-                let data = match reason {
+                let (data, next) = match reason {
                     EndReason::ClosedByApi | EndReason::ServerStopped => {
-                        json!({ "videoroom": "destroyed", "room": id })
+                        (json!({ "videoroom": "destroyed", "room": id }), State::Left)
                     }
-                    _ => {
-                        json!({ "videoroom": "event", "room": id, "leaving": "ok", "reason": "kicked" })
-                    }
+                    _ => (
+                        json!({ "videoroom": "event", "room": id, "leaving": "ok", "reason": "kicked" }),
+                        State::Kicked(id),
+                    ),
                 };
                 // Already out of the room: nothing left to leave.
-                if let State::Publisher(p) = std::mem::replace(&mut self.state, State::Left) {
+                if let State::Publisher(p) = std::mem::replace(&mut self.state, next) {
                     self.vr.memory().private_ids.remove(&p.private_id);
                 }
                 self.notices = None;
