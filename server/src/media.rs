@@ -88,6 +88,21 @@ pub struct Description {
     pub sdp: String,
     /// The server's candidates for this peer connection.
     pub candidates: Vec<LocalCandidate>,
+    /// The peer connection's state as it changes; the sender is dropped when it closes.
+    pub status: tokio::sync::watch::Receiver<PeerStatus>,
+}
+
+/// What a door may watch of one peer connection (each flag turns true once).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// ICE and DTLS are up: media can flow.
+    pub connected: bool,
+    /// It failed (ICE or DTLS).
+    pub failed: bool,
+    /// The server receives audio on it (a publisher's).
+    pub audio: bool,
+    /// The server receives video on it (a publisher's).
+    pub video: bool,
 }
 
 /// One local ICE candidate, as the browser's `RTCIceCandidate` takes it.

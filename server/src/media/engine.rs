@@ -12,8 +12,8 @@ use super::codec::{as_nack, engine as media_engine, is_keyframe_request, server_
 use super::forward::{Continuity, History, RtpClock, starts_keyframe, stun_local_ufrag};
 use super::net::{self, TcpEvent};
 use super::{
-    Description, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, PeerKey, StreamKey,
-    TapKey, VideoChoice,
+    Description, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, PeerKey, PeerStatus,
+    StreamKey, TapKey, VideoChoice,
 };
 use bytes::{Bytes, BytesMut};
 use rtc::media_stream::{MediaStreamTrack, MediaStreamTrackId};
@@ -38,7 +38,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The longest a peer connection's timer may be served late after a write moved it earlier.
 const REFRESH: Duration = Duration::from_millis(100);
@@ -150,6 +150,8 @@ struct Peer {
     unanswered: Vec<Sink>,
     /// When to serve the peer connection's timers early: its first DTLS flight.
     kick: Option<Instant>,
+    /// What doors may watch of it; changed only when its state changes, never per packet.
+    status: watch::Sender<PeerStatus>,
 }
 
 /// A subscriber's sending track, as negotiated.
@@ -755,7 +757,8 @@ impl Engine {
         stream: StreamKey,
         sinks: &[Sink],
         unanswered: Vec<Sink>,
-    ) -> PeerKey {
+    ) -> (PeerKey, watch::Receiver<PeerStatus>) {
+        let (status, watching) = watch::channel(PeerStatus::default());
         let id = PeerKey(self.next_peer);
         self.next_peer += 1;
         self.by_ufrag.insert(ufrag.clone().into_bytes(), id);
@@ -771,9 +774,10 @@ impl Engine {
                 sinks: sinks.iter().map(|s| (s.track.clone(), s.index)).collect(),
                 unanswered,
                 kick: None,
+                status,
             },
         );
-        id
+        (id, watching)
     }
 
     /// Makes a peer connection answering `offer`: a publisher's receives, a subscriber's
@@ -821,9 +825,16 @@ impl Engine {
         let sdp = Self::local_sdp(&pc, candidates_in_sdp)?;
         let id = PeerKey(self.next_peer);
         self.join_fanout(id, &mut pc, stream, &sinks)?;
-        let registered = self.register(pc, ufrag, stream, &sinks, Vec::new());
+        let (registered, status) = self.register(pc, ufrag, stream, &sinks, Vec::new());
         debug_assert_eq!(id, registered);
-        Ok((id, Description { sdp, candidates }))
+        Ok((
+            id,
+            Description {
+                sdp,
+                candidates,
+                status,
+            },
+        ))
     }
 
     /// Makes a subscriber's peer connection offering `stream`'s `kinds`; its tracks join the
@@ -855,8 +866,15 @@ impl Engine {
             .unwrap_or_else(|| "0".to_owned());
         let candidates = self.add_host_candidates(&mut pc, &mid)?;
         let sdp = Self::local_sdp(&pc, candidates_in_sdp)?;
-        let id = self.register(pc, ufrag, stream, &sinks, sinks.clone());
-        Ok((id, Description { sdp, candidates }))
+        let (id, status) = self.register(pc, ufrag, stream, &sinks, sinks.clone());
+        Ok((
+            id,
+            Description {
+                sdp,
+                candidates,
+                status,
+            },
+        ))
     }
 
     /// The client's answer to the server's offer on peer connection `id`: its tracks join
@@ -1005,8 +1023,20 @@ impl Engine {
                 // A subscriber can use a keyframe only once its media is flowing: ask again
                 // then (the request made when it subscribed may have been answered before).
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                    rtc::peer_connection::state::RTCPeerConnectionState::Failed,
+                ) => {
+                    if let Some(peer) = self.peers.get(&id) {
+                        peer.status
+                            .send_if_modified(|s| !std::mem::replace(&mut s.failed, true));
+                    }
+                }
+                RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
                     rtc::peer_connection::state::RTCPeerConnectionState::Connected,
                 ) => {
+                    if let Some(peer) = self.peers.get(&id) {
+                        peer.status
+                            .send_if_modified(|s| !std::mem::replace(&mut s.connected, true));
+                    }
                     if let Some(stream) = self
                         .peers
                         .get(&id)
@@ -1074,6 +1104,14 @@ impl Engine {
         let index = output_of(r.track().kind());
         let ssrc = r.track().ssrcs().next().unwrap_or(0);
         peer.sources.push((track, index, receiver));
+        peer.status.send_if_modified(|s| {
+            let receiving = if index == VIDEO {
+                &mut s.video
+            } else {
+                &mut s.audio
+            };
+            !std::mem::replace(receiving, true)
+        });
         let stream = peer.stream;
         if let Some(s) = self.streams.get_mut(&stream)
             && s.publisher == Some(id)

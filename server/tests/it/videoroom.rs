@@ -409,6 +409,18 @@ async fn a_publisher_and_a_subscriber_exchange_media_through_videoroom() {
     );
     publisher.accept(&answer, &[]).await;
     let feeding = feed(track.clone());
+    // The core events of the publisher's peer connection: up, then its video arriving.
+    c.event(|e| e["janus"] == "webrtcup" && e["sender"].as_u64() == Some(ph))
+        .await;
+    let media = c
+        .event(|e| e["janus"] == "media" && e["sender"].as_u64() == Some(ph))
+        .await;
+    assert_eq!(
+        (media["type"].as_str(), media["receiving"].as_bool()),
+        (Some("video"), Some(true)),
+        "{media}"
+    );
+    assert_eq!(media["mid"], "0");
     // Publishing again is refused.
     let (_, _, offer2) = publisher_offer().await;
     let twice = c
@@ -450,6 +462,8 @@ async fn a_publisher_and_a_subscriber_exchange_media_through_videoroom() {
         )
         .await;
     assert_eq!(started["plugindata"]["data"]["started"], "ok", "{started}");
+    c.event(|e| e["janus"] == "webrtcup" && e["sender"].as_u64() == Some(sh))
+        .await;
     let remote = tokio::time::timeout(Duration::from_secs(15), subscriber.tracks.recv())
         .await
         .expect("a track within 15 s")

@@ -9,6 +9,7 @@
 use super::params::{Body, VrError};
 use super::{Section, VideoRoom, admit_error, call_error, feed_id, random_id, sections, settings};
 use crate::calls::{Admission, Candidates, Kinds, Leg, Member, new_stream_id};
+use crate::media::PeerStatus;
 use crate::protocols::janus::api::{Session, VIDEOROOM};
 use crate::room::{
     ActiveInfo, EndReason, ParticipantId, Role, StreamChange, StreamId, StreamInfo, VideoSource,
@@ -16,7 +17,7 @@ use crate::room::{
 use crate::rooms::{Notice, SINK_CAPACITY};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Requests and candidates queued for one handle. Sender: the transports' requests.
 /// Receiver: the handle's task. When full, the sending request waits (back-pressure on that
@@ -56,6 +57,7 @@ pub fn spawn(vr: VideoRoom, session: Arc<Session>, handle: u64) -> mpsc::Sender<
         state: State::Fresh,
         notices: None,
         early: Vec::new(),
+        watched: None,
     };
     tokio::spawn(task.run(rx));
     tx
@@ -102,6 +104,27 @@ struct Task {
     notices: Option<mpsc::Receiver<Arc<Notice>>>,
     /// Candidates that came before their peer connection.
     early: Vec<Value>,
+    /// The handle's peer connection, watched for the core events.
+    watched: Option<Watched>,
+}
+
+/// A peer connection whose state changes become Janus's core events.
+struct Watched {
+    status: watch::Receiver<PeerStatus>,
+    seen: PeerStatus,
+    /// The mids of a publisher's audio and video, for `media` events.
+    mids: Vec<Section>,
+}
+
+/// The next state of the watched peer connection; `None` once it closed.
+async fn next_status(w: &mut Option<Watched>) -> Option<PeerStatus> {
+    match w {
+        Some(w) => match w.status.changed().await {
+            Ok(()) => Some(*w.status.borrow_and_update()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_notice(rx: &mut Option<mpsc::Receiver<Arc<Notice>>>) -> Option<Arc<Notice>> {
@@ -129,9 +152,55 @@ impl Task {
                     // overflowed): the participant is gone from this handle's view.
                     None => self.notices = None,
                 },
+                status = next_status(&mut self.watched) => match status {
+                    Some(s) => self.status(s),
+                    None => self.hangup("Close PC"),
+                },
             }
         }
         self.end().await;
+    }
+
+    /// Watches a new peer connection of this handle.
+    fn watch(&mut self, status: watch::Receiver<PeerStatus>, mids: Vec<Section>) {
+        self.watched = Some(Watched {
+            status,
+            seen: PeerStatus::default(),
+            mids,
+        });
+    }
+
+    /// The watched peer connection changed: `webrtcup` once it is up, `media` as each kind
+    /// starts arriving, `hangup` when it failed.
+    fn status(&mut self, now: PeerStatus) {
+        let Some(w) = &mut self.watched else {
+            return;
+        };
+        let before = std::mem::replace(&mut w.seen, now);
+        let (session, sender) = (self.session.id, self.handle);
+        if now.connected && !before.connected {
+            self.session
+                .push(json!({ "janus": "webrtcup", "session_id": session, "sender": sender }));
+        }
+        for (kind, on, was) in [
+            ("audio", now.audio, before.audio),
+            ("video", now.video, before.video),
+        ] {
+            if on && !was {
+                let mid = w
+                    .mids
+                    .iter()
+                    .find(|s| s.kind == kind)
+                    .map_or_else(String::new, |s| s.mid.clone());
+                self.session.push(json!({
+                    "janus": "media", "session_id": session, "sender": sender,
+                    "mid": mid, "type": kind, "receiving": true,
+                }));
+            }
+        }
+        if now.failed && !before.failed {
+            self.hangup("ICE failed");
+        }
     }
 
     /// A plugin event from this handle, answering `transaction` when given.
@@ -155,8 +224,10 @@ impl Task {
         self.session.push(self.event(None, data, None));
     }
 
-    /// The core `hangup` event: the handle's peer connection closed.
-    fn hangup(&self, reason: &str) {
+    /// The core `hangup` event: the handle's peer connection closed (it is watched no
+    /// more).
+    fn hangup(&mut self, reason: &str) {
+        self.watched = None;
         self.session.push(json!({
             "janus": "hangup",
             "session_id": self.session.id,
@@ -237,8 +308,8 @@ impl Task {
                 if self.publishing().is_none() {
                     return Err(VrError::not_published());
                 }
+                // Its peer connection's close is told by the watcher, after this reply.
                 self.unpublish().await?;
-                self.hangup("Close PC");
                 Ok((
                     json!({ "videoroom": "event", "room": room, "unpublished": "ok" }),
                     None,
@@ -246,11 +317,7 @@ impl Task {
             }
             (State::Publisher(p), "leave") => {
                 let room = p.room;
-                let had_stream = self.publishing().is_some();
                 self.end().await;
-                if had_stream {
-                    self.hangup("Close PC");
-                }
                 Ok((
                     json!({ "videoroom": "event", "room": room, "leaving": "ok" }),
                     None,
@@ -281,7 +348,6 @@ impl Task {
             (State::Subscriber(s), "leave") => {
                 let room = s.room;
                 self.end().await;
-                self.hangup("Close PC");
                 Ok((
                     json!({ "videoroom": "event", "room": room, "left": "ok" }),
                     None,
@@ -476,6 +542,7 @@ impl Task {
         if let State::Publisher(p) = &mut self.state {
             p.stream = Some(stream_id.clone());
         }
+        self.watch(answer.status.clone(), mids.clone());
         self.flush_early(Leg::Publishing(stream_id)).await;
         let video = super::video_codec_name(&room);
         let streams: Vec<Value> = mids
@@ -526,6 +593,11 @@ impl Task {
             let Some((_, answer)) = renegotiated else {
                 return Err(VrError::not_published());
             };
+            let mids = sections(jsep["sdp"].as_str().unwrap_or_default())
+                .into_iter()
+                .filter(|s| s.kind != "data")
+                .collect();
+            self.watch(answer.status.clone(), mids);
             self.flush_early(Leg::Publishing(stream)).await;
             return Ok((
                 json!({ "videoroom": "event", "room": id, "configured": "ok" }),
@@ -664,6 +736,7 @@ impl Task {
                 });
             }
         };
+        self.watch(offer.status.clone(), Vec::new());
         let video = super::video_codec_name(&room);
         let streams: Vec<Value> = sections(&offer.sdp)
             .iter()
@@ -891,7 +964,6 @@ impl Task {
                     p.stream = None;
                 }
                 self.push(json!({ "videoroom": "event", "room": id, "unpublished": "ok" }));
-                self.hangup("Close PC");
             }
             Notice::Unpublished(who, _, _) if !stand_in(who) => {
                 self.push(json!({ "videoroom": "event", "room": id, "unpublished": feed_id(who) }));
@@ -900,7 +972,6 @@ impl Task {
                 self.push(json!({ "videoroom": "event", "room": id, "leaving": feed_id(who) }));
             }
             Notice::Evicted(who, reason) if *who == me => {
-                let had_stream = self.publishing().is_some();
                 let (data, next) = match reason {
                     EndReason::ClosedByApi | EndReason::ServerStopped => {
                         (json!({ "videoroom": "destroyed", "room": id }), State::Left)
@@ -916,9 +987,6 @@ impl Task {
                 }
                 self.notices = None;
                 self.push(data);
-                if had_stream {
-                    self.hangup("Close PC");
-                }
             }
             Notice::Evicted(who, reason) if *reason != EndReason::ClosedByApi && !stand_in(who) => {
                 self.push(json!({ "videoroom": "event", "room": id, "kicked": feed_id(who) }));
