@@ -9,9 +9,9 @@ export CARGO_TERM_COLOR=never NO_COLOR=1 CI="${CI:-}"
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# 1. System packages (Debian): Node.js, PostgreSQL, Chromium, ffmpeg and Janus (the media
-#    load tool's stream and reference server), the namespace and firewall tools; only when
-#    missing.
+# 1. System packages (Debian): Node.js, PostgreSQL, Chromium, ffmpeg, Janus (the media load
+#    tool's reference server and the Janus door's differential test) with its demo pages,
+#    the namespace and firewall tools; only when missing.
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 missing=()
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
@@ -23,6 +23,9 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v janus >/dev/null 2>&1 || missing+=(janus)
+# The VideoRoom demo page and janus.js that the Janus browser suite runs unmodified.
+[ -f /usr/share/janus/demos/videoroomtest.html ] || missing+=(janus-demos)
+[ -f /usr/share/javascript/janus-gateway/janus.min.js ] || missing+=(libjs-janus-gateway)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -q
@@ -87,7 +90,18 @@ node --test --test-concurrency=1 tests/node/
 log "browser tests"
 bash tests/browser/run.sh
 
-# 8. A tiny smoke run of each benchmark (figures come from the benchmark commands in the
+# 8. The Janus door against Janus 1.1.2 itself: the same requests to both, the transcripts
+#    compared, in a namespace with loopback and the veth end Janus gathers candidates on.
+log "Janus differential test"
+unshare -n bash -c 'set -e
+  ip link set lo up
+  ip link add lt0 type veth peer name lt1
+  ip addr add 10.200.0.1/24 dev lt0
+  ip link set lt0 up
+  ip link set lt1 up
+  exec node --test --test-concurrency=1 tests/janus/'
+
+# 9. A tiny smoke run of each benchmark (figures come from the benchmark commands in the
 #    README, not from here).
 log "benchmark smoke"
 "$ROOT/target/$CARGO_BUILD_TARGET/debug/restbench" --smoke

@@ -52,6 +52,22 @@ pub struct Section {
     pub mid: String,
     /// Its index in the SDP.
     pub mindex: usize,
+    /// Opus in-band forward error correction was offered in it.
+    pub fec: bool,
+}
+
+impl Section {
+    /// The section as VideoRoom lists a publisher's stream, in a room whose video codec is
+    /// `video` and whose Opus FEC is `room_fec`.
+    pub fn describe(&self, video: &str, room_fec: bool) -> Value {
+        let codec = if self.kind == "audio" { "opus" } else { video };
+        let mut v =
+            json!({ "type": self.kind, "mindex": self.mindex, "mid": self.mid, "codec": codec });
+        if self.kind == "audio" && self.fec && room_fec {
+            v["fec"] = true.into();
+        }
+        v
+    }
 }
 
 /// The media sections of `sdp`.
@@ -68,9 +84,15 @@ pub fn sections(sdp: &str) -> Vec<Section> {
                 kind,
                 mid: out.len().to_string(),
                 mindex: out.len(),
+                fec: false,
             });
         } else if let (Some(mid), Some(last)) = (line.strip_prefix("a=mid:"), out.last_mut()) {
             mid.trim().clone_into(&mut last.mid);
+        } else if let Some(last) = out.last_mut()
+            && line.starts_with("a=fmtp:")
+            && line.contains("useinbandfec=1")
+        {
+            last.fec = true;
         }
     }
     out
@@ -358,11 +380,12 @@ impl VideoRoom {
                 let participants: Vec<Value> = self
                     .participants(&room)
                     .map(|p| {
-                        let mut v = json!({
-                            "id": feed_id(&p.id),
-                            "publisher": !p.streams().is_empty(),
-                            "talking": false,
-                        });
+                        let publishing = !p.streams().is_empty();
+                        let mut v = json!({ "id": feed_id(&p.id), "publisher": publishing });
+                        if publishing {
+                            // Janus 1.1.2 shows it for publishers, audio levels on or not.
+                            v["talking"] = false.into();
+                        }
                         if let Some(d) = display(p) {
                             v["display"] = d.into();
                         }
@@ -620,6 +643,7 @@ impl VideoRoom {
                     kind,
                     mid: out.len().to_string(),
                     mindex: out.len(),
+                    fec: false,
                 });
             }
         }
@@ -630,17 +654,16 @@ impl VideoRoom {
     fn publisher(&self, room: &Room, p: &Participant) -> Option<Value> {
         let stream = p.streams().first()?;
         let video = video_codec_name(room);
+        let room_fec = settings(room).opus_fec;
         let mids = self.mids(stream);
         let streams: Vec<Value> = mids
             .iter()
             .filter(|s| s.kind != "data")
             .map(|s| {
-                let mut v = json!({ "type": s.kind, "mindex": s.mindex, "mid": s.mid });
+                let mut v = s.describe(video, room_fec);
                 let on = if s.kind == "audio" {
-                    v["codec"] = "opus".into();
                     stream.audio_active
                 } else {
-                    v["codec"] = video.into();
                     stream.video_active
                 };
                 if !on {
@@ -681,24 +704,27 @@ mod tests {
         assert_ne!(feed_id(&ParticipantId::new("007")), 7, "not canonical");
         assert_eq!(janus_room_id(&RoomId::new("1234")), Some(1234));
         assert_eq!(janus_room_id(&RoomId::new("ses_1")), None);
-        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v1\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a0\r\na=fmtp:111 minptime=10;useinbandfec=1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v1\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n";
         assert_eq!(
             sections(sdp),
             vec![
                 Section {
                     kind: "audio",
                     mid: "a0".into(),
-                    mindex: 0
+                    mindex: 0,
+                    fec: true,
                 },
                 Section {
                     kind: "video",
                     mid: "v1".into(),
-                    mindex: 1
+                    mindex: 1,
+                    fec: false,
                 },
                 Section {
                     kind: "data",
                     mid: "2".into(),
-                    mindex: 2
+                    mindex: 2,
+                    fec: false,
                 },
             ]
         );

@@ -86,10 +86,9 @@ enum State {
     Fresh,
     Publisher(Publisher),
     Subscriber(Subscriber),
-    /// Left, or its room was destroyed: only a new handle can join again.
-    Left,
-    /// Put out of room `0`: its requests find no room, as on Janus.
-    Kicked(u64),
+    /// Left, put out, or its room was destroyed: only a new handle can join again, and
+    /// requests find no room, as on Janus.
+    Gone,
 }
 
 /// What answers a request: the plugin data and a JSEP.
@@ -286,8 +285,7 @@ impl Task {
                 }
             }
             (State::Fresh, _) => Err(VrError::join_first()),
-            (State::Left, _) => Err(VrError::not_in_room()),
-            (State::Kicked(room), _) => Err(VrError::no_room(*room)),
+            (State::Gone, _) => Err(VrError::gone()),
             (State::Publisher(_), "join" | "joinandconfigure") => {
                 Err(VrError::already_in("publisher"))
             }
@@ -547,10 +545,7 @@ impl Task {
         let video = super::video_codec_name(&room);
         let streams: Vec<Value> = mids
             .iter()
-            .map(|s| {
-                let codec = if s.kind == "audio" { "opus" } else { video };
-                json!({ "type": s.kind, "mindex": s.mindex, "mid": s.mid, "codec": codec })
-            })
+            .map(|sec| sec.describe(video, s.opus_fec))
             .collect();
         let mut data = json!({
             "videoroom": "event",
@@ -917,7 +912,7 @@ impl Task {
 
     /// Leaves whatever the handle joined.
     async fn end(&mut self) {
-        let state = std::mem::replace(&mut self.state, State::Left);
+        let state = std::mem::replace(&mut self.state, State::Gone);
         self.notices = None;
         self.early.clear();
         let calls = &self.vr.inner.calls;
@@ -933,7 +928,7 @@ impl Task {
             State::Subscriber(s) => {
                 let _ = calls.unsubscribe(&s.member, &s.stream).await;
             }
-            State::Fresh | State::Left | State::Kicked(_) => {}
+            State::Fresh | State::Gone => {}
         }
     }
 
@@ -972,17 +967,16 @@ impl Task {
                 self.push(json!({ "videoroom": "event", "room": id, "leaving": feed_id(who) }));
             }
             Notice::Evicted(who, reason) if *who == me => {
-                let (data, next) = match reason {
+                let data = match reason {
                     EndReason::ClosedByApi | EndReason::ServerStopped => {
-                        (json!({ "videoroom": "destroyed", "room": id }), State::Left)
+                        json!({ "videoroom": "destroyed", "room": id })
                     }
-                    _ => (
-                        json!({ "videoroom": "event", "room": id, "leaving": "ok", "reason": "kicked" }),
-                        State::Kicked(id),
-                    ),
+                    _ => {
+                        json!({ "videoroom": "event", "room": id, "leaving": "ok", "reason": "kicked" })
+                    }
                 };
                 // Already out of the room: nothing left to leave.
-                if let State::Publisher(p) = std::mem::replace(&mut self.state, next) {
+                if let State::Publisher(p) = std::mem::replace(&mut self.state, State::Gone) {
                     self.vr.memory().private_ids.remove(&p.private_id);
                 }
                 self.notices = None;

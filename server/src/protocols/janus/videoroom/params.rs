@@ -68,6 +68,11 @@ impl VrError {
         Self::new(425, "Not in a room (create a new handle)")
     }
 
+    /// 426 as Janus answers a handle whose participant left or was put out (no id in it).
+    pub fn gone() -> Self {
+        Self::new(426, "No such room")
+    }
+
     /// 426: no room with that id.
     pub fn no_room(room: u64) -> Self {
         Self::new(426, format!("No such room ({room})"))
@@ -270,14 +275,12 @@ const AUDIO_CODECS: [&str; 10] = [
 const VIDEO_CODECS: [&str; 5] = ["vp8", "vp9", "h264", "av1", "h265"];
 
 /// Reads a comma list of codecs (at most 5 kept, as Janus), each a known name.
-pub fn codec_list(text: &str, known: &[&str], key: &str) -> Result<Vec<String>, VrError> {
+pub fn codec_list(text: &str, known: &[&str], refused: &str) -> Result<Vec<String>, VrError> {
     let mut out = Vec::new();
     for name in text.split(',').map(str::trim) {
         let lower = name.to_ascii_lowercase();
         if !known.contains(&lower.as_str()) {
-            return Err(VrError::bad_value(format!(
-                "Invalid element ({key}): unknown codec '{name}'"
-            )));
+            return Err(VrError::bad_value(refused));
         }
         if out.len() < 5 && !out.contains(&lower) {
             out.push(lower);
@@ -288,12 +291,20 @@ pub fn codec_list(text: &str, known: &[&str], key: &str) -> Result<Vec<String>, 
 
 /// The audio codecs of a room, as given to `create`.
 pub fn audio_codecs(text: &str) -> Result<Vec<String>, VrError> {
-    codec_list(text, &AUDIO_CODECS, "audiocodec")
+    codec_list(
+        text,
+        &AUDIO_CODECS,
+        "Invalid element (audiocodec can only be or contain opus, isac32, isac16, pcmu, pcma or g722)",
+    )
 }
 
 /// The video codecs of a room, as given to `create`.
 pub fn video_codecs(text: &str) -> Result<Vec<String>, VrError> {
-    codec_list(text, &VIDEO_CODECS, "videocodec")
+    codec_list(
+        text,
+        &VIDEO_CODECS,
+        "Invalid element (videocodec can only be or contain vp8, vp9, av1, h264 or h265)",
+    )
 }
 
 /// What the Janus door keeps with a room beyond the neutral options (its description,
