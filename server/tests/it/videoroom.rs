@@ -306,7 +306,7 @@ async fn rooms_settings_and_wrong_requests_get_videoroom_errors() {
         .await;
     assert_eq!(
         listed["participants"],
-        json!([{"id": 7001, "display": "alice", "publisher": false, "talking": false}])
+        json!([{"id": 7001, "display": "alice", "publisher": false}])
     );
     // A second session is kicked out by the server API; the first sees `kicked`.
     let mut other = Client::new(s.addr).await;
