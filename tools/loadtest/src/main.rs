@@ -3,9 +3,11 @@
 //! subscribers measure packets, loss, delay through the server (each video payload's send
 //! time is looked up by its hash on the one clock of the machine) and the time from the
 //! subscribe request to the first packet and the first keyframe. The server's CPU time and
-//! RSS come from /proc during a steady window. The same scenarios run against Camerata (the
-//! OpenVidu protocol) and Janus 1.1.2 (VideoRoom over its HTTP API), one after the other,
-//! and the results are written as a Markdown report and a CSV for the chart.
+//! RSS come from /proc during a steady window. The same scenarios run against Camerata
+//! through the OpenVidu protocol, Camerata through the Janus API (its VideoRoom door) and
+//! Janus 1.1.2 (VideoRoom over its HTTP API), one after the other; the last two are driven
+//! by the same Janus client code, so their comparison is the servers alone. The results are
+//! written as a Markdown report and a CSV for the chart.
 //!
 //! Run it through `tools/loadtest/run.sh`, which makes the network namespace (loopback plus
 //! the veth pair Janus needs) and installs what is missing.
@@ -35,8 +37,10 @@ struct Args {
     /// Seconds of each measuring window.
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    /// Which servers: camerata, janus or both.
-    #[arg(long, default_value = "both")]
+    /// Which servers, comma separated: camerata (OpenVidu protocol), camerata-janus
+    /// (Camerata through the Janus API), janus; `all` for the three, `both` for camerata and
+    /// janus.
+    #[arg(long, default_value = "all")]
     servers: String,
     /// The camerata binary.
     #[arg(long, default_value = "target/release/camerata")]
@@ -671,6 +675,12 @@ async fn run_server(
                 args.camerata_client_ip,
             )
         }
+        "camerata-janus" => {
+            let (mut p, base) = start_camerata(args)?;
+            p.name = "Camerata (Janus API)";
+            let j = signaling::Janus::connect(&format!("{base}/janus")).await?;
+            (p, Target::Janus(j), args.camerata_client_ip)
+        }
         _ => {
             let (p, base) = start_janus(args)?;
             let j = signaling::Janus::connect(&base).await?;
@@ -813,15 +823,17 @@ fn report(rows: &[Row], args: &Args) -> String {
                 fmt(r.client_cpu_percent, 1),
             ));
         }
-        if let (Some(c), Some(j)) = (
-            of.iter().find(|r| r.server == "Camerata"),
-            of.iter().find(|r| r.server == "Janus"),
-        ) {
-            out.push_str(&format!(
-                "\nJanus / Camerata: CPU per packet {}x, RSS per subscriber {}x.\n",
-                fmt(j.cpu_us_per_packet / c.cpu_us_per_packet, 2),
-                fmt(j.rss_kib_per_subscriber / c.rss_kib_per_subscriber, 2)
-            ));
+        for camerata in ["Camerata", "Camerata (Janus API)"] {
+            if let (Some(c), Some(j)) = (
+                of.iter().find(|r| r.server == camerata),
+                of.iter().find(|r| r.server == "Janus"),
+            ) {
+                out.push_str(&format!(
+                    "\nJanus / {camerata}: CPU per packet {}x, RSS per subscriber {}x.\n",
+                    fmt(j.cpu_us_per_packet / c.cpu_us_per_packet, 2),
+                    fmt(j.rss_kib_per_subscriber / c.rss_kib_per_subscriber, 2)
+                ));
+            }
         }
         out.push('\n');
     }
@@ -863,11 +875,16 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let servers: Vec<&str> = match args.servers.as_str() {
+        "all" => vec!["camerata", "camerata-janus", "janus"],
         "both" => vec!["camerata", "janus"],
-        "camerata" => vec!["camerata"],
-        "janus" => vec!["janus"],
-        other => bail!("--servers: camerata, janus or both, not {other}"),
+        list => list.split(',').map(str::trim).collect(),
     };
+    if let Some(other) = servers
+        .iter()
+        .find(|s| !["camerata", "camerata-janus", "janus"].contains(s))
+    {
+        bail!("--servers: camerata, camerata-janus, janus, all or both, not {other}");
+    }
     let mut rows = Vec::new();
     rt.block_on(async {
         for s in servers {
