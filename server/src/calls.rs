@@ -714,6 +714,39 @@ impl Calls {
         Ok(())
     }
 
+    /// A moderator, through a server API, stops (`muted`) or resumes the forwarding of
+    /// `stream`'s video (`video`) or audio; the publisher keeps sending, the room records the
+    /// stream as inactive (or active again) for the others, for `reason`. Returns the
+    /// publisher.
+    pub async fn mute_by_api(
+        &self,
+        room: &RoomHandle,
+        stream: &StreamId,
+        video: bool,
+        muted: bool,
+        reason: &str,
+    ) -> Result<ParticipantId, CallError> {
+        let owner = room
+            .snapshot(false)
+            .await?
+            .publisher_of(stream)
+            .map(|p| p.id.clone())
+            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))?;
+        let (_, out) = room
+            .published_stream(&owner, stream)
+            .await?
+            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))?;
+        self.inner.media.mute(&out, video, muted)?;
+        let change = if video {
+            StreamChange::VideoActive(!muted)
+        } else {
+            StreamChange::AudioActive(!muted)
+        };
+        room.change_stream(&owner, stream, change, reason.to_owned())
+            .await??;
+        Ok(owner)
+    }
+
     /// A server API sends a signal through `room`.
     pub async fn signal_by_api(
         &self,

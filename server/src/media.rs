@@ -425,6 +425,18 @@ impl Media {
         Ok((Endpoint::new(peer, &self.commands), answer))
     }
 
+    /// Stops (`muted`) or resumes forwarding `stream`'s video (`video`) or audio to its
+    /// subscribers and recorders; the publisher keeps sending.
+    pub fn mute(&self, stream: &StreamOut, video: bool, muted: bool) -> Result<(), MediaError> {
+        self.commands
+            .send(Command::Mute {
+                stream: stream.0.key,
+                video,
+                muted,
+            })
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))
+    }
+
     /// The loop's counts, after every command sent before this one took effect.
     pub async fn stats(&self) -> Result<MediaStats, MediaError> {
         self.ask(Command::Stats).await

@@ -98,6 +98,12 @@ pub(crate) enum Command {
         RTCIceCandidateInit,
         oneshot::Sender<Result<(), MediaError>>,
     ),
+    /// Stop (`muted`) or resume forwarding one kind of `stream` (moderation).
+    Mute {
+        stream: StreamKey,
+        video: bool,
+        muted: bool,
+    },
     /// Close a peer connection (idempotent).
     ClosePeer(PeerKey),
     /// Forget a stream's fan-out (idempotent).
@@ -215,6 +221,8 @@ struct Fanout {
     /// answers it (whoever asked is connected and gets that keyframe), else it goes out
     /// when the gap ends.
     keyframe_wanted: Option<Instant>,
+    /// A moderator stopped this kind: its packets are dropped, not forwarded.
+    muted: bool,
 }
 
 #[derive(Default)]
@@ -523,6 +531,27 @@ impl Engine {
                 self.service(id, now);
             }
             Command::ClosePeer(id) => self.close(id),
+            Command::Mute {
+                stream,
+                video,
+                muted,
+            } => {
+                let index = if video { VIDEO } else { AUDIO };
+                if let Some(s) = self.streams.get_mut(&stream) {
+                    let fanout = &mut s.fanouts[index];
+                    if fanout.muted != muted {
+                        fanout.muted = muted;
+                        if !muted {
+                            // Subscribers see one numbering across the pause, and a picture
+                            // at once.
+                            fanout.continuity.rebase = true;
+                            if video {
+                                self.request_keyframe(stream, now);
+                            }
+                        }
+                    }
+                }
+            }
             Command::DropStream(key) => {
                 if let Some(stream) = self.streams.remove(&key) {
                     if let Some(publisher) = stream.publisher {
@@ -1143,6 +1172,9 @@ impl Engine {
             return;
         }
         let fanout = &mut stream.fanouts[index];
+        if fanout.muted {
+            return;
+        }
         if fanout.keyframe_wanted.is_some()
             && index == VIDEO
             && stream

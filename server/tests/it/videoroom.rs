@@ -484,6 +484,53 @@ async fn a_publisher_and_a_subscriber_exchange_media_through_videoroom() {
         Some(1)
     );
 
+    // Moderation stops the forwarding of the video (the publisher keeps sending); every
+    // publisher in the room hears of it, the target included; unmuting resumes it.
+    let moderate = |mute: bool| json!({"request": "moderate", "room": 5555, "id": 8001, "mid": "0", "mute": mute});
+    assert_eq!(
+        code(
+            &c.sync(
+                ph,
+                json!({"request": "moderate", "room": 5555, "id": 8001, "mid": "7", "mute": true})
+            )
+            .await
+        ),
+        Some(428)
+    );
+    assert_eq!(
+        c.sync(ph, moderate(true)).await,
+        json!({"videoroom": "success"})
+    );
+    let told = c.plugin_event(ph, "moderation").await;
+    assert_eq!(
+        (told["id"].as_u64(), told["moderation"].as_str()),
+        (Some(8001), Some("muted"))
+    );
+    let ov = s.call("GET", "/openvidu/api/sessions/5555", None).await;
+    assert_eq!(
+        ov.json["connections"]["content"][0]["publishers"][0]["mediaOptions"]["videoActive"], false,
+        "{}",
+        ov.text
+    );
+    // What was in flight arrives; then nothing, until the unmute.
+    let quiet = async {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(1500), remote.poll()).await {
+                Err(_) => return true,
+                Ok(None) => return false,
+                Ok(Some(_)) => {}
+            }
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(15), quiet)
+            .await
+            .unwrap_or(false),
+        "the muted video stops reaching the subscriber"
+    );
+    c.sync(ph, moderate(false)).await;
+    packets(&remote, 10).await;
+
     // Unpublishing ends the subscription's peer connection and hangs up the publisher's.
     let unpublished = c.ask(ph, json!({"request": "unpublish"}), None).await;
     assert_eq!(unpublished["plugindata"]["data"]["unpublished"], "ok");

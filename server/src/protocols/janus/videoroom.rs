@@ -210,6 +210,8 @@ struct Memory {
     stand_ins: HashSet<ParticipantId>,
     /// The media sections of the streams published through this door, by stream.
     mids: HashMap<crate::room::StreamId, Vec<Section>>,
+    /// Each publisher participant's handle, for the events no room notice carries.
+    publishers: HashMap<(RoomId, ParticipantId), (Arc<Session>, u64)>,
 }
 
 /// The VideoRoom plugin (cheap to clone).
@@ -224,7 +226,7 @@ struct Inner {
 }
 
 /// The requests answered at once.
-const SYNC: [&str; 9] = [
+const SYNC: [&str; 10] = [
     "create",
     "edit",
     "destroy",
@@ -232,6 +234,7 @@ const SYNC: [&str; 9] = [
     "list",
     "allowed",
     "kick",
+    "moderate",
     "listparticipants",
     "listforwarders",
 ];
@@ -251,7 +254,7 @@ const ASYNC: [&str; 12] = [
     "leave",
 ];
 /// Janus requests this door does not serve (the README names them).
-const UNSUPPORTED: [&str; 10] = [
+const UNSUPPORTED: [&str; 9] = [
     "enable_recording",
     "rtp_forward",
     "stop_rtp_forward",
@@ -261,7 +264,6 @@ const UNSUPPORTED: [&str; 10] = [
     "add_remote_publisher",
     "update_remote_publisher",
     "remove_remote_publisher",
-    "moderate",
 ];
 
 impl VideoRoom {
@@ -375,6 +377,7 @@ impl VideoRoom {
                     .map_err(|_| VrError::no_user(user, id))?;
                 Ok(json!({ "videoroom": "success" }))
             }
+            "moderate" => self.moderate(b).await,
             "listparticipants" => {
                 let (id, _, room) = self.room(b).await?;
                 let participants: Vec<Value> = self
@@ -516,6 +519,61 @@ impl VideoRoom {
         let permanent = b.bool("permanent")?.unwrap_or(false);
         self.store(&handle, id, o, &s).await?;
         Ok(json!({ "videoroom": "edited", "room": id, "permanent": permanent }))
+    }
+
+    /// Stops or resumes the forwarding of one stream (mid) of a publisher; every publisher
+    /// in the room, the target included, is told.
+    async fn moderate(&self, b: &Body<'_>) -> Result<Value, VrError> {
+        let (id, handle, room) = self.room(b).await?;
+        b.credential("secret", settings(&room).secret.as_deref())?;
+        let user = b.req_uint("id")?;
+        let mid = b.req_str("mid")?;
+        let mute = b.bool("mute")?.ok_or_else(|| VrError::missing("mute"))?;
+        let who = self
+            .participant(&room, user)
+            .ok_or_else(|| VrError::no_user(user, id))?;
+        let no_mid = || VrError::no_feed_mid(mid);
+        let stream = who.streams().first().ok_or_else(no_mid)?;
+        let section = self
+            .mids(stream)
+            .into_iter()
+            .find(|s| s.mid == mid && s.kind != "data")
+            .ok_or_else(no_mid)?;
+        self.inner
+            .calls
+            .mute_by_api(
+                &handle,
+                &stream.id,
+                section.kind == "video",
+                mute,
+                "moderated",
+            )
+            .await
+            .map_err(|e| call_error(e, id))?;
+        let data = json!({
+            "videoroom": "event",
+            "room": id,
+            "id": user,
+            "mid": mid,
+            "moderation": if mute { "muted" } else { "unmuted" },
+        });
+        let told: Vec<(Arc<Session>, u64)> = self
+            .memory()
+            .publishers
+            .iter()
+            .filter(|((r, _), _)| r == room.id())
+            .map(|(_, to)| to.clone())
+            .collect();
+        for (session, sender) in told {
+            session.push(handle::plugin_event(
+                session.id,
+                sender,
+                None,
+                data.clone(),
+                None,
+            ));
+        }
+        Ok(json!({ "videoroom": "success" }))
     }
 
     async fn allowed(&self, b: &Body<'_>) -> Result<Value, VrError> {

@@ -204,19 +204,7 @@ impl Task {
 
     /// A plugin event from this handle, answering `transaction` when given.
     fn event(&self, transaction: Option<&str>, data: Value, jsep: Option<Value>) -> Value {
-        let mut v = json!({
-            "janus": "event",
-            "session_id": self.session.id,
-            "sender": self.handle,
-            "plugindata": { "plugin": VIDEOROOM, "data": data },
-        });
-        if let Some(t) = transaction {
-            v["transaction"] = t.into();
-        }
-        if let Some(j) = jsep {
-            v["jsep"] = j;
-        }
-        v
+        plugin_event(self.session.id, self.handle, transaction, data, jsep)
     }
 
     fn push(&self, data: Value) {
@@ -424,6 +412,10 @@ impl Task {
             .await
             .map_err(|e| admit_error(e, id, user))?;
         let private_id = self.vr.new_private_id(room.id(), &member.participant);
+        self.vr.memory().publishers.insert(
+            (room.id().clone(), member.participant.clone()),
+            (self.session.clone(), self.handle),
+        );
         self.notices = Some(notices);
         self.state = State::Publisher(Publisher {
             room: id,
@@ -918,7 +910,7 @@ impl Task {
         let calls = &self.vr.inner.calls;
         match state {
             State::Publisher(p) => {
-                self.vr.memory().private_ids.remove(&p.private_id);
+                self.vr.forget_publisher(&p);
                 if let Some(stream) = &p.stream {
                     self.vr.memory().mids.remove(stream);
                 }
@@ -977,7 +969,7 @@ impl Task {
                 };
                 // Already out of the room: nothing left to leave.
                 if let State::Publisher(p) = std::mem::replace(&mut self.state, State::Gone) {
-                    self.vr.memory().private_ids.remove(&p.private_id);
+                    self.vr.forget_publisher(&p);
                 }
                 self.notices = None;
                 self.push(data);
@@ -998,6 +990,29 @@ impl Task {
             _ => {}
         }
     }
+}
+
+/// A VideoRoom event from `sender` on `session`, answering `transaction` when given.
+pub fn plugin_event(
+    session: u64,
+    sender: u64,
+    transaction: Option<&str>,
+    data: Value,
+    jsep: Option<Value>,
+) -> Value {
+    let mut v = json!({
+        "janus": "event",
+        "session_id": session,
+        "sender": sender,
+        "plugindata": { "plugin": VIDEOROOM, "data": data },
+    });
+    if let Some(t) = transaction {
+        v["transaction"] = t.into();
+    }
+    if let Some(j) = jsep {
+        v["jsep"] = j;
+    }
+    v
 }
 
 /// A participant as `attendees` and `joining` show it.
@@ -1031,6 +1046,15 @@ impl VideoRoom {
             .get(&pvt)
             .filter(|(r, _)| r == room)
             .map(|(_, p)| p.clone())
+    }
+
+    /// A publisher handle's participant is gone: its private id and handle are forgotten.
+    fn forget_publisher(&self, p: &Publisher) {
+        let mut memory = self.memory();
+        memory.private_ids.remove(&p.private_id);
+        memory
+            .publishers
+            .remove(&(p.member.room.id().clone(), p.member.participant.clone()));
     }
 
     /// A subscriber handle's stand-in leaves.

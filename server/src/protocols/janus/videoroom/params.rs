@@ -93,6 +93,11 @@ impl VrError {
         Self::new(428, format!("No such mid '{mid}' in feed ({feed})"))
     }
 
+    /// 428: the publisher publishes no stream with that mid.
+    pub fn no_feed_mid(mid: &str) -> Self {
+        Self::new(428, format!("No such mid '{mid}' published"))
+    }
+
     /// 428: no participant with that id.
     pub fn no_user(user: u64, room: u64) -> Self {
         Self::new(428, format!("No such user {user} in room {room}"))
