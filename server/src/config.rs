@@ -103,6 +103,17 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_JANUS_SESSION_TIMEOUT", default_value_t = 60)]
     pub janus_session_timeout: u64,
 
+    /// The Janus API's shared secret (Janus's `api_secret`): every request but `info` and
+    /// `ping` must carry it as `apisecret` (or a signed token). Unset: no secret, as Janus
+    /// ships.
+    #[arg(long, env = "CAMERATA_JANUS_API_SECRET")]
+    pub janus_api_secret: Option<String>,
+
+    /// The key of Janus's signed tokens (`token_auth_secret`): requests may carry a token
+    /// `<expiry>,janus,<plugin>…:<base64 HMAC-SHA1>` made with it. Unset: no tokens.
+    #[arg(long, env = "CAMERATA_JANUS_TOKEN_SECRET")]
+    pub janus_token_secret: Option<String>,
+
     /// Port of the Janus API over plain HTTP at `/janus`, as Janus's 8088 (it is also
     /// served on the main port); `off` for none. Unset: 8088 when that port is free.
     #[arg(long, env = "CAMERATA_JANUS_HTTP_PORT", value_parser = side_port)]

@@ -170,6 +170,10 @@ pub async fn run_with_doors(
         Box::new(protocols::openvidu::OpenVidu::new(settled.clone())),
         Box::new(protocols::janus::Janus::new(
             std::time::Duration::from_secs(settled.config.janus_session_timeout),
+            protocols::janus::Auth {
+                api_secret: settled.config.janus_api_secret.clone(),
+                token_secret: settled.config.janus_token_secret.clone(),
+            },
         )),
     ];
     doors.extend(more);

@@ -4,11 +4,13 @@
 //! Janus's error 462 naming that.
 
 mod api;
+mod auth;
 mod error;
 mod http;
 mod videoroom;
 mod ws;
 
+pub use auth::Auth;
 pub use error::JanusError;
 
 /// The name of the side listener of the Janus API over HTTP.
@@ -27,13 +29,17 @@ use std::time::Duration;
 /// The Janus door, as `lib.rs` plugs it in.
 pub struct Janus {
     session_timeout: Duration,
+    auth: Auth,
 }
 
 impl Janus {
     /// The door whose sessions expire after `session_timeout` without a request (zero:
-    /// never), as Janus's `session_timeout`.
-    pub fn new(session_timeout: Duration) -> Self {
-        Self { session_timeout }
+    /// never), as Janus's `session_timeout`, and whose requests pass `auth`.
+    pub fn new(session_timeout: Duration, auth: Auth) -> Self {
+        Self {
+            session_timeout,
+            auth,
+        }
     }
 }
 
@@ -48,6 +54,7 @@ impl Door for Janus {
 
     fn routes(&self, served: Served) -> super::Routes {
         let sessions = api::Sessions::new(self.session_timeout)
+            .with_auth(self.auth.clone())
             .with_plugin(videoroom::VideoRoom::new(served.calls.clone()));
         let watched = sessions.clone();
         let mut stopping = served.stopping.clone();

@@ -603,3 +603,96 @@ async fn the_websocket_side_port_upgrades_any_path() {
     assert_eq!(reply["janus"], "success");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_api_secret_or_a_signed_token_is_required_when_configured() {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let dir = TempDir::new();
+    let s = Server::start_with(
+        &dir.sqlite_url(),
+        dir.0.clone(),
+        &["--janus-api-secret", "s3", "--janus-token-secret", "k"],
+    )
+    .await;
+    let info = request(s.addr, "GET", "/janus/info", None, None, &[]).await;
+    assert_eq!(
+        (
+            info.json["api_secret"].as_bool(),
+            info.json["auth_token"].as_bool()
+        ),
+        (Some(true), Some(true)),
+        "info needs no credentials and tells what is on"
+    );
+    let refused = post(
+        s.addr,
+        "/janus",
+        json!({"janus": "create", "transaction": "c"}),
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], 403, "{refused}");
+    let created = post(
+        s.addr,
+        "/janus",
+        json!({"janus": "create", "transaction": "c", "apisecret": "s3"}),
+    )
+    .await;
+    let sid = created["data"]["id"]
+        .as_u64()
+        .expect("created with the secret");
+    let sign = |text: &str| {
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"k").expect("a key");
+        mac.update(text.as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        format!("{text}:{sig}")
+    };
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 3600;
+    let echo_only = sign(&format!("{later},janus,janus.plugin.echotest"));
+    let r = post(
+        s.addr,
+        &format!("/janus/{sid}"),
+        json!({"janus": "attach", "transaction": "a", "plugin": "janus.plugin.videoroom",
+               "token": echo_only}),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], 405, "{r}");
+    let videoroom = sign(&format!("{later},janus,janus.plugin.videoroom"));
+    let r = post(
+        s.addr,
+        &format!("/janus/{sid}"),
+        json!({"janus": "attach", "transaction": "a", "plugin": "janus.plugin.videoroom",
+               "token": videoroom}),
+    )
+    .await;
+    assert!(r["data"]["id"].as_u64().is_some(), "{r}");
+    let expired = sign("1000,janus,janus.plugin.videoroom");
+    let r = post(
+        s.addr,
+        &format!("/janus/{sid}"),
+        json!({"janus": "keepalive", "transaction": "k", "token": expired}),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], 403, "{r}");
+    // The long poll carries them in its query.
+    let poll = request(
+        s.addr,
+        "GET",
+        &format!("/janus/{sid}?maxev=1"),
+        None,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(poll.status, 403);
+    post(
+        s.addr,
+        &format!("/janus/{sid}"),
+        json!({"janus": "destroy", "transaction": "d", "apisecret": "s3"}),
+    )
+    .await;
+    s.stop().await;
+}

@@ -6,6 +6,7 @@
 //! Lock rule: the session map and each session's state are behind short locks, held for a
 //! map call or a queue push, never across `.await`.
 
+use super::auth::{Auth, unix_now};
 use super::error::JanusError;
 use super::videoroom::{Job, Outcome, VideoRoom};
 use serde_json::{Map, Value, json};
@@ -98,6 +99,7 @@ pub struct Sessions {
     map: Arc<Mutex<HashMap<u64, Arc<Session>>>>,
     timeout: Duration,
     plugin: Option<VideoRoom>,
+    auth: Auth,
 }
 
 /// Where a request is addressed: from the HTTP path, or from the body alone.
@@ -136,7 +138,7 @@ fn string_element<'a>(o: &'a Map<String, Value>, key: &'static str) -> Result<&'
 }
 
 /// `server_info`: what janus.js and janode read, with plausible values for the rest.
-fn server_info(transaction: &str, timeout: Duration) -> Value {
+fn server_info(transaction: &str, timeout: Duration, auth: &Auth) -> Value {
     json!({
         "janus": "server_info",
         "transaction": transaction,
@@ -157,8 +159,8 @@ fn server_info(transaction: &str, timeout: Duration) -> Value {
         "ice-lite": false,
         "ice-tcp": false,
         "full-trickle": false,
-        "api_secret": false,
-        "auth_token": false,
+        "api_secret": auth.api_secret.is_some(),
+        "auth_token": auth.token_secret.is_some(),
         "event_handlers": false,
         "opaqueid_in_api": false,
         "transports": {
@@ -189,7 +191,19 @@ impl Sessions {
             map: Arc::default(),
             timeout,
             plugin: None,
+            auth: Auth::default(),
         }
+    }
+
+    /// The sessions with `auth` checking every request but `info` and `ping`.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The checks requests pass.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     /// The sessions with the VideoRoom plugin serving their handles.
@@ -280,6 +294,16 @@ impl Sessions {
             }
             (p, b) => p.or(b),
         };
+        if verb != "info" && verb != "ping" {
+            let attach = if verb == "attach" {
+                o.get("plugin").and_then(Value::as_str)
+            } else {
+                None
+            };
+            if let Err(e) = self.auth.check_body(&o, unix_now(), attach) {
+                return error(session, Some(transaction), &e);
+            }
+        }
         let reply = match (session, handle) {
             (None, None) => self.root(&verb, transaction, &o),
             (None, Some(_)) => Err(JanusError::WrongPath(verb.clone())),
@@ -290,7 +314,7 @@ impl Sessions {
 
     fn root(&self, verb: &str, transaction: &str, o: &Map<String, Value>) -> Reply {
         match verb {
-            "info" => Ok(server_info(transaction, self.timeout)),
+            "info" => Ok(server_info(transaction, self.timeout, &self.auth)),
             "ping" => Ok(json!({ "janus": "pong", "transaction": transaction })),
             "create" => {
                 let wanted = id_element(o, "id")?;

@@ -4,6 +4,10 @@
 /// A failed Janus API request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JanusError {
+    /// 403: the API secret or token is missing or wrong.
+    Unauthorized,
+    /// 405: the token does not open that plugin.
+    TokenPlugin(String),
     /// 453: a verb Janus does not know at this level.
     UnknownRequest(String),
     /// 454: the body is not JSON.
@@ -36,6 +40,8 @@ impl JanusError {
     /// Janus's code.
     pub fn code(&self) -> u16 {
         match self {
+            JanusError::Unauthorized => 403,
+            JanusError::TokenPlugin(_) => 405,
             JanusError::UnknownRequest(_) => 453,
             JanusError::InvalidJson(_) => 454,
             JanusError::NotAnObject => 455,
@@ -54,6 +60,10 @@ impl JanusError {
     /// Janus's reason text.
     pub fn reason(&self) -> String {
         match self {
+            JanusError::Unauthorized => {
+                "Unauthorized request (wrong or missing secret/token)".into()
+            }
+            JanusError::TokenPlugin(p) => format!("Provided token can't access plugin '{p}'"),
             JanusError::UnknownRequest(verb) => format!("Unknown request '{verb}'"),
             JanusError::InvalidJson(detail) => format!("JSON error: {detail}"),
             JanusError::NotAnObject => "JSON error: not an object".into(),

@@ -150,6 +150,17 @@ async fn long_poll(
     Path(session): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    // A long poll carries its credentials in the query; without them, an empty 403.
+    let given = |k: &str| q.get(k).map(String::as_str);
+    let now = super::auth::unix_now();
+    if let Err(e) = st
+        .sessions
+        .auth()
+        .check(given("apisecret"), given("token"), now, None)
+    {
+        tracing::debug!(error = %e.reason(), "Janus long poll refused");
+        return StatusCode::FORBIDDEN.into_response();
+    }
     let Some(session) = path_id(&session).and_then(|id| st.sessions.get(id)) else {
         return not_found();
     };
