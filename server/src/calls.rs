@@ -588,6 +588,31 @@ impl Calls {
         Ok(())
     }
 
+    /// `m`'s subscription to `stream` stops (`on` false) or resumes sending it the kinds
+    /// `kinds` names; the subscription stays.
+    pub async fn set_receiving(
+        &self,
+        m: &Member,
+        stream: &StreamId,
+        kinds: Kinds,
+        on: bool,
+    ) -> Result<(), CallError> {
+        let leg = Leg::Receiving(stream.clone());
+        let endpoint = m
+            .room
+            .endpoint_for(&m.participant, leg.clone())
+            .await?
+            .ok_or(CallError::NoEndpoint(leg))?;
+        let video = match (kinds.audio, kinds.video) {
+            (true, true) => None,
+            (false, true) => Some(true),
+            (true, false) => Some(false),
+            (false, false) => return Ok(()),
+        };
+        endpoint.set_sending(video, on)?;
+        Ok(())
+    }
+
     /// `m` stops publishing `stream`.
     pub async fn unpublish(&self, m: &Member, stream: &StreamId) -> Result<(), CallError> {
         m.room

@@ -250,6 +250,20 @@ impl Endpoint {
             .map_err(|_| MediaError::Gone("the media loop has stopped"))?
     }
 
+    /// Stops (`on` false) or resumes sending a subscriber its audio, its video or both
+    /// (`video` `None`); after a pause it sees one numbering, and video resumes with a
+    /// keyframe request.
+    pub fn set_sending(&self, video: Option<bool>, on: bool) -> Result<(), MediaError> {
+        self.0
+            .commands
+            .send(Command::Sending {
+                peer: self.0.key,
+                video,
+                on,
+            })
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))
+    }
+
     /// Gives a peer connection the server offered (`Media::offer`) the client's answer.
     pub async fn accept_answer(&self, answer: String) -> Result<(), MediaError> {
         let (reply, done) = oneshot::channel();

@@ -98,6 +98,13 @@ pub(crate) enum Command {
         RTCIceCandidateInit,
         oneshot::Sender<Result<(), MediaError>>,
     ),
+    /// Stop or resume writing to one subscriber's peer connection, for its audio, its video
+    /// or both (`None`).
+    Sending {
+        peer: PeerKey,
+        video: Option<bool>,
+        on: bool,
+    },
     /// Stop (`muted`) or resume forwarding one kind of `stream` (moderation).
     Mute {
         stream: StreamKey,
@@ -179,6 +186,28 @@ struct Output {
     /// Packets and payload octets sent (wrapping, as RTCP counts them).
     packets: u32,
     octets: u32,
+    /// The subscriber asked for this kind to stop: nothing is written to it.
+    paused: Paused,
+    /// Sequence numbers of the stream this subscriber was never sent (its pauses), taken
+    /// off each packet's so that it sees one numbering without gaps.
+    skipped: u16,
+    /// The stream's sequence number last written to it.
+    last_seq: Option<u16>,
+    /// The first of its own sequence numbers after the latest resume: NACKs for earlier
+    /// ones are not answered (their offset was another).
+    resumed_at: Option<u16>,
+}
+
+/// Whether a subscriber's output is paused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Paused {
+    /// Written to.
+    #[default]
+    No,
+    /// Not written to.
+    Yes,
+    /// Written to again from the next packet, which sets the new offset.
+    Resuming,
 }
 
 impl Output {
@@ -193,6 +222,7 @@ impl Output {
         let mut copy = packet.clone();
         copy.header.ssrc = self.ssrc;
         copy.header.payload_type = self.payload_type;
+        copy.header.sequence_number = packet.header.sequence_number.wrapping_sub(self.skipped);
         let octets = copy.payload.len() as u32;
         let written = pc
             .rtp_sender(self.sender)
@@ -531,6 +561,7 @@ impl Engine {
                 self.service(id, now);
             }
             Command::ClosePeer(id) => self.close(id),
+            Command::Sending { peer, video, on } => self.sending(peer, video, on, now),
             Command::Mute {
                 stream,
                 video,
@@ -767,6 +798,10 @@ impl Engine {
                     payload_type,
                     packets: 0,
                     octets: 0,
+                    paused: Paused::No,
+                    skipped: 0,
+                    last_seq: None,
+                    resumed_at: None,
                 },
             ));
         }
@@ -1201,10 +1236,25 @@ impl Engine {
                 at: now,
             });
         }
+        let seq = packet.header.sequence_number;
         for output in &mut fanout.outputs {
+            match output.paused {
+                Paused::Yes => continue,
+                Paused::Resuming => {
+                    // Continue this subscriber's numbering from the last packet it got.
+                    if let Some(last) = output.last_seq {
+                        let gap = seq.wrapping_sub(last).wrapping_sub(1);
+                        output.skipped = output.skipped.wrapping_add(gap);
+                    }
+                    output.resumed_at = Some(seq.wrapping_sub(output.skipped));
+                    output.paused = Paused::No;
+                }
+                Paused::No => {}
+            }
             let Some(sub) = self.peers.get_mut(&output.peer) else {
                 continue;
             };
+            output.last_seq = Some(seq);
             output.write(&mut sub.pc, &packet, now);
             self.net.flush(&mut sub.pc);
         }
@@ -1239,7 +1289,15 @@ impl Engine {
         };
         for nack in packets.iter().filter_map(|p| as_nack(p.as_ref())) {
             for seq in nack.nacks.iter().copied().flatten() {
-                if let Some(kept) = fanout.history.get(seq)
+                // The subscriber's numbering back to the stream's; only since its last
+                // resume, whose offset is the one it has.
+                if output
+                    .resumed_at
+                    .is_some_and(|r| seq.wrapping_sub(r) >= 0x8000)
+                {
+                    continue;
+                }
+                if let Some(kept) = fanout.history.get(seq.wrapping_add(output.skipped))
                     && output.write(&mut peer.pc, kept, now)
                 {
                     self.retransmitted += 1;
@@ -1279,6 +1337,36 @@ impl Engine {
                     self.net.flush(&mut peer.pc);
                 }
             }
+        }
+    }
+
+    /// Pauses or resumes the outputs of subscriber `peer` (its audio, video or both); a
+    /// resumed video asks the publisher for a keyframe.
+    fn sending(&mut self, peer: PeerKey, video: Option<bool>, on: bool, now: Instant) {
+        let Some(stream) = self.peers.get(&peer).map(|p| p.stream) else {
+            return;
+        };
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let mut keyframe = false;
+        for (index, fanout) in s.fanouts.iter_mut().enumerate() {
+            if video.is_some_and(|v| v != (index == VIDEO)) {
+                continue;
+            }
+            for output in fanout.outputs.iter_mut().filter(|o| o.peer == peer) {
+                output.paused = match (on, output.paused) {
+                    (false, _) => Paused::Yes,
+                    (true, Paused::Yes) => {
+                        keyframe |= index == VIDEO;
+                        Paused::Resuming
+                    }
+                    (true, other) => other,
+                };
+            }
+        }
+        if keyframe {
+            self.request_keyframe(stream, now);
         }
     }
 

@@ -110,6 +110,28 @@ async fn post(addr: SocketAddr, path: &str, body: Value) -> Value {
     r.json
 }
 
+/// What was in flight arrives; then nothing for a while (the track is still open).
+async fn quiet(
+    remote: &std::sync::Arc<dyn webrtc::media_stream::track_remote::TrackRemote>,
+    what: &str,
+) {
+    let quiet = async {
+        loop {
+            match tokio::time::timeout(Duration::from_millis(1500), remote.poll()).await {
+                Err(_) => return true,
+                Ok(None) => return false,
+                Ok(Some(_)) => {}
+            }
+        }
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(15), quiet)
+            .await
+            .unwrap_or(false),
+        "{what}"
+    );
+}
+
 fn code(data: &Value) -> Option<u64> {
     data["error_code"].as_u64()
 }
@@ -512,23 +534,44 @@ async fn a_publisher_and_a_subscriber_exchange_media_through_videoroom() {
         "{}",
         ov.text
     );
-    // What was in flight arrives; then nothing, until the unmute.
-    let quiet = async {
-        loop {
-            match tokio::time::timeout(Duration::from_millis(1500), remote.poll()).await {
-                Err(_) => return true,
-                Ok(None) => return false,
-                Ok(Some(_)) => {}
-            }
-        }
-    };
-    assert!(
-        tokio::time::timeout(Duration::from_secs(15), quiet)
-            .await
-            .unwrap_or(false),
-        "the muted video stops reaching the subscriber"
-    );
+    quiet(&remote, "the muted video stops reaching the subscriber").await;
     c.sync(ph, moderate(false)).await;
+    packets(&remote, 10).await;
+
+    // The subscriber pauses and starts again; then stops its video by mid, and resumes it.
+    let paused = c.ask(sh, json!({"request": "pause"}), None).await;
+    assert_eq!(paused["plugindata"]["data"]["paused"], "ok", "{paused}");
+    quiet(&remote, "a paused subscription receives nothing").await;
+    let started = c.ask(sh, json!({"request": "start"}), None).await;
+    assert_eq!(started["plugindata"]["data"]["started"], "ok");
+    packets(&remote, 10).await;
+    let mid = data["streams"][0]["mid"]
+        .as_str()
+        .expect("a mid")
+        .to_owned();
+    let unknown = c
+        .ask(
+            sh,
+            json!({"request": "configure", "streams": [{"mid": "9", "send": false}]}),
+            None,
+        )
+        .await;
+    assert_eq!(code(&unknown["plugindata"]["data"]), Some(428));
+    let off = c
+        .ask(
+            sh,
+            json!({"request": "configure", "streams": [{"mid": mid, "send": false}]}),
+            None,
+        )
+        .await;
+    assert_eq!(off["plugindata"]["data"]["configured"], "ok", "{off}");
+    quiet(&remote, "a stream not sent stops").await;
+    c.ask(
+        sh,
+        json!({"request": "configure", "streams": [{"mid": mid, "send": true}]}),
+        None,
+    )
+    .await;
     packets(&remote, 10).await;
 
     // Unpublishing ends the subscription's peer connection and hangs up the publisher's.

@@ -18,6 +18,10 @@ struct Client {
     connected: bool,
     /// RTP received: (SSRC, payload).
     rtp: Vec<(u32, Vec<u8>)>,
+    /// The sequence numbers of the RTP received, in order.
+    seqs: Vec<u16>,
+    /// The next sequence number this client sends.
+    next_seq: u16,
     /// Keyframe requests received.
     keyframe_requests: usize,
 }
@@ -46,6 +50,8 @@ impl Client {
             addr: addr(at),
             connected: false,
             rtp: Vec::new(),
+            seqs: Vec::new(),
+            next_seq: 1000,
             keyframe_requests: 0,
         }
     }
@@ -114,7 +120,10 @@ impl Client {
         }
         while let Some(message) = self.pc.poll_read() {
             match message.message {
-                RTCMessage::RtpPacket(_, p) => self.rtp.push((p.header.ssrc, p.payload.to_vec())),
+                RTCMessage::RtpPacket(_, p) => {
+                    self.seqs.push(p.header.sequence_number);
+                    self.rtp.push((p.header.ssrc, p.payload.to_vec()));
+                }
                 RTCMessage::RtcpPacket(_, packets) => {
                     self.keyframe_requests += packets
                         .iter()
@@ -222,14 +231,16 @@ fn publisher(
 /// Sends `n` VP8 packets (the first a keyframe start) from the publisher.
 fn send_video(client: &mut Client, sender: RTCRtpSenderId, ssrc: u32, n: u16, now: Instant) {
     let payload_type = negotiated_payload_type(&mut client.pc, sender).expect("a negotiated codec");
-    for i in 0..n {
+    for _ in 0..n {
+        let seq = client.next_seq;
+        client.next_seq = seq.wrapping_add(1);
         let packet = rtc::rtp::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
                 marker: true,
                 payload_type,
-                sequence_number: 1000 + i,
-                timestamp: 90_000 + u32::from(i) * 3000,
+                sequence_number: seq,
+                timestamp: 90_000 + u32::from(seq) * 3000,
                 ssrc,
                 ..Default::default()
             },
@@ -374,6 +385,82 @@ fn the_loop_offers_a_subscription_and_forwards_once_answered() {
         &mut now,
     );
     assert_eq!(subscriber.rtp.len(), 10, "every packet forwarded once");
+}
+
+#[test]
+fn a_paused_subscriber_resumes_with_one_numbering_and_a_keyframe_request() {
+    let mut now = Instant::now();
+    let mut engine = engine(now);
+    let (mut publisher, sender, ssrc) = publisher(&mut engine, StreamKey(9), now);
+    let (peer, offer) = ask(&mut engine, now, |reply| Command::Offer {
+        stream: StreamKey(9),
+        audio: false,
+        video_track: true,
+        video: VideoChoice::Vp8,
+        candidates_in_sdp: true,
+        reply,
+    })
+    .expect("the loop offers");
+    let mut subscriber = Client::new("127.0.0.1:50004", now);
+    subscriber.accept(&offer, false, now);
+    let answer = subscriber.pc.create_answer(None).expect("an answer");
+    subscriber
+        .pc
+        .set_local_description(now, answer)
+        .expect("local answer");
+    subscriber.add_host_candidate();
+    let sdp = subscriber.pc.local_description().expect("answer").sdp;
+    ask(&mut engine, now, |reply| Command::Answer(peer, sdp, reply)).expect("taken");
+    connect(&mut engine, &mut publisher, &mut subscriber, &mut now);
+    let packets = (sender, ssrc, 10);
+    forward(
+        &mut engine,
+        &mut publisher,
+        &mut subscriber,
+        packets,
+        &mut now,
+    );
+    assert_eq!(subscriber.rtp.len(), 10);
+    let sending = |on| Command::Sending {
+        peer,
+        video: None,
+        on,
+    };
+    engine.command(sending(false), now);
+    forward(
+        &mut engine,
+        &mut publisher,
+        &mut subscriber,
+        packets,
+        &mut now,
+    );
+    assert_eq!(subscriber.rtp.len(), 10, "nothing while paused");
+    // Past the least gap between keyframe requests, so the resume's request goes out.
+    pump(
+        &mut engine,
+        &mut [&mut publisher, &mut subscriber],
+        &mut now,
+        (KEYFRAME_MIN_GAP.as_millis() / 2) as usize + 10,
+    );
+    let asked = publisher.keyframe_requests;
+    engine.command(sending(true), now);
+    forward(
+        &mut engine,
+        &mut publisher,
+        &mut subscriber,
+        packets,
+        &mut now,
+    );
+    assert_eq!(subscriber.rtp.len(), 20, "sent again once resumed");
+    let seqs = &subscriber.seqs;
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "one numbering across the pause: {seqs:?}"
+    );
+    assert!(
+        publisher.keyframe_requests > asked,
+        "the resumed video asked for a keyframe"
+    );
 }
 
 #[test]

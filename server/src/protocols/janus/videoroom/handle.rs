@@ -80,6 +80,8 @@ struct Subscriber {
     /// The member is this handle's own stand-in participant.
     stand_in: bool,
     stream: StreamId,
+    /// The media sections of the server's offer (the subscriber's mids).
+    sections: Vec<Section>,
 }
 
 enum State {
@@ -310,24 +312,12 @@ impl Task {
                 ))
             }
             (State::Subscriber(_), "start") => self.start(jsep).await,
-            (State::Subscriber(s), "configure") => {
+            (State::Subscriber(_), "configure") => self.configure_subscription(b).await,
+            (State::Subscriber(s), "pause") => {
                 let room = s.room;
-                // Camerata sends each subscription whole (no per-stream pause, no ICE
-                // restart yet): a request for either is refused, layer choices are moot
-                // without simulcast, as on Janus for a stream that has none.
-                if b.bool("restart")? == Some(true) {
-                    return Err(VrError::unsupported("configure restart"));
-                }
-                let sends_off = b
-                    .objects("streams")?
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|s| s.get("send") == Some(&Value::Bool(false)));
-                if sends_off || b.bool("send")? == Some(false) {
-                    return Err(VrError::unsupported("configure send"));
-                }
+                self.receiving(Kinds::ALL, false).await?;
                 Ok((
-                    json!({ "videoroom": "event", "room": room, "configured": "ok" }),
+                    json!({ "videoroom": "event", "room": room, "paused": "ok" }),
                     None,
                 ))
             }
@@ -339,7 +329,7 @@ impl Task {
                     None,
                 ))
             }
-            (State::Subscriber(_), "pause" | "switch" | "subscribe" | "unsubscribe" | "update") => {
+            (State::Subscriber(_), "switch" | "subscribe" | "unsubscribe" | "update") => {
                 Err(VrError::unsupported(request))
             }
             (_, other) => Err(VrError::unknown(other)),
@@ -752,6 +742,7 @@ impl Task {
             member,
             stand_in,
             stream: stream.id.clone(),
+            sections: sections(&offer.sdp),
         });
         let mut data = json!({ "videoroom": "attached", "room": id, "streams": streams });
         if b.0.contains_key("feed") && !b.0.contains_key("streams") {
@@ -824,9 +815,80 @@ impl Task {
                 .await
                 .map_err(|e| call_error(e, id))?;
             self.flush_early(Leg::Receiving(stream)).await;
+        } else {
+            // Resumes what `pause` stopped.
+            self.receiving(Kinds::ALL, true).await?;
         }
         Ok((
             json!({ "videoroom": "event", "room": id, "started": "ok" }),
+            None,
+        ))
+    }
+
+    /// This subscriber's subscription stops or resumes sending `kinds`.
+    async fn receiving(&self, kinds: Kinds, on: bool) -> Result<(), VrError> {
+        let State::Subscriber(s) = &self.state else {
+            return Err(VrError::join_first());
+        };
+        self.vr
+            .inner
+            .calls
+            .set_receiving(&s.member, &s.stream, kinds, on)
+            .await
+            .map_err(|e| call_error(e, s.room))
+    }
+
+    /// A subscriber's `configure`: each stream's `send` (by the subscriber's mid; the
+    /// legacy form puts `mid` and `send` at the top level). Layer choices are moot without
+    /// simulcast, as on Janus for a stream that has none; an ICE restart is not served.
+    async fn configure_subscription(&mut self, b: &Body<'_>) -> Result<Reply, VrError> {
+        let State::Subscriber(s) = &self.state else {
+            return Err(VrError::join_first());
+        };
+        let room = s.room;
+        if b.bool("restart")? == Some(true) {
+            return Err(VrError::unsupported("configure restart"));
+        }
+        let mut changes: Vec<(Option<String>, bool)> = Vec::new();
+        match b.objects("streams")? {
+            Some(items) => {
+                for item in &items {
+                    let item = Body(item);
+                    let mid = item.str("mid")?.map(str::to_owned);
+                    if mid.is_none() && items.len() > 1 {
+                        return Err(VrError::bad_value("Invalid element (mid)"));
+                    }
+                    if let Some(send) = item.bool("send")? {
+                        changes.push((mid, send));
+                    }
+                }
+            }
+            None => {
+                if let Some(send) = b.bool("send")? {
+                    changes.push((b.str("mid")?.map(str::to_owned), send));
+                }
+            }
+        }
+        for (mid, send) in changes {
+            let kinds = match mid {
+                None => Kinds::ALL,
+                Some(mid) => {
+                    let kind = s
+                        .sections
+                        .iter()
+                        .find(|sec| sec.mid == mid)
+                        .map(|sec| sec.kind)
+                        .ok_or_else(|| VrError::no_sub_mid(&mid))?;
+                    Kinds {
+                        audio: kind == "audio",
+                        video: kind == "video",
+                    }
+                }
+            };
+            self.receiving(kinds, send).await?;
+        }
+        Ok((
+            json!({ "videoroom": "event", "room": room, "configured": "ok" }),
             None,
         ))
     }

@@ -98,6 +98,11 @@ impl VrError {
         Self::new(428, format!("No such mid '{mid}' published"))
     }
 
+    /// 428: the subscription has no stream with that mid.
+    pub fn no_sub_mid(mid: &str) -> Self {
+        Self::new(428, format!("No such mid '{mid}' in subscription"))
+    }
+
     /// 428: no participant with that id.
     pub fn no_user(user: u64, room: u64) -> Self {
         Self::new(428, format!("No such user {user} in room {room}"))
