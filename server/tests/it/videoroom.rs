@@ -644,6 +644,35 @@ async fn the_websocket_side_port_upgrades_any_path() {
         .expect("frame");
     let reply: Value = serde_json::from_str(reply.to_text().expect("text")).expect("JSON");
     assert_eq!(reply["janus"], "success");
+    // A session made over HTTP is claimed by the socket: its events come there from now on.
+    let mut c = Client::new(s.addr).await;
+    let h = c.attach().await;
+    ws.send(Message::Text(
+        json!({"janus": "claim", "transaction": "cl", "session_id": c.session})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("send");
+    let mut next = async || -> Value {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message")
+            .expect("open")
+            .expect("frame");
+        serde_json::from_str(m.to_text().expect("text")).expect("JSON")
+    };
+    let claimed = next().await;
+    assert_eq!(
+        (claimed["janus"].as_str(), claimed["session_id"].as_u64()),
+        (Some("success"), Some(c.session)),
+        "{claimed}"
+    );
+    let (acked, t) = c.send(h, json!({"request": "configure"}), None).await;
+    assert_eq!(acked["janus"], "ack");
+    let event = next().await;
+    assert_eq!(event["transaction"], t.as_str(), "{event}");
+    assert_eq!(code(&event["plugindata"]["data"]), Some(424));
     s.stop().await;
 }
 

@@ -109,6 +109,9 @@ pub struct Address {
     pub session: Option<u64>,
     /// The handle named by the path.
     pub handle: Option<u64>,
+    /// The request came over a WebSocket (which binds the sessions it creates or claims);
+    /// else over HTTP.
+    pub over_socket: bool,
 }
 
 /// The reply to one request.
@@ -307,7 +310,10 @@ impl Sessions {
         let reply = match (session, handle) {
             (None, None) => self.root(&verb, transaction, &o),
             (None, Some(_)) => Err(JanusError::WrongPath(verb.clone())),
-            (Some(s), h) => self.on_session(s, h, &verb, transaction, &o).await,
+            (Some(s), h) => {
+                self.on_session(s, h, &verb, transaction, &o, address.over_socket)
+                    .await
+            }
         };
         reply.unwrap_or_else(|e| error(session, Some(transaction), &e))
     }
@@ -347,6 +353,7 @@ impl Sessions {
         verb: &str,
         transaction: &str,
         o: &Map<String, Value>,
+        over_socket: bool,
     ) -> Reply {
         let session = self.get(id).ok_or(JanusError::NoSuchSession(id))?;
         session.touch();
@@ -355,6 +362,14 @@ impl Sessions {
         let Some(h) = handle else {
             return match verb {
                 "keepalive" => Ok(done("ack")),
+                // The session moves to the connection that claims it: a WebSocket binds it
+                // when this succeeds (ws.rs); over HTTP its events go to the long poll again.
+                "claim" => {
+                    if !over_socket {
+                        *lock(&session.socket) = None;
+                    }
+                    Ok(done("success"))
+                }
                 "attach" => {
                     let plugin = string_element(o, "plugin")?;
                     if plugin != VIDEOROOM {
@@ -506,6 +521,7 @@ mod tests {
         let at = Address {
             session: Some(id),
             handle: None,
+            over_socket: false,
         };
         let attached = ask(
             &s,
@@ -564,6 +580,7 @@ mod tests {
             Address {
                 session: Some(5),
                 handle: None,
+                over_socket: false,
             },
             json!({"janus": "keepalive", "transaction": "t"}),
         );
@@ -574,6 +591,7 @@ mod tests {
         let ha = Address {
             session: Some(id),
             handle: Some(h),
+            over_socket: false,
         };
         assert_eq!(
             code(&ask(
@@ -604,7 +622,8 @@ mod tests {
                 &s,
                 Address {
                     session: Some(id),
-                    handle: Some(h + 1)
+                    handle: Some(h + 1),
+                    over_socket: false,
                 },
                 json!({"janus": "detach", "transaction": "t"})
             )),

@@ -105,6 +105,7 @@ async fn on_session(
     let address = Address {
         session: Some(session),
         handle: None,
+        over_socket: false,
     };
     reply(&st.sessions.request(address, &body).await)
 }
@@ -120,6 +121,7 @@ async fn on_handle(
     let address = Address {
         session: Some(session),
         handle: Some(handle),
+        over_socket: false,
     };
     reply(&st.sessions.request(address, &body).await)
 }

@@ -2,7 +2,7 @@
 //! HTTP, addressed by `session_id`/`handle_id` in the body; the sessions a socket creates are
 //! bound to it, their events pushed on it, and destroyed when it closes.
 
-use super::api::Sessions;
+use super::api::{Address, Sessions};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -80,18 +80,23 @@ async fn connection(sessions: Sessions, socket: WebSocket) {
                 let mut rest = text.as_str().trim();
                 while !rest.is_empty() {
                     let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
-                    let (one, used) = match stream.next() {
-                        Some(Ok(v)) => (v.to_string(), stream.byte_offset()),
+                    let (one, used, claims) = match stream.next() {
+                        Some(Ok(v)) => (v.to_string(), stream.byte_offset(), v["janus"] == "claim"),
                         // Not JSON: the whole rest is answered as one bad request.
-                        _ => (rest.to_owned(), rest.len()),
+                        _ => (rest.to_owned(), rest.len(), false),
                     };
-                    let reply = sessions.request(Default::default(), one.as_bytes()).await;
+                    let address = Address { over_socket: true, ..Address::default() };
+                    let reply = sessions.request(address, one.as_bytes()).await;
+                    // A session this socket creates or claims is bound to it.
+                    let made = reply.get("session_id").is_none().then(|| reply["data"]["id"].as_u64());
+                    let claimed = claims.then(|| reply["session_id"].as_u64());
                     if reply["janus"] == "success"
-                        && reply.get("session_id").is_none()
-                        && let Some(id) = reply["data"]["id"].as_u64()
+                        && let Some(id) = made.or(claimed).flatten()
                     {
                         sessions.bind(id, events_tx.clone());
-                        bound.push(id);
+                        if !bound.contains(&id) {
+                            bound.push(id);
+                        }
                     }
                     replies.push(reply);
                     rest = rest[used..].trim_start();
