@@ -588,6 +588,26 @@ impl Calls {
         Ok(())
     }
 
+    /// Measures the voice activity of `m`'s stream `stream` (see `Media::watch_speech`).
+    pub async fn watch_speech(
+        &self,
+        m: &Member,
+        stream: &StreamId,
+        every: u32,
+        threshold: u8,
+    ) -> Result<tokio::sync::watch::Receiver<crate::media::Speech>, CallError> {
+        let (_, out) = m
+            .room
+            .published_stream(&m.participant, stream)
+            .await?
+            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))?;
+        Ok(self
+            .inner
+            .media
+            .watch_speech(&out, every, threshold)
+            .await?)
+    }
+
     /// `m`'s subscription to `stream` stops (`on` false) or resumes sending it the kinds
     /// `kinds` names; the subscription stays.
     pub async fn set_receiving(

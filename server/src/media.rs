@@ -92,6 +92,15 @@ pub struct Description {
     pub status: tokio::sync::watch::Receiver<PeerStatus>,
 }
 
+/// A stream's voice activity, as last measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Speech {
+    /// The publisher is talking.
+    pub talking: bool,
+    /// The average level of the last window, in dBov (0 loudest, 127 silence).
+    pub average: f32,
+}
+
 /// What a door may watch of one peer connection (each flag turns true once).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerStatus {
@@ -437,6 +446,26 @@ impl Media {
             })
             .await??;
         Ok((Endpoint::new(peer, &self.commands), answer))
+    }
+
+    /// Measures `stream`'s voice activity from its publisher's audio levels: the average
+    /// of every `every` packets, talking while under `threshold` dBov. The returned watch
+    /// changes when the publisher starts or stops talking.
+    pub async fn watch_speech(
+        &self,
+        stream: &StreamOut,
+        every: u32,
+        threshold: u8,
+    ) -> Result<tokio::sync::watch::Receiver<Speech>, MediaError> {
+        let key = stream.0.key;
+        self.ask(|reply| Command::Speech {
+            stream: key,
+            every,
+            threshold,
+            reply,
+        })
+        .await?
+        .ok_or(MediaError::Gone("the stream is no longer published"))
     }
 
     /// Stops (`muted`) or resumes forwarding `stream`'s video (`video`) or audio to its

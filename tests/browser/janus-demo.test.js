@@ -109,12 +109,41 @@ async function flowing(page, who) {
   }
 }
 
-async function twoPublishers(room, query, codec, extra) {
+/**
+ * A participant with no media, joined through the raw HTTP API, that collects the room's
+ * events (as a dashboard or a moderator's backend would).
+ */
+async function listener(room, id) {
+  const post = async (url, body) => (await fetch(url, { method: 'POST', body: JSON.stringify(body) })).json();
+  const session = (await post(JANUS, { janus: 'create', transaction: 'c' })).data.id;
+  const handle = (await post(`${JANUS}/${session}`,
+    { janus: 'attach', plugin: 'janus.plugin.videoroom', transaction: 'a' })).data.id;
+  await post(`${JANUS}/${session}/${handle}`, {
+    janus: 'message', transaction: 'j', body: { request: 'join', room, ptype: 'publisher', id, display: 'ear' },
+  });
+  const events = [];
+  return {
+    /** Waits for an event whose plugin data `wanted` takes. */
+    async until(wanted, what) {
+      for (const deadline = Date.now() + 30000; Date.now() < deadline;) {
+        const found = events.find((e) => e.plugindata && wanted(e.plugindata.data));
+        if (found) return found.plugindata.data;
+        const got = await (await fetch(`${JANUS}/${session}?maxev=10`)).json();
+        events.push(...(Array.isArray(got) ? got : [got]));
+      }
+      throw new Error(`${what}: not seen in ${JSON.stringify(events)}`);
+    },
+    close: () => post(`${JANUS}/${session}`, { janus: 'destroy', transaction: 'd' }),
+  };
+}
+
+async function twoPublishers(room, query, codec, extra, talking = false) {
   const camerata = await startServer({ args: ['--janus-http-port', '8088', '--janus-ws-port', '8188'] });
   const site = await demoServer();
   const { browser, cleanup } = await launch();
   try {
     await createRoom(room, extra);
+    const ear = talking ? await listener(room, 99) : null;
     const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
     const url = `http://127.0.0.1:${site.address().port}/videoroomtest.html?room=${room}${query}`;
     const ann = await joinDemo(context, url, 'ann');
@@ -125,10 +154,21 @@ async function twoPublishers(room, query, codec, extra) {
     assert.equal(bobSees.display, 'ann');
     assert.equal(annSees.codec, codec);
     assert.equal(bobSees.codec, codec);
-    // The OpenVidu REST API sees the Janus room and its two participants.
+    // The OpenVidu REST API sees the Janus room and its two publishers.
     const session = await rest(camerata, 'GET', `/openvidu/api/sessions/${room}`);
     assert.equal(session.status, 200);
-    assert.equal(session.json.connections.numberOfElements, 2);
+    assert.equal(session.json.connections.content.filter((c) => c.publishers.length).length, 2);
+    if (ear) {
+      // Chromium's fake microphone beeps: the room hears each publisher talking, with the
+      // level it measured (averaged over 10 packets), and the lists show it.
+      for (const page of [ann, bob]) {
+        const id = await page.evaluate(() => window.myid);
+        const started = await ear.until((d) => d.videoroom === 'talking' && d.id === id, `${id} talking`);
+        assert.ok(started['audio-level-dBov-avg'] < 126, JSON.stringify(started));
+        assert.equal(started.mid, '0');
+      }
+      await ear.close();
+    }
   } finally {
     await cleanup();
     site.close();
@@ -136,8 +176,9 @@ async function twoPublishers(room, query, codec, extra) {
   }
 }
 
-test('two demo pages publish and receive each other through Camerata (VP8)', async () => {
-  await twoPublishers(1234, '', 'video/VP8', {});
+test('two demo pages publish and receive each other through Camerata (VP8), and talk', async () => {
+  await twoPublishers(1234, '', 'video/VP8',
+    { audiolevel_event: true, audio_active_packets: 10, audio_level_average: 126 }, true);
 });
 
 test('the same in an H.264 room, the demo asking for H.264', async () => {

@@ -163,6 +163,9 @@ impl rtc::interceptor::Interceptor for FeedbackToApplication {
 /// webrtc-rs default, 1024, costs about 100 KiB per peer connection in slots alone.)
 pub const NACK_HISTORY: u16 = 256;
 
+/// The audio-level header extension (RFC 6464).
+pub(super) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
 /// The interceptors of every peer connection: NACK retransmission (a history of
 /// `NACK_HISTORY` packets) and NACK generation, transport-wide congestion feedback to
 /// publishers, RTCP sender and receiver reports (webrtc-rs's defaults otherwise), then
@@ -203,6 +206,18 @@ pub(super) fn server_interceptors(
         engine.register_feedback(feedback("nack", parameter), RtpCodecKind::Video);
     }
     defaults::configure_simulcast_extension_headers(engine).map_err(stack)?;
+    if publisher {
+        // Publishers put each audio packet's level in it: voice activity for the doors.
+        engine
+            .register_header_extension(
+                rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
+                    uri: AUDIO_LEVEL_URI.to_owned(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .map_err(stack)?;
+    }
     Ok(if publisher {
         let registry = Registry::new()
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())

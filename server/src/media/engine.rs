@@ -13,7 +13,7 @@ use super::forward::{Continuity, History, RtpClock, starts_keyframe, stun_local_
 use super::net::{self, TcpEvent};
 use super::{
     Description, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, PeerKey, PeerStatus,
-    StreamKey, TapKey, VideoChoice,
+    Speech, StreamKey, TapKey, VideoChoice,
 };
 use bytes::{Bytes, BytesMut};
 use rtc::media_stream::{MediaStreamTrack, MediaStreamTrackId};
@@ -98,6 +98,13 @@ pub(crate) enum Command {
         RTCIceCandidateInit,
         oneshot::Sender<Result<(), MediaError>>,
     ),
+    /// Measure the voice activity of `stream` (see `Levels`); `None` when it is gone.
+    Speech {
+        stream: StreamKey,
+        every: u32,
+        threshold: u8,
+        reply: oneshot::Sender<Option<watch::Receiver<Speech>>>,
+    },
     /// Stop or resume writing to one subscriber's peer connection, for its audio, its video
     /// or both (`None`).
     Sending {
@@ -165,6 +172,8 @@ struct Peer {
     kick: Option<Instant>,
     /// What doors may watch of it; changed only when its state changes, never per packet.
     status: watch::Sender<PeerStatus>,
+    /// A publisher's negotiated id of the audio-level header extension (RFC 6464).
+    audio_level: Option<u8>,
 }
 
 /// A subscriber's sending track, as negotiated.
@@ -264,6 +273,60 @@ struct Stream {
     /// Recorders copying the stream: their id and queue. A recorder that falls behind loses
     /// packets (its writer resumes video at the next keyframe); forwarding never waits.
     taps: Vec<(TapKey, mpsc::Sender<super::TapPacket>)>,
+    /// Voice activity, measured once a door asks.
+    speech: Option<Levels>,
+}
+
+/// The id the answer `sdp` gives the audio-level header extension in its audio section.
+fn audio_level_extension(sdp: &str) -> Option<u8> {
+    let mut audio = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            audio = m.starts_with("audio");
+        } else if audio
+            && let Some(map) = line.strip_prefix("a=extmap:")
+            && map.trim_end().ends_with(super::codec::AUDIO_LEVEL_URI)
+        {
+            let id = map.split(|c: char| c == ' ' || c == '/').next()?;
+            return id.parse().ok();
+        }
+    }
+    None
+}
+
+/// Voice activity of a stream's audio from the levels its publisher puts in each packet:
+/// averaged over `every` packets, talking while the average is under `threshold` dBov
+/// (0 is loudest, 127 silence). Integer sums per packet; the watch changes only when the
+/// state does.
+struct Levels {
+    every: u32,
+    threshold: u8,
+    sum: u32,
+    count: u32,
+    state: watch::Sender<Speech>,
+}
+
+impl Levels {
+    /// One packet's level.
+    fn add(&mut self, level: u8) {
+        self.sum += u32::from(level & 0x7f);
+        self.count += 1;
+        if self.count < self.every {
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)] // at most 127 * u32::MAX / count
+        let average = self.sum as f32 / self.count as f32;
+        let talking = average < f32::from(self.threshold);
+        self.state.send_if_modified(|s| {
+            let changed = s.talking != talking;
+            if changed {
+                *s = Speech { talking, average };
+            }
+            changed
+        });
+        self.sum = 0;
+        self.count = 0;
+    }
 }
 
 /// The sending half: the UDP socket and the ICE-TCP connections.
@@ -562,6 +625,25 @@ impl Engine {
             }
             Command::ClosePeer(id) => self.close(id),
             Command::Sending { peer, video, on } => self.sending(peer, video, on, now),
+            Command::Speech {
+                stream,
+                every,
+                threshold,
+                reply,
+            } => {
+                let watching = self.streams.get_mut(&stream).map(|s| {
+                    let (state, watching) = watch::channel(Speech::default());
+                    s.speech = Some(Levels {
+                        every: every.max(1),
+                        threshold,
+                        sum: 0,
+                        count: 0,
+                        state,
+                    });
+                    watching
+                });
+                let _ = reply.send(watching);
+            }
             Command::Mute {
                 stream,
                 video,
@@ -839,6 +921,7 @@ impl Engine {
                 unanswered,
                 kick: None,
                 status,
+                audio_level: None,
             },
         );
         (id, watching)
@@ -891,6 +974,9 @@ impl Engine {
         self.join_fanout(id, &mut pc, stream, &sinks)?;
         let (registered, status) = self.register(pc, ufrag, stream, &sinks, Vec::new());
         debug_assert_eq!(id, registered);
+        if publisher && let Some(peer) = self.peers.get_mut(&id) {
+            peer.audio_level = audio_level_extension(&sdp);
+        }
         Ok((
             id,
             Description {
@@ -1205,6 +1291,17 @@ impl Engine {
         };
         if stream.publisher != Some(id) {
             return;
+        }
+        if index == AUDIO
+            && let (Some(levels), Some(ext)) = (stream.speech.as_mut(), peer.audio_level)
+            && let Some(level) = packet
+                .header
+                .extensions
+                .iter()
+                .find(|e| e.id == ext)
+                .and_then(|e| e.payload.first())
+        {
+            levels.add(*level);
         }
         let fanout = &mut stream.fanouts[index];
         if fanout.muted {

@@ -464,6 +464,33 @@ fn a_paused_subscriber_resumes_with_one_numbering_and_a_keyframe_request() {
 }
 
 #[test]
+fn voice_activity_is_the_average_level_of_each_window() {
+    let (state, watching) = watch::channel(Speech::default());
+    let mut levels = Levels {
+        every: 4,
+        threshold: 50,
+        sum: 0,
+        count: 0,
+        state,
+    };
+    // Silence (127), then a window averaging 40 dBov: talking, told once.
+    for level in [127, 127, 127, 127, 30, 50, 40, 40, 30, 50, 40, 40] {
+        levels.add(level);
+    }
+    let now = *watching.borrow();
+    assert!(now.talking && (now.average - 40.0).abs() < 0.01, "{now:?}");
+    assert!(watching.has_changed().expect("open"));
+    let mut watching = watching;
+    watching.borrow_and_update();
+    // The voice-activity bit (0x80) is not part of the level; quiet again: stopped.
+    for level in [0x80 | 127, 127, 100, 100] {
+        levels.add(level);
+    }
+    assert!(watching.has_changed().expect("open"));
+    assert!(!watching.borrow().talking);
+}
+
+#[test]
 fn a_strangers_datagrams_are_counted_and_answered_with_nothing() {
     let now = Instant::now();
     let mut engine = engine(now);

@@ -212,6 +212,8 @@ struct Memory {
     mids: HashMap<crate::room::StreamId, Vec<Section>>,
     /// Each publisher participant's handle, for the events no room notice carries.
     publishers: HashMap<(RoomId, ParticipantId), (Arc<Session>, u64)>,
+    /// The publishers talking now (rooms with `audiolevel_event`).
+    talking: HashSet<(RoomId, ParticipantId)>,
 }
 
 /// The VideoRoom plugin (cheap to clone).
@@ -387,7 +389,7 @@ impl VideoRoom {
                         let mut v = json!({ "id": feed_id(&p.id), "publisher": publishing });
                         if publishing {
                             // Janus 1.1.2 shows it for publishers, audio levels on or not.
-                            v["talking"] = false.into();
+                            v["talking"] = self.is_talking(room.id(), &p.id).into();
                         }
                         if let Some(d) = display(p) {
                             v["display"] = d.into();
@@ -557,11 +559,17 @@ impl VideoRoom {
             "mid": mid,
             "moderation": if mute { "muted" } else { "unmuted" },
         });
+        self.tell_publishers(room.id(), &data);
+        Ok(json!({ "videoroom": "success" }))
+    }
+
+    /// Sends `data` as an event to every publisher handle in `room`.
+    fn tell_publishers(&self, room: &RoomId, data: &Value) {
         let told: Vec<(Arc<Session>, u64)> = self
             .memory()
             .publishers
             .iter()
-            .filter(|((r, _), _)| r == room.id())
+            .filter(|((r, _), _)| r == room)
             .map(|(_, to)| to.clone())
             .collect();
         for (session, sender) in told {
@@ -573,7 +581,22 @@ impl VideoRoom {
                 None,
             ));
         }
-        Ok(json!({ "videoroom": "success" }))
+    }
+
+    /// Keeps whether a publisher is talking, for the lists that show it.
+    fn set_talking(&self, room: &RoomId, who: &ParticipantId, talking: bool) {
+        let key = (room.clone(), who.clone());
+        let mut memory = self.memory();
+        if talking {
+            memory.talking.insert(key);
+        } else {
+            memory.talking.remove(&key);
+        }
+    }
+
+    /// Whether a publisher is talking now.
+    fn is_talking(&self, room: &RoomId, who: &ParticipantId) -> bool {
+        self.memory().talking.contains(&(room.clone(), who.clone()))
     }
 
     async fn allowed(&self, b: &Body<'_>) -> Result<Value, VrError> {
@@ -730,7 +753,8 @@ impl VideoRoom {
                 v
             })
             .collect();
-        let mut v = json!({ "id": feed_id(&p.id), "streams": streams, "talking": false });
+        let talking = self.is_talking(room.id(), &p.id);
+        let mut v = json!({ "id": feed_id(&p.id), "streams": streams, "talking": talking });
         if let Some(d) = display(p) {
             v["display"] = d.into();
         }

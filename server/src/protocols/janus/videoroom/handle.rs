@@ -9,7 +9,7 @@
 use super::params::{Body, VrError};
 use super::{Section, VideoRoom, admit_error, call_error, feed_id, random_id, sections, settings};
 use crate::calls::{Admission, Candidates, Kinds, Leg, Member, new_stream_id};
-use crate::media::PeerStatus;
+use crate::media::{PeerStatus, Speech};
 use crate::protocols::janus::api::{Session, VIDEOROOM};
 use crate::room::{
     ActiveInfo, EndReason, ParticipantId, Role, StreamChange, StreamId, StreamInfo, VideoSource,
@@ -58,6 +58,7 @@ pub fn spawn(vr: VideoRoom, session: Arc<Session>, handle: u64) -> mpsc::Sender<
         notices: None,
         early: Vec::new(),
         watched: None,
+        speech: None,
     };
     tokio::spawn(task.run(rx));
     tx
@@ -107,6 +108,8 @@ struct Task {
     early: Vec<Value>,
     /// The handle's peer connection, watched for the core events.
     watched: Option<Watched>,
+    /// A publisher's voice activity, in a room with `audiolevel_event`.
+    speech: Option<watch::Receiver<Speech>>,
 }
 
 /// A peer connection whose state changes become Janus's core events.
@@ -122,6 +125,16 @@ async fn next_status(w: &mut Option<Watched>) -> Option<PeerStatus> {
     match w {
         Some(w) => match w.status.changed().await {
             Ok(()) => Some(*w.status.borrow_and_update()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_speech(w: &mut Option<watch::Receiver<Speech>>) -> Option<Speech> {
+    match w {
+        Some(w) => match w.changed().await {
+            Ok(()) => Some(*w.borrow_and_update()),
             Err(_) => None,
         },
         None => std::future::pending().await,
@@ -157,6 +170,10 @@ impl Task {
                     Some(s) => self.status(s),
                     None => self.hangup("Close PC"),
                 },
+                speech = next_speech(&mut self.speech) => match speech {
+                    Some(s) => self.talking(s),
+                    None => self.speech = None,
+                },
             }
         }
         self.end().await;
@@ -169,6 +186,37 @@ impl Task {
             seen: PeerStatus::default(),
             mids,
         });
+    }
+
+    /// This publisher started or stopped talking: every publisher of its room hears it, this
+    /// one included.
+    fn talking(&mut self, speech: Speech) {
+        let State::Publisher(p) = &self.state else {
+            return;
+        };
+        let Some(stream) = &p.stream else {
+            return;
+        };
+        let audio = self
+            .vr
+            .memory()
+            .mids
+            .get(stream)
+            .and_then(|m| m.iter().find(|s| s.kind == "audio").cloned());
+        let Some(audio) = audio else {
+            return;
+        };
+        let data = json!({
+            "videoroom": if speech.talking { "talking" } else { "stopped-talking" },
+            "room": p.room,
+            "id": feed_id(&p.member.participant),
+            "mindex": audio.mindex,
+            "mid": audio.mid,
+            "audio-level-dBov-avg": speech.average,
+        });
+        self.vr
+            .set_talking(p.member.room.id(), &p.member.participant, speech.talking);
+        self.vr.tell_publishers(p.member.room.id(), &data);
     }
 
     /// The watched peer connection changed: `webrtcup` once it is up, `media` as each kind
@@ -523,6 +571,21 @@ impl Task {
             p.stream = Some(stream_id.clone());
         }
         self.watch(answer.status.clone(), mids.clone());
+        self.speech = None;
+        if s.audiolevel_event && has_audio {
+            let every = u32::try_from(s.audio_active_packets).unwrap_or(u32::MAX);
+            let threshold = u8::try_from(s.audio_level_average.min(127)).unwrap_or(127);
+            match self
+                .vr
+                .inner
+                .calls
+                .watch_speech(&member, &stream_id, every, threshold)
+                .await
+            {
+                Ok(speech) => self.speech = Some(speech),
+                Err(e) => tracing::debug!(error = %e, "no voice activity for a stream"),
+            }
+        }
         self.flush_early(Leg::Publishing(stream_id)).await;
         let video = super::video_codec_name(&room);
         let streams: Vec<Value> = mids
@@ -616,6 +679,9 @@ impl Task {
         };
         let (id, member) = (p.room, p.member.clone());
         self.vr.memory().mids.remove(&stream);
+        self.speech = None;
+        self.vr
+            .set_talking(member.room.id(), &member.participant, false);
         self.vr
             .inner
             .calls
@@ -1009,6 +1075,8 @@ impl Task {
             Notice::Unpublished(who, stream, _) if *who == me => {
                 // Put out by a moderator or a server API.
                 self.vr.memory().mids.remove(stream);
+                self.speech = None;
+                self.vr.set_talking(p.member.room.id(), &me, false);
                 if let State::Publisher(p) = &mut self.state {
                     p.stream = None;
                 }
@@ -1114,9 +1182,9 @@ impl VideoRoom {
     fn forget_publisher(&self, p: &Publisher) {
         let mut memory = self.memory();
         memory.private_ids.remove(&p.private_id);
-        memory
-            .publishers
-            .remove(&(p.member.room.id().clone(), p.member.participant.clone()));
+        let key = (p.member.room.id().clone(), p.member.participant.clone());
+        memory.publishers.remove(&key);
+        memory.talking.remove(&key);
     }
 
     /// A subscriber handle's stand-in leaves.
