@@ -287,7 +287,7 @@ fn audio_level_extension(sdp: &str) -> Option<u8> {
             && let Some(map) = line.strip_prefix("a=extmap:")
             && map.trim_end().ends_with(super::codec::AUDIO_LEVEL_URI)
         {
-            let id = map.split(|c: char| c == ' ' || c == '/').next()?;
+            let id = map.split([' ', '/']).next()?;
             return id.parse().ok();
         }
     }
