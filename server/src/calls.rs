@@ -588,6 +588,36 @@ impl Calls {
         Ok(())
     }
 
+    /// Asks the publisher of `stream` in `room` for a keyframe (a door's periodic or
+    /// requested refresh).
+    pub async fn request_keyframe(
+        &self,
+        room: &RoomHandle,
+        stream: &StreamId,
+    ) -> Result<(), CallError> {
+        let (_, out) = Self::fan_out(room, stream).await?;
+        self.inner.media.request_keyframe(&out)?;
+        Ok(())
+    }
+
+    /// The publisher of `stream` in `room` and the stream's fan-out.
+    async fn fan_out(
+        room: &RoomHandle,
+        stream: &StreamId,
+    ) -> Result<(ParticipantId, crate::media::StreamOut), CallError> {
+        let owner = room
+            .snapshot(false)
+            .await?
+            .publisher_of(stream)
+            .map(|p| p.id.clone())
+            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))?;
+        let (_, out) = room
+            .published_stream(&owner, stream)
+            .await?
+            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))?;
+        Ok((owner, out))
+    }
+
     /// Measures the voice activity of `m`'s stream `stream` (see `Media::watch_speech`).
     pub async fn watch_speech(
         &self,
@@ -771,16 +801,7 @@ impl Calls {
         muted: bool,
         reason: &str,
     ) -> Result<ParticipantId, CallError> {
-        let owner = room
-            .snapshot(false)
-            .await?
-            .publisher_of(stream)
-            .map(|p| p.id.clone())
-            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))?;
-        let (_, out) = room
-            .published_stream(&owner, stream)
-            .await?
-            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))?;
+        let (owner, out) = Self::fan_out(room, stream).await?;
         self.inner.media.mute(&out, video, muted)?;
         let change = if video {
             StreamChange::VideoActive(!muted)

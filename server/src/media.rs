@@ -448,6 +448,13 @@ impl Media {
         Ok((Endpoint::new(peer, &self.commands), answer))
     }
 
+    /// Asks `stream`'s publisher for a keyframe (no more often than `KEYFRAME_MIN_GAP`).
+    pub fn request_keyframe(&self, stream: &StreamOut) -> Result<(), MediaError> {
+        self.commands
+            .send(Command::Keyframe(stream.0.key))
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))
+    }
+
     /// Measures `stream`'s voice activity from its publisher's audio levels: the average
     /// of every `every` packets, talking while under `threshold` dBov. The returned watch
     /// changes when the publisher starts or stops talking.

@@ -98,6 +98,8 @@ pub(crate) enum Command {
         RTCIceCandidateInit,
         oneshot::Sender<Result<(), MediaError>>,
     ),
+    /// Ask `stream`'s publisher for a keyframe (within the least gap between requests).
+    Keyframe(StreamKey),
     /// Measure the voice activity of `stream` (see `Levels`); `None` when it is gone.
     Speech {
         stream: StreamKey,
@@ -625,6 +627,7 @@ impl Engine {
             }
             Command::ClosePeer(id) => self.close(id),
             Command::Sending { peer, video, on } => self.sending(peer, video, on, now),
+            Command::Keyframe(stream) => self.request_keyframe(stream, now),
             Command::Speech {
                 stream,
                 every,

@@ -398,7 +398,11 @@ async fn a_publisher_and_a_subscriber_exchange_media_through_videoroom() {
     let mut c = Client::new(s.addr).await;
     let ph = c.attach().await;
     assert_eq!(
-        c.sync(ph, json!({"request": "create", "room": 5555})).await["videoroom"],
+        c.sync(
+            ph,
+            json!({"request": "create", "room": 5555, "fir_freq": 1})
+        )
+        .await["videoroom"],
         "created"
     );
     // Another room carries on whatever happens in this one.
@@ -431,6 +435,26 @@ async fn a_publisher_and_a_subscriber_exchange_media_through_videoroom() {
     );
     publisher.accept(&answer, &[]).await;
     let feeding = feed(track.clone());
+    // Keyframe requests reaching the publisher: the room's fir_freq asks every second.
+    let (plis_tx, mut plis) = tokio::sync::mpsc::unbounded_channel();
+    let watched = std::sync::Arc::clone(&track);
+    tokio::spawn(async move {
+        use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+        while let Some(TrackLocalEvent::OnRtcpPacket(packets)) = watched.poll().await {
+            if packets
+                .iter()
+                .any(|p| camerata_server::media::is_keyframe_request(p.as_ref()))
+            {
+                let _ = plis_tx.send(());
+            }
+        }
+    });
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(10), plis.recv())
+            .await
+            .expect("keyframe requests keep coming")
+            .expect("the track is open");
+    }
     // The core events of the publisher's peer connection: up, then its video arriving.
     c.event(|e| e["janus"] == "webrtcup" && e["sender"].as_u64() == Some(ph))
         .await;

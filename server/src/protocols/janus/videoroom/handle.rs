@@ -59,6 +59,7 @@ pub fn spawn(vr: VideoRoom, session: Arc<Session>, handle: u64) -> mpsc::Sender<
         early: Vec::new(),
         watched: None,
         speech: None,
+        refresh: None,
     };
     tokio::spawn(task.run(rx));
     tx
@@ -110,6 +111,8 @@ struct Task {
     watched: Option<Watched>,
     /// A publisher's voice activity, in a room with `audiolevel_event`.
     speech: Option<watch::Receiver<Speech>>,
+    /// A publisher's periodic keyframe requests, in a room with `fir_freq`.
+    refresh: Option<tokio::time::Interval>,
 }
 
 /// A peer connection whose state changes become Janus's core events.
@@ -137,6 +140,15 @@ async fn next_speech(w: &mut Option<watch::Receiver<Speech>>) -> Option<Speech> 
             Ok(()) => Some(*w.borrow_and_update()),
             Err(_) => None,
         },
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_refresh(every: &mut Option<tokio::time::Interval>) {
+    match every {
+        Some(every) => {
+            every.tick().await;
+        }
         None => std::future::pending().await,
     }
 }
@@ -174,6 +186,7 @@ impl Task {
                     Some(s) => self.talking(s),
                     None => self.speech = None,
                 },
+                () = next_refresh(&mut self.refresh) => self.keyframe().await,
             }
         }
         self.end().await;
@@ -186,6 +199,21 @@ impl Task {
             seen: PeerStatus::default(),
             mids,
         });
+    }
+
+    /// Asks for a keyframe of the stream this handle publishes or receives.
+    async fn keyframe(&self) {
+        let (room, stream) = match &self.state {
+            State::Publisher(p) => match &p.stream {
+                Some(s) => (p.member.room.clone(), s.clone()),
+                None => return,
+            },
+            State::Subscriber(s) => (s.member.room.clone(), s.stream.clone()),
+            _ => return,
+        };
+        if let Err(e) = self.vr.inner.calls.request_keyframe(&room, &stream).await {
+            tracing::debug!(error = %e, "no keyframe request");
+        }
     }
 
     /// This publisher started or stopped talking: every publisher of its room hears it, this
@@ -571,6 +599,10 @@ impl Task {
             p.stream = Some(stream_id.clone());
         }
         self.watch(answer.status.clone(), mids.clone());
+        self.refresh = (s.fir_freq > 0).then(|| {
+            let every = std::time::Duration::from_secs(s.fir_freq);
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+        });
         self.speech = None;
         if s.audiolevel_event && has_audio {
             let every = u32::try_from(s.audio_active_packets).unwrap_or(u32::MAX);
@@ -661,6 +693,9 @@ impl Task {
                         .await
                         .map_err(|e| call_error(e, id))?;
                 }
+            }
+            if b.bool("keyframe")? == Some(true) {
+                self.keyframe().await;
             }
         }
         Ok((
@@ -916,6 +951,7 @@ impl Task {
             return Err(VrError::unsupported("configure restart"));
         }
         let mut changes: Vec<(Option<String>, bool)> = Vec::new();
+        let mut keyframe = false;
         match b.objects("streams")? {
             Some(items) => {
                 for item in &items {
@@ -927,13 +963,18 @@ impl Task {
                     if let Some(send) = item.bool("send")? {
                         changes.push((mid, send));
                     }
+                    keyframe |= item.bool("keyframe")? == Some(true);
                 }
             }
             None => {
                 if let Some(send) = b.bool("send")? {
                     changes.push((b.str("mid")?.map(str::to_owned), send));
                 }
+                keyframe |= b.bool("keyframe")? == Some(true);
             }
+        }
+        if keyframe {
+            self.keyframe().await;
         }
         for (mid, send) in changes {
             let kinds = match mid {
