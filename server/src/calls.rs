@@ -659,8 +659,79 @@ impl Calls {
             (true, false) => Some(false),
             (false, false) => return Ok(()),
         };
-        endpoint.set_sending(video, on)?;
+        let (_, out) = Self::fan_out(&m.room, stream).await?;
+        endpoint.set_sending(Some(&out), video, on)?;
         Ok(())
+    }
+
+    /// `m` receives `stream` too, on the peer connection that carries its subscription to
+    /// `through` (the kinds `wanted`): the server's new offer, whose answer goes to
+    /// [`Calls::answer_subscription`] for either stream.
+    pub async fn extend_subscription(
+        &self,
+        m: &Member,
+        through: &StreamId,
+        stream: &StreamId,
+        wanted: Kinds,
+    ) -> Result<(ParticipantId, Description), CallError> {
+        let leg = Leg::Receiving(through.clone());
+        let endpoint = m
+            .room
+            .endpoint_for(&m.participant, leg.clone())
+            .await?
+            .ok_or(CallError::NoEndpoint(leg))?;
+        let (publisher, info, out) = m
+            .room
+            .prepare_subscribe(&m.participant, stream, crate::rooms::now_ms())
+            .await??;
+        let extended = endpoint
+            .extend(
+                &out,
+                info.has_audio && wanted.audio,
+                info.has_video && wanted.video,
+                self.video(&m.room).await,
+            )
+            .await;
+        match extended {
+            Ok(offer) => {
+                m.room
+                    .attach_subscriber(&m.participant, stream.clone(), endpoint)
+                    .await;
+                Ok((publisher, offer))
+            }
+            Err(e) => {
+                // The subscription the room recorded has no media: it ends.
+                let _ = m.room.unsubscribe(&m.participant, stream).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// `m` stops receiving `stream` on a peer connection that carries other subscriptions
+    /// (`None`: prunes the streams that ended): the server's new offer, whose answer goes to
+    /// [`Calls::answer_subscription`]. `through` names a subscription the peer connection
+    /// keeps.
+    pub async fn shrink_subscription(
+        &self,
+        m: &Member,
+        through: &StreamId,
+        stream: Option<&StreamId>,
+    ) -> Result<Description, CallError> {
+        let leg = Leg::Receiving(through.clone());
+        let endpoint = m
+            .room
+            .endpoint_for(&m.participant, leg.clone())
+            .await?
+            .ok_or(CallError::NoEndpoint(leg))?;
+        let Some(stream) = stream else {
+            return Ok(endpoint.shrink(None).await?);
+        };
+        let offer = match Self::fan_out(&m.room, stream).await {
+            Ok((_, out)) => endpoint.shrink(Some(&out)).await?,
+            Err(_) => endpoint.shrink(None).await?,
+        };
+        let _ = m.room.unsubscribe(&m.participant, stream).await;
+        Ok(offer)
     }
 
     /// `m` stops publishing `stream`.

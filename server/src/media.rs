@@ -260,17 +260,72 @@ impl Endpoint {
     }
 
     /// Stops (`on` false) or resumes sending a subscriber its audio, its video or both
-    /// (`video` `None`); after a pause it sees one numbering, and video resumes with a
-    /// keyframe request.
-    pub fn set_sending(&self, video: Option<bool>, on: bool) -> Result<(), MediaError> {
+    /// (`video` `None`), of `only` one stream or of all; after a pause it sees one
+    /// numbering, and video resumes with a keyframe request.
+    pub fn set_sending(
+        &self,
+        only: Option<&StreamOut>,
+        video: Option<bool>,
+        on: bool,
+    ) -> Result<(), MediaError> {
         self.0
             .commands
             .send(Command::Sending {
                 peer: self.0.key,
+                stream: only.map(|s| s.0.key),
                 video,
                 on,
             })
             .map_err(|_| MediaError::Gone("the media loop has stopped"))
+    }
+
+    /// Whether `other` is a clone of this endpoint (one peer connection may carry several
+    /// subscriptions).
+    pub fn same(&self, other: &Endpoint) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Adds `stream` (its audio and, `video_track`, its video) to this subscriber's peer
+    /// connection: the new offer, whose answer goes to [`Endpoint::accept_answer`].
+    pub async fn extend(
+        &self,
+        stream: &StreamOut,
+        audio: bool,
+        video_track: bool,
+        video: VideoChoice,
+    ) -> Result<Description, MediaError> {
+        let (reply, answer) = oneshot::channel();
+        self.0
+            .commands
+            .send(Command::Extend {
+                peer: self.0.key,
+                stream: stream.0.key,
+                audio,
+                video_track,
+                video,
+                reply,
+            })
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))?;
+        answer
+            .await
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))?
+    }
+
+    /// Takes `stream` (`None`: every stream no longer published) off this subscriber's
+    /// peer connection: the new offer, its sections inactive.
+    pub async fn shrink(&self, stream: Option<&StreamOut>) -> Result<Description, MediaError> {
+        let (reply, answer) = oneshot::channel();
+        self.0
+            .commands
+            .send(Command::Shrink {
+                peer: self.0.key,
+                stream: stream.map(|s| s.0.key),
+                reply,
+            })
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))?;
+        answer
+            .await
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))?
     }
 
     /// Gives a peer connection the server offered (`Media::offer`) the client's answer.

@@ -107,12 +107,29 @@ pub(crate) enum Command {
         threshold: u8,
         reply: oneshot::Sender<Option<watch::Receiver<Speech>>>,
     },
-    /// Stop or resume writing to one subscriber's peer connection, for its audio, its video
-    /// or both (`None`).
+    /// Stop or resume writing to one subscriber's peer connection, for one stream or all,
+    /// its audio, its video or both (`None`).
     Sending {
         peer: PeerKey,
+        stream: Option<StreamKey>,
         video: Option<bool>,
         on: bool,
+    },
+    /// Add sending tracks for `stream` to a subscriber's peer connection; a new offer.
+    Extend {
+        peer: PeerKey,
+        stream: StreamKey,
+        audio: bool,
+        video_track: bool,
+        video: VideoChoice,
+        reply: oneshot::Sender<Result<Description, MediaError>>,
+    },
+    /// Take a stream's tracks (`None`: those of ended streams) off a subscriber's peer
+    /// connection; a new offer.
+    Shrink {
+        peer: PeerKey,
+        stream: Option<StreamKey>,
+        reply: oneshot::Sender<Result<Description, MediaError>>,
     },
     /// Stop (`muted`) or resume forwarding one kind of `stream` (moderation).
     Mute {
@@ -165,11 +182,13 @@ struct Peer {
     deadline: Option<Instant>,
     /// A publisher's incoming tracks: id, output index, receiver.
     sources: Vec<(MediaStreamTrackId, usize, RTCRtpReceiverId)>,
-    /// A subscriber's outgoing tracks: id and output index.
-    sinks: Vec<(MediaStreamTrackId, usize)>,
+    /// A subscriber's outgoing tracks, of one stream or several.
+    sinks: Vec<Sink>,
     /// A subscriber's outgoing tracks that wait for the client's answer to the server's
     /// offer before they join the fan-out.
     unanswered: Vec<Sink>,
+    /// The server made an offer the client has not answered yet.
+    awaiting_answer: bool,
     /// When to serve the peer connection's timers early: its first DTLS flight.
     kick: Option<Instant>,
     /// What doors may watch of it; changed only when its state changes, never per packet.
@@ -181,6 +200,8 @@ struct Peer {
 /// A subscriber's sending track, as negotiated.
 #[derive(Clone)]
 struct Sink {
+    /// The stream it carries.
+    stream: StreamKey,
     track: MediaStreamTrackId,
     /// `AUDIO` or `VIDEO`: which of the stream's fan-outs it takes.
     index: usize,
@@ -277,6 +298,16 @@ struct Stream {
     taps: Vec<(TapKey, mpsc::Sender<super::TapPacket>)>,
     /// Voice activity, measured once a door asks.
     speech: Option<Levels>,
+}
+
+impl Peer {
+    /// The streams a subscriber's peer connection carries, each once.
+    fn sink_streams(&self) -> Vec<StreamKey> {
+        let mut streams: Vec<StreamKey> = self.sinks.iter().map(|s| s.stream).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        streams
+    }
 }
 
 /// The id the answer `sdp` gives the audio-level header extension in its audio section.
@@ -626,7 +657,38 @@ impl Engine {
                 self.service(id, now);
             }
             Command::ClosePeer(id) => self.close(id),
-            Command::Sending { peer, video, on } => self.sending(peer, video, on, now),
+            Command::Sending {
+                peer,
+                stream,
+                video,
+                on,
+            } => self.sending(peer, stream, video, on, now),
+            Command::Extend {
+                peer,
+                stream,
+                audio,
+                video_track,
+                video,
+                reply,
+            } => {
+                let kinds = [
+                    (audio, RtpCodecKind::Audio),
+                    (video_track, RtpCodecKind::Video),
+                ]
+                .into_iter()
+                .filter_map(|(on, kind)| on.then_some(kind))
+                .collect();
+                let _ = reply.send(self.extend(peer, stream, kinds, video, now));
+                self.service(peer, now);
+            }
+            Command::Shrink {
+                peer,
+                stream,
+                reply,
+            } => {
+                let _ = reply.send(self.shrink(peer, stream, now));
+                self.service(peer, now);
+            }
             Command::Keyframe(stream) => self.request_keyframe(stream, now),
             Command::Speech {
                 stream,
@@ -770,6 +832,7 @@ impl Engine {
         pc: &mut RTCPeerConnection,
         kinds: Vec<RtpCodecKind>,
         video: VideoChoice,
+        stream: StreamKey,
     ) -> Result<Vec<Sink>, MediaError> {
         let mut sinks = Vec::new();
         for kind in kinds {
@@ -792,6 +855,7 @@ impl Engine {
             let track_id = track.track_id().clone();
             let sender = pc.add_track(track).map_err(stack)?;
             sinks.push(Sink {
+                stream,
                 track: track_id,
                 index: output_of(kind),
                 sender,
@@ -866,7 +930,6 @@ impl Engine {
         &mut self,
         id: PeerKey,
         pc: &mut RTCPeerConnection,
-        stream: StreamKey,
         sinks: &[Sink],
     ) -> Result<(), MediaError> {
         let mut outputs = Vec::new();
@@ -875,6 +938,7 @@ impl Engine {
                 MediaError::Sdp(format!("no codec negotiated for {}", sink.track))
             })?;
             outputs.push((
+                sink.stream,
                 sink.index,
                 Output {
                     peer: id,
@@ -890,8 +954,8 @@ impl Engine {
                 },
             ));
         }
-        if let Some(s) = self.streams.get_mut(&stream) {
-            for (index, output) in outputs {
+        for (stream, index, output) in outputs {
+            if let Some(s) = self.streams.get_mut(&stream) {
                 s.fanouts[index].outputs.push(output);
             }
         }
@@ -920,7 +984,8 @@ impl Engine {
                 addresses: Vec::new(),
                 deadline: None,
                 sources: Vec::new(),
-                sinks: sinks.iter().map(|s| (s.track.clone(), s.index)).collect(),
+                sinks: sinks.to_vec(),
+                awaiting_answer: !unanswered.is_empty(),
                 unanswered,
                 kick: None,
                 status,
@@ -967,14 +1032,14 @@ impl Engine {
         let sinks = if publisher {
             Vec::new()
         } else {
-            Self::add_sinks(&mut pc, kinds, video)?
+            Self::add_sinks(&mut pc, kinds, video, stream)?
         };
         let candidates = self.add_host_candidates(&mut pc, &mid)?;
         let answer = pc.create_answer(None).map_err(sdp_error)?;
         pc.set_local_description(now, answer).map_err(sdp_error)?;
         let sdp = Self::local_sdp(&pc, candidates_in_sdp)?;
         let id = PeerKey(self.next_peer);
-        self.join_fanout(id, &mut pc, stream, &sinks)?;
+        self.join_fanout(id, &mut pc, &sinks)?;
         let (registered, status) = self.register(pc, ufrag, stream, &sinks, Vec::new());
         debug_assert_eq!(id, registered);
         if publisher && let Some(peer) = self.peers.get_mut(&id) {
@@ -1006,7 +1071,7 @@ impl Engine {
             ));
         }
         let (mut pc, ufrag) = self.new_pc(video, false, now)?;
-        let sinks = Self::add_sinks(&mut pc, kinds, video)?;
+        let sinks = Self::add_sinks(&mut pc, kinds, video, stream)?;
         let offer = pc.create_offer(None).map_err(sdp_error)?;
         pc.set_local_description(now, offer).map_err(sdp_error)?;
         let mid = pc
@@ -1037,7 +1102,7 @@ impl Engine {
             .peers
             .get_mut(&id)
             .ok_or(MediaError::Gone("the endpoint is closed"))?;
-        if peer.unanswered.is_empty() {
+        if !peer.awaiting_answer {
             return Err(MediaError::Sdp(
                 "this peer connection expects no answer".into(),
             ));
@@ -1046,11 +1111,11 @@ impl Engine {
         peer.pc
             .set_remote_description(now, description)
             .map_err(sdp_error)?;
+        peer.awaiting_answer = false;
         let sinks = std::mem::take(&mut peer.unanswered);
-        let stream = peer.stream;
         // The peer connection is taken out while its outputs are added, then put back.
         let mut peer = self.peers.remove(&id).expect("found just above");
-        let joined = self.join_fanout(id, &mut peer.pc, stream, &sinks);
+        let joined = self.join_fanout(id, &mut peer.pc, &sinks);
         self.peers.insert(id, peer);
         joined
     }
@@ -1066,7 +1131,12 @@ impl Engine {
             self.by_address.remove(address);
         }
         self.by_ufrag.remove(&peer.ufrag);
-        if let Some(stream) = self.streams.get_mut(&peer.stream) {
+        let mut streams = peer.sink_streams();
+        streams.push(peer.stream);
+        for key in streams {
+            let Some(stream) = self.streams.get_mut(&key) else {
+                continue;
+            };
             if stream.publisher == Some(id) {
                 stream.publisher = None;
                 for fanout in &mut stream.fanouts {
@@ -1190,12 +1260,12 @@ impl Engine {
                         peer.status
                             .send_if_modified(|s| !std::mem::replace(&mut s.connected, true));
                     }
-                    if let Some(stream) = self
+                    let streams: Vec<StreamKey> = self
                         .peers
                         .get(&id)
-                        .filter(|p| !p.sinks.is_empty())
-                        .map(|p| p.stream)
-                    {
+                        .map(|p| p.sink_streams())
+                        .unwrap_or_default();
+                    for stream in streams {
                         self.request_keyframe(stream, now);
                     }
                 }
@@ -1372,8 +1442,8 @@ impl Engine {
         let Some((stream, index)) = self.peers.get(&id).and_then(|p| {
             p.sinks
                 .iter()
-                .find(|(t, _)| t == track)
-                .map(|(_, i)| (p.stream, *i))
+                .find(|s| s.track == track)
+                .map(|s| (s.stream, s.index))
         }) else {
             return;
         };
@@ -1440,34 +1510,118 @@ impl Engine {
         }
     }
 
-    /// Pauses or resumes the outputs of subscriber `peer` (its audio, video or both); a
-    /// resumed video asks the publisher for a keyframe.
-    fn sending(&mut self, peer: PeerKey, video: Option<bool>, on: bool, now: Instant) {
-        let Some(stream) = self.peers.get(&peer).map(|p| p.stream) else {
+    /// Pauses or resumes the outputs of subscriber `peer` (those of `only` stream, or of
+    /// every stream it receives; its audio, video or both); a resumed video asks the
+    /// publisher for a keyframe.
+    fn sending(
+        &mut self,
+        peer: PeerKey,
+        only: Option<StreamKey>,
+        video: Option<bool>,
+        on: bool,
+        now: Instant,
+    ) {
+        let Some(streams) = self.peers.get(&peer).map(Peer::sink_streams) else {
             return;
         };
-        let Some(s) = self.streams.get_mut(&stream) else {
-            return;
-        };
-        let mut keyframe = false;
-        for (index, fanout) in s.fanouts.iter_mut().enumerate() {
-            if video.is_some_and(|v| v != (index == VIDEO)) {
+        for stream in streams.into_iter().filter(|s| only.is_none_or(|o| o == *s)) {
+            let Some(s) = self.streams.get_mut(&stream) else {
                 continue;
+            };
+            let mut keyframe = false;
+            for (index, fanout) in s.fanouts.iter_mut().enumerate() {
+                if video.is_some_and(|v| v != (index == VIDEO)) {
+                    continue;
+                }
+                for output in fanout.outputs.iter_mut().filter(|o| o.peer == peer) {
+                    output.paused = match (on, output.paused) {
+                        (false, _) => Paused::Yes,
+                        (true, Paused::Yes) => {
+                            keyframe |= index == VIDEO;
+                            Paused::Resuming
+                        }
+                        (true, other) => other,
+                    };
+                }
             }
-            for output in fanout.outputs.iter_mut().filter(|o| o.peer == peer) {
-                output.paused = match (on, output.paused) {
-                    (false, _) => Paused::Yes,
-                    (true, Paused::Yes) => {
-                        keyframe |= index == VIDEO;
-                        Paused::Resuming
-                    }
-                    (true, other) => other,
-                };
+            if keyframe {
+                self.request_keyframe(stream, now);
             }
         }
-        if keyframe {
-            self.request_keyframe(stream, now);
+    }
+
+    /// Adds sending tracks for `stream` (the kinds asked for) to subscriber `id`'s peer
+    /// connection and offers again; they join the fan-out once answered.
+    fn extend(
+        &mut self,
+        id: PeerKey,
+        stream: StreamKey,
+        kinds: Vec<RtpCodecKind>,
+        video: VideoChoice,
+        now: Instant,
+    ) -> Result<Description, MediaError> {
+        if !self.streams.contains_key(&stream) {
+            return Err(MediaError::Gone("the stream is no longer published"));
         }
+        if kinds.is_empty() {
+            return Err(MediaError::Sdp(
+                "nothing to add: no audio and no video".into(),
+            ));
+        }
+        let peer = self
+            .peers
+            .get_mut(&id)
+            .ok_or(MediaError::Gone("the endpoint is closed"))?;
+        let sinks = Self::add_sinks(&mut peer.pc, kinds, video, stream)?;
+        peer.sinks.extend(sinks.iter().cloned());
+        peer.unanswered.extend(sinks);
+        Self::reoffer(peer, now)
+    }
+
+    /// Takes `stream`'s tracks (or, with `None`, those of streams no longer published) off
+    /// subscriber `id`'s peer connection and offers again: their sections become inactive.
+    fn shrink(
+        &mut self,
+        id: PeerKey,
+        stream: Option<StreamKey>,
+        now: Instant,
+    ) -> Result<Description, MediaError> {
+        let live: Vec<StreamKey> = self.streams.keys().copied().collect();
+        let peer = self
+            .peers
+            .get_mut(&id)
+            .ok_or(MediaError::Gone("the endpoint is closed"))?;
+        let gone = |s: &Sink| match stream {
+            Some(key) => s.stream == key,
+            None => !live.contains(&s.stream),
+        };
+        let removed: Vec<Sink> = peer.sinks.iter().filter(|s| gone(s)).cloned().collect();
+        peer.sinks.retain(|s| !gone(s));
+        peer.unanswered.retain(|s| !gone(s));
+        for sink in &removed {
+            peer.pc.remove_track(sink.sender).map_err(stack)?;
+        }
+        let description = Self::reoffer(peer, now)?;
+        for sink in &removed {
+            if let Some(s) = self.streams.get_mut(&sink.stream) {
+                s.fanouts[sink.index].outputs.retain(|o| o.peer != id);
+            }
+        }
+        Ok(description)
+    }
+
+    /// A new offer on an established peer connection (its candidates are known already).
+    fn reoffer(peer: &mut Peer, now: Instant) -> Result<Description, MediaError> {
+        let offer = peer.pc.create_offer(None).map_err(sdp_error)?;
+        peer.pc
+            .set_local_description(now, offer)
+            .map_err(sdp_error)?;
+        peer.awaiting_answer = true;
+        Ok(Description {
+            sdp: Self::local_sdp(&peer.pc, true)?,
+            candidates: Vec::new(),
+            status: peer.status.subscribe(),
+        })
     }
 
     /// Asks a stream's publisher for a keyframe, at most once per `KEYFRAME_MIN_GAP`; a

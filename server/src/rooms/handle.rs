@@ -694,7 +694,10 @@ impl RoomTask {
             .cloned()
             .collect();
         for key in stale {
-            if let Some(endpoint) = self.subscribers.remove(&key) {
+            if let Some(endpoint) = self.subscribers.remove(&key)
+                && !self.subscribers.values().any(|e| e.same(&endpoint))
+            {
+                // Closed when no other subscription rides on the same peer connection.
                 endpoint.close();
             }
         }
@@ -856,7 +859,10 @@ impl RoomTask {
                     let _ = r.send(result);
                 }
                 Command::AttachSubscriber(id, stream, endpoint) => {
-                    if let Some(old) = self.subscribers.insert((id, stream), endpoint) {
+                    if let Some(old) = self.subscribers.insert((id, stream), endpoint.clone())
+                        && !old.same(&endpoint)
+                        && !self.subscribers.values().any(|e| e.same(&old))
+                    {
                         old.close();
                     }
                     self.reconcile_media();

@@ -198,7 +198,17 @@ fn publisher(
     stream: StreamKey,
     now: Instant,
 ) -> (Client, RTCRtpSenderId, u32) {
-    let mut client = Client::new("127.0.0.1:50001", now);
+    publisher_at(engine, stream, "127.0.0.1:50001", now)
+}
+
+/// `publisher`, with the client at `at`.
+fn publisher_at(
+    engine: &mut Engine,
+    stream: StreamKey,
+    at: &str,
+    now: Instant,
+) -> (Client, RTCRtpSenderId, u32) {
+    let mut client = Client::new(at, now);
     let ssrc = 0x1111_2222;
     let track = MediaStreamTrack::new(
         "pub".to_owned(),
@@ -423,6 +433,7 @@ fn a_paused_subscriber_resumes_with_one_numbering_and_a_keyframe_request() {
     assert_eq!(subscriber.rtp.len(), 10);
     let sending = |on| Command::Sending {
         peer,
+        stream: None,
         video: None,
         on,
     };
@@ -460,6 +471,136 @@ fn a_paused_subscriber_resumes_with_one_numbering_and_a_keyframe_request() {
     assert!(
         publisher.keyframe_requests > asked,
         "the resumed video asked for a keyframe"
+    );
+}
+
+/// The client answers the server's (re)offer; the answer goes to the loop.
+fn answer_offer(
+    engine: &mut Engine,
+    client: &mut Client,
+    peer: PeerKey,
+    offer: &Description,
+    now: Instant,
+) {
+    client.accept(offer, false, now);
+    let answer = client.pc.create_answer(None).expect("an answer");
+    client
+        .pc
+        .set_local_description(now, answer)
+        .expect("local answer");
+    if client
+        .pc
+        .local_description()
+        .is_some_and(|d| !d.sdp.contains("a=candidate:"))
+    {
+        client.add_host_candidate();
+    }
+    let sdp = client.pc.local_description().expect("answer").sdp;
+    ask(engine, now, |reply| Command::Answer(peer, sdp, reply)).expect("the answer is taken");
+}
+
+#[test]
+fn one_subscriber_peer_connection_takes_a_second_stream_then_drops_the_first() {
+    let mut now = Instant::now();
+    let mut engine = engine(now);
+    let (mut first, first_sender, first_ssrc) =
+        publisher_at(&mut engine, StreamKey(1), "127.0.0.1:50011", now);
+    let (mut second, second_sender, second_ssrc) =
+        publisher_at(&mut engine, StreamKey(2), "127.0.0.1:50012", now);
+    let (peer, offer) = ask(&mut engine, now, |reply| Command::Offer {
+        stream: StreamKey(1),
+        audio: false,
+        video_track: true,
+        video: VideoChoice::Vp8,
+        candidates_in_sdp: true,
+        reply,
+    })
+    .expect("the loop offers");
+    let mut subscriber = Client::new("127.0.0.1:50013", now);
+    answer_offer(&mut engine, &mut subscriber, peer, &offer, now);
+    for _ in 0..100 {
+        pump(
+            &mut engine,
+            &mut [&mut first, &mut second, &mut subscriber],
+            &mut now,
+            50,
+        );
+        if first.connected && second.connected && subscriber.connected {
+            break;
+        }
+    }
+    assert!(subscriber.connected, "the subscriber connected");
+    send_video(&mut first, first_sender, first_ssrc, 10, now);
+    pump(
+        &mut engine,
+        &mut [&mut first, &mut second, &mut subscriber],
+        &mut now,
+        20,
+    );
+    assert_eq!(subscriber.rtp.len(), 10, "the first stream arrives");
+
+    // The second stream joins the same peer connection: a new offer, answered.
+    let more = ask(&mut engine, now, |reply| Command::Extend {
+        peer,
+        stream: StreamKey(2),
+        audio: false,
+        video_track: true,
+        video: VideoChoice::Vp8,
+        reply,
+    })
+    .expect("the loop offers again");
+    assert_eq!(more.sdp.matches("m=video").count(), 2, "{}", more.sdp);
+    answer_offer(&mut engine, &mut subscriber, peer, &more, now);
+    pump(
+        &mut engine,
+        &mut [&mut first, &mut second, &mut subscriber],
+        &mut now,
+        50,
+    );
+    send_video(&mut second, second_sender, second_ssrc, 10, now);
+    send_video(&mut first, first_sender, first_ssrc, 10, now);
+    pump(
+        &mut engine,
+        &mut [&mut first, &mut second, &mut subscriber],
+        &mut now,
+        20,
+    );
+    let ssrcs: std::collections::HashSet<u32> = subscriber.rtp.iter().map(|(s, _)| *s).collect();
+    assert_eq!(subscriber.rtp.len(), 30, "both streams arrive");
+    assert_eq!(ssrcs.len(), 2, "each on its own track");
+
+    // The first stream leaves it: its section goes inactive, its packets stop.
+    let less = ask(&mut engine, now, |reply| Command::Shrink {
+        peer,
+        stream: Some(StreamKey(1)),
+        reply,
+    })
+    .expect("the loop offers again");
+    answer_offer(&mut engine, &mut subscriber, peer, &less, now);
+    pump(
+        &mut engine,
+        &mut [&mut first, &mut second, &mut subscriber],
+        &mut now,
+        50,
+    );
+    let before = subscriber.rtp.len();
+    send_video(&mut first, first_sender, first_ssrc, 10, now);
+    send_video(&mut second, second_sender, second_ssrc, 10, now);
+    pump(
+        &mut engine,
+        &mut [&mut first, &mut second, &mut subscriber],
+        &mut now,
+        20,
+    );
+    assert_eq!(
+        subscriber.rtp.len() - before,
+        10,
+        "only the second stream arrives"
+    );
+    assert_eq!(
+        ask(&mut engine, now, Command::Stats).peers,
+        3,
+        "one peer connection each"
     );
 }
 
