@@ -571,21 +571,30 @@ impl Calls {
         Ok((publisher, offer))
     }
 
-    /// The client's answer to the server's offer for `m`'s subscription to `stream`.
+    /// The client's answer to the server's offer for the peer connection that carries
+    /// `m`'s subscriptions to `any_of` (one of them suffices).
     pub async fn answer_subscription(
         &self,
         m: &Member,
-        stream: &StreamId,
+        any_of: &[StreamId],
         answer: String,
     ) -> Result<(), CallError> {
-        let leg = Leg::Receiving(stream.clone());
-        let endpoint = m
-            .room
-            .endpoint_for(&m.participant, leg.clone())
-            .await?
-            .ok_or(CallError::NoEndpoint(leg))?;
+        let endpoint = Self::receiving(m, any_of).await?;
         endpoint.accept_answer(answer).await?;
         Ok(())
+    }
+
+    /// The peer connection that carries `m`'s subscription to any of `any_of` (the first
+    /// still subscribed).
+    async fn receiving(m: &Member, any_of: &[StreamId]) -> Result<Endpoint, CallError> {
+        for stream in any_of {
+            let leg = Leg::Receiving(stream.clone());
+            if let Some(endpoint) = m.room.endpoint_for(&m.participant, leg).await? {
+                return Ok(endpoint);
+            }
+        }
+        let named = any_of.first().cloned().unwrap_or_else(|| StreamId::new(""));
+        Err(CallError::NoEndpoint(Leg::Receiving(named)))
     }
 
     /// Asks the publisher of `stream` in `room` for a keyframe (a door's periodic or
@@ -664,22 +673,17 @@ impl Calls {
         Ok(())
     }
 
-    /// `m` receives `stream` too, on the peer connection that carries its subscription to
-    /// `through` (the kinds `wanted`): the server's new offer, whose answer goes to
-    /// [`Calls::answer_subscription`] for either stream.
+    /// `m` receives `stream` too, on the peer connection that carries its subscriptions to
+    /// `through` (any one of them; the kinds `wanted`): the server's new offer, whose answer
+    /// goes to [`Calls::answer_subscription`].
     pub async fn extend_subscription(
         &self,
         m: &Member,
-        through: &StreamId,
+        through: &[StreamId],
         stream: &StreamId,
         wanted: Kinds,
     ) -> Result<(ParticipantId, Description), CallError> {
-        let leg = Leg::Receiving(through.clone());
-        let endpoint = m
-            .room
-            .endpoint_for(&m.participant, leg.clone())
-            .await?
-            .ok_or(CallError::NoEndpoint(leg))?;
+        let endpoint = Self::receiving(m, through).await?;
         let (publisher, info, out) = m
             .room
             .prepare_subscribe(&m.participant, stream, crate::rooms::now_ms())
@@ -707,22 +711,16 @@ impl Calls {
         }
     }
 
-    /// `m` stops receiving `stream` on a peer connection that carries other subscriptions
-    /// (`None`: prunes the streams that ended): the server's new offer, whose answer goes to
-    /// [`Calls::answer_subscription`]. `through` names a subscription the peer connection
-    /// keeps.
+    /// `m` stops receiving `stream` on the peer connection that carries its subscriptions to
+    /// `through` (any one of them; `stream` `None`: prunes the streams that ended): the
+    /// server's new offer, whose answer goes to [`Calls::answer_subscription`].
     pub async fn shrink_subscription(
         &self,
         m: &Member,
-        through: &StreamId,
+        through: &[StreamId],
         stream: Option<&StreamId>,
     ) -> Result<Description, CallError> {
-        let leg = Leg::Receiving(through.clone());
-        let endpoint = m
-            .room
-            .endpoint_for(&m.participant, leg.clone())
-            .await?
-            .ok_or(CallError::NoEndpoint(leg))?;
+        let endpoint = Self::receiving(m, through).await?;
         let Some(stream) = stream else {
             return Ok(endpoint.shrink(None).await?);
         };

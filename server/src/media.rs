@@ -90,6 +90,17 @@ pub struct Description {
     pub candidates: Vec<LocalCandidate>,
     /// The peer connection's state as it changes; the sender is dropped when it closes.
     pub status: tokio::sync::watch::Receiver<PeerStatus>,
+    /// In a server offer to a subscriber, the sections of the stream just offered or added.
+    pub tracks: Vec<SentTrack>,
+}
+
+/// A media section that carries one kind of a stream to a subscriber.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentTrack {
+    /// Its mid in the subscriber's SDP.
+    pub mid: String,
+    /// It carries video (else audio).
+    pub video: bool,
 }
 
 /// A stream's voice activity, as last measured.

@@ -8,7 +8,9 @@
 // Janus or anything else; the served settings.js is Debian's with those two lines appended,
 // as upstream's settings.js has them (both null: no auth, as Janus ships). Two demo pages
 // in headless Chromium publish and see and hear each other through Camerata, with VP8 and
-// with H.264; then a demo page and an openvidu-browser page share one room.
+// with H.264; three pages of the multistream demo each receive the other two on one peer
+// connection and drop a feed that leaves; then a demo page and an openvidu-browser page
+// share one room.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
@@ -183,6 +185,66 @@ test('two demo pages publish and receive each other through Camerata (VP8), and 
 
 test('the same in an H.264 room, the demo asking for H.264', async () => {
   await twoPublishers(4321, '&vcodec=h264', 'video/H264', { videocodec: 'h264' });
+});
+
+/** What the multistream demo's one subscription receives, per video track. */
+function multiStats(page) {
+  return page.evaluate(async () => {
+    const feed = window.remoteFeed;
+    const pc = feed && feed.webrtcStuff && feed.webrtcStuff.pc;
+    if (!pc) return { videos: [], audio: 0 };
+    const stats = await pc.getStats();
+    const videos = [];
+    let audio = 0;
+    stats.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') videos.push({ mid: r.mid, frames: r.framesDecoded || 0 });
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') audio += r.packetsReceived || 0;
+    });
+    return { videos, audio, senders: pc.getTransceivers().filter((t) => t.currentDirection === 'recvonly').length };
+  });
+}
+
+/** Waits until `page` decodes frames on `n` video tracks of its one subscription, growing. */
+async function flowingOn(page, n, who) {
+  let first;
+  for (const deadline = Date.now() + 40000; ; await page.waitForTimeout(300)) {
+    const s = await multiStats(page);
+    const live = s.videos.filter((v) => v.frames > 0);
+    if (live.length === n && s.senders === 2 * n) {
+      const total = live.reduce((a, v) => a + v.frames, 0);
+      if (!first) first = total;
+      else if (total > first + 10) return s;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`${who}: not ${n} feeds on one peer connection: ${JSON.stringify(s)}; page said ${page.log.slice(-10).join(' | ')}`);
+    }
+  }
+}
+
+test('the multistream demo: one subscription carries every other publisher, and drops one that leaves', async () => {
+  const camerata = await startServer({ args: ['--janus-http-port', '8088', '--janus-ws-port', '8188'] });
+  const site = await demoServer();
+  const { browser, cleanup } = await launch();
+  try {
+    await createRoom(1234);
+    const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+    const url = `http://127.0.0.1:${site.address().port}/mvideoroomtest.html`;
+    const ann = await joinDemo(context, url, 'ann');
+    const bob = await joinDemo(context, url, 'bob');
+    const cat = await joinDemo(context, url, 'cat');
+    await flowingOn(ann, 2, 'ann');
+    await flowingOn(bob, 2, 'bob');
+    await flowingOn(cat, 2, 'cat');
+    // Cat leaves: the others' subscriptions drop her feed (an `update` renegotiates) and
+    // keep receiving the remaining one.
+    await cat.close({ runBeforeUnload: true });
+    await flowingOn(ann, 1, 'ann after cat left');
+    await flowingOn(bob, 1, 'bob after cat left');
+  } finally {
+    await cleanup();
+    site.close();
+    await camerata.stop();
+  }
 });
 
 test('one room, two doors: a janus.js publisher and an openvidu-browser publisher', async () => {

@@ -735,8 +735,17 @@ impl Engine {
                     if let Some(publisher) = stream.publisher {
                         self.close(publisher);
                     }
+                    // A subscriber's peer connection ends with the stream, unless it carries
+                    // another stream still published (its dead sections are pruned later).
                     for output in stream.fanouts.iter().flat_map(|f| &f.outputs) {
-                        self.close(output.peer);
+                        let carries_more = self.peers.get(&output.peer).is_some_and(|p| {
+                            p.sink_streams()
+                                .iter()
+                                .any(|s| *s != key && self.streams.contains_key(s))
+                        });
+                        if !carries_more {
+                            self.close(output.peer);
+                        }
                     }
                 }
             }
@@ -1051,8 +1060,24 @@ impl Engine {
                 sdp,
                 candidates,
                 status,
+                tracks: Vec::new(),
             },
         ))
+    }
+
+    /// The media sections that carry `sinks` on `pc`, by mid.
+    fn sent_tracks(pc: &mut RTCPeerConnection, sinks: &[Sink]) -> Vec<super::SentTrack> {
+        sinks
+            .iter()
+            .filter_map(|s| {
+                let id = rtc::rtp_transceiver::RTCRtpTransceiverId::from(s.sender);
+                let mid = pc.rtp_transceiver(id)?.mid().clone()?;
+                Some(super::SentTrack {
+                    mid,
+                    video: s.index == VIDEO,
+                })
+            })
+            .collect()
     }
 
     /// Makes a subscriber's peer connection offering `stream`'s `kinds`; its tracks join the
@@ -1084,6 +1109,7 @@ impl Engine {
             .unwrap_or_else(|| "0".to_owned());
         let candidates = self.add_host_candidates(&mut pc, &mid)?;
         let sdp = Self::local_sdp(&pc, candidates_in_sdp)?;
+        let tracks = Self::sent_tracks(&mut pc, &sinks);
         let (id, status) = self.register(pc, ufrag, stream, &sinks, sinks.clone());
         Ok((
             id,
@@ -1091,6 +1117,7 @@ impl Engine {
                 sdp,
                 candidates,
                 status,
+                tracks,
             },
         ))
     }
@@ -1574,8 +1601,10 @@ impl Engine {
             .ok_or(MediaError::Gone("the endpoint is closed"))?;
         let sinks = Self::add_sinks(&mut peer.pc, kinds, video, stream)?;
         peer.sinks.extend(sinks.iter().cloned());
+        let mut offer = Self::reoffer(peer, now)?;
+        offer.tracks = Self::sent_tracks(&mut peer.pc, &sinks);
         peer.unanswered.extend(sinks);
-        Self::reoffer(peer, now)
+        Ok(offer)
     }
 
     /// Takes `stream`'s tracks (or, with `None`, those of streams no longer published) off
@@ -1621,6 +1650,7 @@ impl Engine {
             sdp: Self::local_sdp(&peer.pc, true)?,
             candidates: Vec::new(),
             status: peer.status.subscribe(),
+            tracks: Vec::new(),
         })
     }
 

@@ -130,6 +130,25 @@ impl Peer {
             .sdp
     }
 
+    /// Answers the server's new offer on a connected peer connection (no new gathering).
+    pub(crate) async fn reanswer(&mut self, offer: &str) -> String {
+        let offer = RTCSessionDescription::offer(offer.to_owned()).expect("an SDP offer");
+        self.pc
+            .set_remote_description(offer)
+            .await
+            .expect("remote offer");
+        let answer = self.pc.create_answer(None).await.expect("answer");
+        self.pc
+            .set_local_description(answer)
+            .await
+            .expect("local answer");
+        self.pc
+            .local_description()
+            .await
+            .expect("local description")
+            .sdp
+    }
+
     /// Takes the server's answer and the candidates it trickled after it.
     pub(crate) async fn accept(&mut self, answer: &str, candidates: &[String]) {
         let answer = RTCSessionDescription::answer(answer.to_owned()).expect("an SDP answer");

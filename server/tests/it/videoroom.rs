@@ -792,3 +792,147 @@ async fn an_api_secret_or_a_signed_token_is_required_when_configured() {
     .await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn one_subscription_carries_two_feeds_and_drops_one() {
+    let dir = TempDir::new();
+    let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
+    let mut c = Client::new(s.addr).await;
+    let h = c.attach().await;
+    c.sync(h, json!({"request": "create", "room": 7777})).await;
+    // Two publishers.
+    let mut publishers = Vec::new();
+    for id in [8101, 8102] {
+        let ph = c.attach().await;
+        let (mut peer, track, offer) = publisher_offer().await;
+        let joined = c
+            .ask(
+                ph,
+                json!({"request": "joinandconfigure", "room": 7777, "ptype": "publisher",
+                       "id": id}),
+                Some(json!({"type": "offer", "sdp": offer})),
+            )
+            .await;
+        peer.accept(joined["jsep"]["sdp"].as_str().expect("an answer"), &[])
+            .await;
+        publishers.push((peer, feed(track)));
+    }
+    // One subscriber handle, first with one feed.
+    let sh = c.attach().await;
+    let attached = c
+        .ask(
+            sh,
+            json!({"request": "join", "room": 7777, "ptype": "subscriber",
+                   "streams": [{"feed": 8101}]}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        attached["plugindata"]["data"]["streams"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let mut subscriber = Peer::new().await;
+    let answer = subscriber
+        .answer(attached["jsep"]["sdp"].as_str().expect("an offer"))
+        .await;
+    c.ask(
+        sh,
+        json!({"request": "start"}),
+        Some(json!({"type": "answer", "sdp": answer})),
+    )
+    .await;
+    let first = tokio::time::timeout(Duration::from_secs(15), subscriber.tracks.recv())
+        .await
+        .expect("a track")
+        .expect("the first feed");
+    packets(&first, 10).await;
+
+    // The second feed joins the same peer connection: `updated` with a new offer.
+    let updated = c
+        .ask(
+            sh,
+            json!({"request": "subscribe", "streams": [{"feed": 8102}]}),
+            None,
+        )
+        .await;
+    let data = &updated["plugindata"]["data"];
+    assert_eq!(data["videoroom"], "updated", "{updated}");
+    let feeds: Vec<u64> = data["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter_map(|x| x["feed_id"].as_u64())
+        .collect();
+    assert_eq!(feeds, vec![8101, 8102]);
+    let answer = subscriber
+        .reanswer(updated["jsep"]["sdp"].as_str().expect("an offer"))
+        .await;
+    c.ask(
+        sh,
+        json!({"request": "start"}),
+        Some(json!({"type": "answer", "sdp": answer})),
+    )
+    .await;
+    let second = tokio::time::timeout(Duration::from_secs(15), subscriber.tracks.recv())
+        .await
+        .expect("a second track")
+        .expect("the second feed");
+    packets(&second, 10).await;
+    packets(&first, 10).await;
+    // Subscribing to a feed already carried changes nothing.
+    let same = c
+        .ask(
+            sh,
+            json!({"request": "subscribe", "streams": [{"feed": 8102}]}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        same["plugindata"]["data"],
+        json!({"videoroom": "updated", "room": 7777})
+    );
+    assert!(same.get("jsep").is_none());
+
+    // The first feed leaves the subscription: its section goes inactive, the second goes on.
+    let updated = c
+        .ask(
+            sh,
+            json!({"request": "unsubscribe", "streams": [{"feed": 8101}]}),
+            None,
+        )
+        .await;
+    let streams = updated["plugindata"]["data"]["streams"]
+        .as_array()
+        .cloned()
+        .expect("streams");
+    assert_eq!(
+        streams
+            .iter()
+            .map(|x| x["active"].as_bool())
+            .collect::<Vec<_>>(),
+        vec![Some(false), Some(true)],
+        "{updated}"
+    );
+    let answer = subscriber
+        .reanswer(updated["jsep"]["sdp"].as_str().expect("an offer"))
+        .await;
+    c.ask(
+        sh,
+        json!({"request": "start"}),
+        Some(json!({"type": "answer", "sdp": answer})),
+    )
+    .await;
+    quiet(&first, "the unsubscribed feed stops").await;
+    packets(&second, 10).await;
+    // update with neither list is refused.
+    let e = c.ask(sh, json!({"request": "update"}), None).await;
+    assert_eq!(code(&e["plugindata"]["data"]), Some(429));
+    for (peer, feeding) in publishers {
+        feeding.abort();
+        let _ = peer.pc.close().await;
+    }
+    let _ = subscriber.pc.close().await;
+    s.stop().await;
+}

@@ -155,7 +155,7 @@ impl Session {
                 let m = self.member()?.clone();
                 let stream = StreamId::new(text(req, "stream")?);
                 self.calls
-                    .answer_subscription(&m, &stream, text(req, "sdp")?)
+                    .answer_subscription(&m, std::slice::from_ref(&stream), text(req, "sdp")?)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(json!({ "op": "ok" }))

@@ -675,7 +675,7 @@ impl Connection {
             // Not the caller's own stream: a subscriber's answer to the server's new offer.
             self.state
                 .calls()
-                .answer_subscription(m, &stream, answer.clone())
+                .answer_subscription(m, std::slice::from_ref(&stream), answer.clone())
                 .await?;
             return Ok(Map::new());
         }
@@ -711,7 +711,7 @@ impl Connection {
             (None, Some(answer)) => {
                 self.state
                     .calls()
-                    .answer_subscription(m, &stream, answer)
+                    .answer_subscription(m, std::slice::from_ref(&stream), answer)
                     .await?;
                 return Ok(Map::new());
             }

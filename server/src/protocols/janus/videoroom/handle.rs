@@ -19,6 +19,10 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
+mod subscriber;
+
+use subscriber::Subscriber;
+
 /// Requests and candidates queued for one handle. Sender: the transports' requests.
 /// Receiver: the handle's task. When full, the sending request waits (back-pressure on that
 /// client alone).
@@ -72,18 +76,6 @@ struct Publisher {
     private_id: u32,
     /// The stream it publishes, when it does.
     stream: Option<StreamId>,
-}
-
-/// A subscriber handle.
-struct Subscriber {
-    room: u64,
-    /// Who receives: the participant whose private id was given, or the stand-in.
-    member: Member,
-    /// The member is this handle's own stand-in participant.
-    stand_in: bool,
-    stream: StreamId,
-    /// The media sections of the server's offer (the subscriber's mids).
-    sections: Vec<Section>,
 }
 
 enum State {
@@ -208,7 +200,20 @@ impl Task {
                 Some(s) => (p.member.room.clone(), s.clone()),
                 None => return,
             },
-            State::Subscriber(s) => (s.member.room.clone(), s.stream.clone()),
+            State::Subscriber(s) => {
+                for stream in s.live() {
+                    if let Err(e) = self
+                        .vr
+                        .inner
+                        .calls
+                        .request_keyframe(&s.member.room, &stream)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "no keyframe request");
+                    }
+                }
+                return;
+            }
             _ => return,
         };
         if let Err(e) = self.vr.inner.calls.request_keyframe(&room, &stream).await {
@@ -391,7 +396,7 @@ impl Task {
             (State::Subscriber(_), "configure") => self.configure_subscription(b).await,
             (State::Subscriber(s), "pause") => {
                 let room = s.room;
-                self.receiving(Kinds::ALL, false).await?;
+                self.receiving(None, Kinds::ALL, false).await?;
                 Ok((
                     json!({ "videoroom": "event", "room": room, "paused": "ok" }),
                     None,
@@ -405,9 +410,10 @@ impl Task {
                     None,
                 ))
             }
-            (State::Subscriber(_), "switch" | "subscribe" | "unsubscribe" | "update") => {
-                Err(VrError::unsupported(request))
+            (State::Subscriber(_), "subscribe" | "unsubscribe" | "update") => {
+                self.change_subscription(request, b).await
             }
+            (State::Subscriber(_), "switch") => Err(VrError::unsupported(request)),
             (_, other) => Err(VrError::unknown(other)),
         }
     }
@@ -725,137 +731,6 @@ impl Task {
             .map_err(|e| call_error(e, id))
     }
 
-    async fn join_subscriber(&mut self, b: &Body<'_>) -> Result<Reply, VrError> {
-        let id = b.room()?;
-        let (handle, room) = self.vr.lookup(id).await?;
-        let s = settings(&room);
-        b.credential("pin", s.pin.as_deref())?;
-        let wanted: Vec<(u64, Option<String>)> = match (b.objects("streams")?, b.uint("feed")?) {
-            (Some(items), _) => items
-                .iter()
-                .map(|item| {
-                    let item = Body(item);
-                    Ok((item.req_uint("feed")?, item.str("mid")?.map(str::to_owned)))
-                })
-                .collect::<Result<_, VrError>>()?,
-            (None, Some(feed)) => vec![(feed, None)],
-            (None, None) => return Err(VrError::missing("feed")),
-        };
-        let Some(&(feed, _)) = wanted.first() else {
-            return Err(VrError::bad_sdp("Can't offer an SDP with no stream"));
-        };
-        if wanted.iter().any(|(f, _)| *f != feed) {
-            return Err(VrError::other(
-                "Camerata serves one feed per subscriber handle: attach a handle per publisher",
-            ));
-        }
-        let publisher = self
-            .vr
-            .participant(&room, feed)
-            .filter(|p| !p.streams().is_empty())
-            .ok_or_else(|| VrError::no_feed(feed))?;
-        let stream = publisher.streams()[0].clone();
-        let feed_display = super::display(publisher);
-        let mids = self.vr.mids(&stream);
-        let mut kinds = Kinds {
-            audio: false,
-            video: false,
-        };
-        for (_, mid) in &wanted {
-            let Some(mid) = mid else {
-                kinds = Kinds::ALL;
-                continue;
-            };
-            match mids.iter().find(|s| &s.mid == mid).map(|s| s.kind) {
-                Some("audio") => kinds.audio = true,
-                Some("video") => kinds.video = true,
-                Some(_) => {}
-                None => return Err(VrError::no_mid(mid, feed)),
-            }
-        }
-        let owner = b
-            .uint("private_id")?
-            .and_then(|pvt| u32::try_from(pvt).ok())
-            .and_then(|pvt| self.vr.private_owner(pvt, room.id()));
-        if s.require_pvtid && owner.is_none() {
-            return Err(VrError::unauthorized(
-                "this room requires a valid private_id",
-            ));
-        }
-        let (member, stand_in) = match owner {
-            Some(participant) => (
-                Member {
-                    room: handle.clone(),
-                    participant,
-                    role: Role::Publisher,
-                },
-                false,
-            ),
-            None => (self.join_stand_in(id, &room).await?, true),
-        };
-        let offered = self
-            .vr
-            .inner
-            .calls
-            .offer_subscription(&member, &stream.id, kinds, Candidates::InSdp)
-            .await;
-        let offer = match offered {
-            Ok((_, offer)) => offer,
-            Err(e) => {
-                if stand_in {
-                    self.vr.forget_stand_in(&member).await;
-                    self.notices = None;
-                }
-                return Err(match e {
-                    crate::calls::CallError::Negotiation(_) => {
-                        VrError::bad_sdp("Can't offer an SDP with no stream")
-                    }
-                    other => call_error(other, id),
-                });
-            }
-        };
-        self.watch(offer.status.clone(), Vec::new());
-        let video = super::video_codec_name(&room);
-        let streams: Vec<Value> = sections(&offer.sdp)
-            .iter()
-            .map(|sec| {
-                let mut v = json!({
-                    "type": sec.kind,
-                    "active": true,
-                    "mindex": sec.mindex,
-                    "mid": sec.mid,
-                    "ready": false,
-                    "send": true,
-                    "feed_id": feed,
-                });
-                if let Some(d) = &feed_display {
-                    v["feed_display"] = d.clone().into();
-                }
-                if let Some(m) = mids.iter().find(|m| m.kind == sec.kind) {
-                    v["feed_mid"] = m.mid.clone().into();
-                }
-                v["codec"] = if sec.kind == "audio" { "opus" } else { video }.into();
-                v
-            })
-            .collect();
-        self.state = State::Subscriber(Subscriber {
-            room: id,
-            member,
-            stand_in,
-            stream: stream.id.clone(),
-            sections: sections(&offer.sdp),
-        });
-        let mut data = json!({ "videoroom": "attached", "room": id, "streams": streams });
-        if b.0.contains_key("feed") && !b.0.contains_key("streams") {
-            data["id"] = feed.into();
-            if let Some(d) = feed_display {
-                data["display"] = d.into();
-            }
-            data["warning"] = "deprecated_api".into();
-        }
-        Ok((data, Some(json!({ "type": "offer", "sdp": offer.sdp }))))
-    }
-
     /// Joins the participant that receives for a subscriber handle that named no publisher
     /// of its own (no valid `private_id`).
     async fn join_stand_in(
@@ -899,107 +774,6 @@ impl Task {
         }
     }
 
-    async fn start(&mut self, jsep: Option<Value>) -> Result<Reply, VrError> {
-        let State::Subscriber(s) = &self.state else {
-            return Err(VrError::join_first());
-        };
-        let (id, member, stream) = (s.room, s.member.clone(), s.stream.clone());
-        if let Some(jsep) = jsep {
-            if jsep["type"] != "answer" {
-                return Err(VrError::sdp_type("Only publishers send offers"));
-            }
-            let sdp = jsep["sdp"].as_str().unwrap_or_default().to_owned();
-            self.vr
-                .inner
-                .calls
-                .answer_subscription(&member, &stream, sdp)
-                .await
-                .map_err(|e| call_error(e, id))?;
-            self.flush_early(Leg::Receiving(stream)).await;
-        } else {
-            // Resumes what `pause` stopped.
-            self.receiving(Kinds::ALL, true).await?;
-        }
-        Ok((
-            json!({ "videoroom": "event", "room": id, "started": "ok" }),
-            None,
-        ))
-    }
-
-    /// This subscriber's subscription stops or resumes sending `kinds`.
-    async fn receiving(&self, kinds: Kinds, on: bool) -> Result<(), VrError> {
-        let State::Subscriber(s) = &self.state else {
-            return Err(VrError::join_first());
-        };
-        self.vr
-            .inner
-            .calls
-            .set_receiving(&s.member, &s.stream, kinds, on)
-            .await
-            .map_err(|e| call_error(e, s.room))
-    }
-
-    /// A subscriber's `configure`: each stream's `send` (by the subscriber's mid; the
-    /// legacy form puts `mid` and `send` at the top level). Layer choices are moot without
-    /// simulcast, as on Janus for a stream that has none; an ICE restart is not served.
-    async fn configure_subscription(&mut self, b: &Body<'_>) -> Result<Reply, VrError> {
-        let State::Subscriber(s) = &self.state else {
-            return Err(VrError::join_first());
-        };
-        let room = s.room;
-        if b.bool("restart")? == Some(true) {
-            return Err(VrError::unsupported("configure restart"));
-        }
-        let mut changes: Vec<(Option<String>, bool)> = Vec::new();
-        let mut keyframe = false;
-        match b.objects("streams")? {
-            Some(items) => {
-                for item in &items {
-                    let item = Body(item);
-                    let mid = item.str("mid")?.map(str::to_owned);
-                    if mid.is_none() && items.len() > 1 {
-                        return Err(VrError::bad_value("Invalid element (mid)"));
-                    }
-                    if let Some(send) = item.bool("send")? {
-                        changes.push((mid, send));
-                    }
-                    keyframe |= item.bool("keyframe")? == Some(true);
-                }
-            }
-            None => {
-                if let Some(send) = b.bool("send")? {
-                    changes.push((b.str("mid")?.map(str::to_owned), send));
-                }
-                keyframe |= b.bool("keyframe")? == Some(true);
-            }
-        }
-        if keyframe {
-            self.keyframe().await;
-        }
-        for (mid, send) in changes {
-            let kinds = match mid {
-                None => Kinds::ALL,
-                Some(mid) => {
-                    let kind = s
-                        .sections
-                        .iter()
-                        .find(|sec| sec.mid == mid)
-                        .map(|sec| sec.kind)
-                        .ok_or_else(|| VrError::no_sub_mid(&mid))?;
-                    Kinds {
-                        audio: kind == "audio",
-                        video: kind == "video",
-                    }
-                }
-            };
-            self.receiving(kinds, send).await?;
-        }
-        Ok((
-            json!({ "videoroom": "event", "room": room, "configured": "ok" }),
-            None,
-        ))
-    }
-
     /// The leg a trickled candidate is for now, and who owns it.
     fn leg(&self) -> Option<(Member, Leg)> {
         match &self.state {
@@ -1007,7 +781,7 @@ impl Task {
                 .stream
                 .clone()
                 .map(|s| (p.member.clone(), Leg::Publishing(s))),
-            State::Subscriber(s) => Some((s.member.clone(), Leg::Receiving(s.stream.clone()))),
+            State::Subscriber(s) => s.through().map(|t| (s.member.clone(), Leg::Receiving(t))),
             _ => None,
         }
     }
@@ -1087,7 +861,9 @@ impl Task {
             }
             State::Subscriber(s) if s.stand_in => self.vr.forget_stand_in(&s.member).await,
             State::Subscriber(s) => {
-                let _ = calls.unsubscribe(&s.member, &s.stream).await;
+                for stream in s.live() {
+                    let _ = calls.unsubscribe(&s.member, &stream).await;
+                }
             }
             State::Fresh | State::Gone => {}
         }
