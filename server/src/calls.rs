@@ -711,6 +711,36 @@ impl Calls {
         }
     }
 
+    /// `m`'s section `mid`, on the peer connection that carries its subscriptions to
+    /// `through`, carries `to` from now on (a stream with a track of the same kind); no
+    /// renegotiation. `drop` ends the subscription the section carried (when no other
+    /// section carries it). Returns the new stream's publisher.
+    pub async fn switch_subscription(
+        &self,
+        m: &Member,
+        through: &[StreamId],
+        mid: &str,
+        to: &StreamId,
+        drop: Option<&StreamId>,
+    ) -> Result<ParticipantId, CallError> {
+        let endpoint = Self::receiving(m, through).await?;
+        let (publisher, _, out) = m
+            .room
+            .prepare_subscribe(&m.participant, to, crate::rooms::now_ms())
+            .await??;
+        if let Err(e) = endpoint.switch(mid, &out).await {
+            let _ = m.room.unsubscribe(&m.participant, to).await;
+            return Err(e.into());
+        }
+        m.room
+            .attach_subscriber(&m.participant, to.clone(), endpoint)
+            .await;
+        if let Some(old) = drop {
+            let _ = m.room.unsubscribe(&m.participant, old).await;
+        }
+        Ok(publisher)
+    }
+
     /// `m` stops receiving `stream` on the peer connection that carries its subscriptions to
     /// `through` (any one of them; `stream` `None`: prunes the streams that ended): the
     /// server's new offer, whose answer goes to [`Calls::answer_subscription`].

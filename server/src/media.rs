@@ -123,6 +123,9 @@ pub struct PeerStatus {
     pub audio: bool,
     /// The server receives video on it (a publisher's).
     pub video: bool,
+    /// Streams it carried (a subscriber's) that ended while it went on carrying others:
+    /// their sections are dead until the door prunes them.
+    pub ended: u32,
 }
 
 /// One local ICE candidate, as the browser's `RTCIceCandidate` takes it.
@@ -320,6 +323,25 @@ impl Endpoint {
         answer
             .await
             .map_err(|_| MediaError::Gone("the media loop has stopped"))?
+    }
+
+    /// Moves this subscriber's section `mid` to `stream` (a track of the same kind), without
+    /// renegotiating: the subscriber sees one numbering and gets a keyframe.
+    pub async fn switch(&self, mid: &str, stream: &StreamOut) -> Result<(), MediaError> {
+        let (reply, answer) = oneshot::channel();
+        self.0
+            .commands
+            .send(Command::Switch {
+                peer: self.0.key,
+                mid: mid.to_owned(),
+                stream: stream.0.key,
+                reply,
+            })
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))?;
+        answer
+            .await
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))?
+            .map(|_| ())
     }
 
     /// Takes `stream` (`None`: every stream no longer published) off this subscriber's

@@ -124,6 +124,13 @@ pub(crate) enum Command {
         video: VideoChoice,
         reply: oneshot::Sender<Result<Description, MediaError>>,
     },
+    /// Move a subscriber's section to another stream of the same kind.
+    Switch {
+        peer: PeerKey,
+        mid: String,
+        stream: StreamKey,
+        reply: oneshot::Sender<Result<StreamKey, MediaError>>,
+    },
     /// Take a stream's tracks (`None`: those of ended streams) off a subscriber's peer
     /// connection; a new offer.
     Shrink {
@@ -681,6 +688,14 @@ impl Engine {
                 let _ = reply.send(self.extend(peer, stream, kinds, video, now));
                 self.service(peer, now);
             }
+            Command::Switch {
+                peer,
+                mid,
+                stream,
+                reply,
+            } => {
+                let _ = reply.send(self.switch(peer, &mid, stream, now));
+            }
             Command::Shrink {
                 peer,
                 stream,
@@ -745,6 +760,8 @@ impl Engine {
                         });
                         if !carries_more {
                             self.close(output.peer);
+                        } else if let Some(peer) = self.peers.get(&output.peer) {
+                            peer.status.send_modify(|s| s.ended += 1);
                         }
                     }
                 }
@@ -1637,6 +1654,60 @@ impl Engine {
             }
         }
         Ok(description)
+    }
+
+    /// Moves the section `mid` of subscriber `id` to `stream` (same kind): its output leaves
+    /// the old stream's fan-out and joins the new one's, keeping the subscriber's RTP
+    /// numbering; no renegotiation. Returns the stream it carried before.
+    fn switch(
+        &mut self,
+        id: PeerKey,
+        mid: &str,
+        stream: StreamKey,
+        now: Instant,
+    ) -> Result<StreamKey, MediaError> {
+        if !self.streams.contains_key(&stream) {
+            return Err(MediaError::Gone("the stream is no longer published"));
+        }
+        let peer = self
+            .peers
+            .get_mut(&id)
+            .ok_or(MediaError::Gone("the endpoint is closed"))?;
+        let position = peer
+            .sinks
+            .iter()
+            .position(|s| {
+                let t = rtc::rtp_transceiver::RTCRtpTransceiverId::from(s.sender);
+                peer.pc
+                    .rtp_transceiver(t)
+                    .is_some_and(|t| t.mid().as_deref() == Some(mid))
+            })
+            .ok_or_else(|| MediaError::Sdp(format!("no section {mid} sends here")))?;
+        let sink = &mut peer.sinks[position];
+        let (from, index) = (sink.stream, sink.index);
+        sink.stream = stream;
+        let mut output = self
+            .streams
+            .get_mut(&from)
+            .and_then(|s| {
+                let outputs = &mut s.fanouts[index].outputs;
+                let at = outputs
+                    .iter()
+                    .position(|o| o.peer == id && o.sender == sink.sender)?;
+                Some(outputs.remove(at))
+            })
+            .ok_or_else(|| MediaError::Sdp(format!("section {mid} is not answered yet")))?;
+        // The next packet, from the other source, continues this subscriber's numbering.
+        if output.paused != Paused::Yes {
+            output.paused = Paused::Resuming;
+        }
+        if let Some(s) = self.streams.get_mut(&stream) {
+            s.fanouts[index].outputs.push(output);
+        }
+        if index == VIDEO {
+            self.request_keyframe(stream, now);
+        }
+        Ok(from)
     }
 
     /// A new offer on an established peer connection (its candidates are known already).

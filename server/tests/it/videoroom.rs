@@ -802,8 +802,10 @@ async fn one_subscription_carries_two_feeds_and_drops_one() {
     c.sync(h, json!({"request": "create", "room": 7777})).await;
     // Two publishers.
     let mut publishers = Vec::new();
-    for id in [8101, 8102] {
+    let mut publisher_handles = Vec::new();
+    for id in [8101, 8102, 8103] {
         let ph = c.attach().await;
+        publisher_handles.push(ph);
         let (mut peer, track, offer) = publisher_offer().await;
         let joined = c
             .ask(
@@ -849,11 +851,11 @@ async fn one_subscription_carries_two_feeds_and_drops_one() {
         .expect("the first feed");
     packets(&first, 10).await;
 
-    // The second feed joins the same peer connection: `updated` with a new offer.
+    // The second and third feeds join the same peer connection: `updated` with a new offer.
     let updated = c
         .ask(
             sh,
-            json!({"request": "subscribe", "streams": [{"feed": 8102}]}),
+            json!({"request": "update", "subscribe": [{"feed": 8102}, {"feed": 8103}]}),
             None,
         )
         .await;
@@ -865,7 +867,7 @@ async fn one_subscription_carries_two_feeds_and_drops_one() {
         .iter()
         .filter_map(|x| x["feed_id"].as_u64())
         .collect();
-    assert_eq!(feeds, vec![8101, 8102]);
+    assert_eq!(feeds, vec![8101, 8102, 8103]);
     let answer = subscriber
         .reanswer(updated["jsep"]["sdp"].as_str().expect("an offer"))
         .await;
@@ -875,11 +877,72 @@ async fn one_subscription_carries_two_feeds_and_drops_one() {
         Some(json!({"type": "answer", "sdp": answer})),
     )
     .await;
-    let second = tokio::time::timeout(Duration::from_secs(15), subscriber.tracks.recv())
-        .await
-        .expect("a second track")
-        .expect("the second feed");
-    packets(&second, 10).await;
+    let mut later = Vec::new();
+    for _ in 0..2 {
+        later.push(
+            tokio::time::timeout(Duration::from_secs(15), subscriber.tracks.recv())
+                .await
+                .expect("another track")
+                .expect("a later feed"),
+        );
+    }
+    for track in &later {
+        packets(track, 10).await;
+    }
+    packets(&first, 10).await;
+
+    // The third publisher leaves: the subscription updates by itself (autoupdate), its
+    // section inactive in a new offer sent without a transaction.
+    let gone = post(
+        s.addr,
+        &format!("/janus/{}/{}", c.session, publisher_handles[2]),
+        json!({"janus": "detach", "transaction": "gone"}),
+    )
+    .await;
+    assert_eq!(gone["janus"], "success");
+    let auto = c
+        .event(|e| {
+            e["sender"].as_u64() == Some(sh)
+                && e["plugindata"]["data"]["videoroom"] == "updated"
+                && e.get("transaction").is_none()
+        })
+        .await;
+    let actives: Vec<(Option<u64>, Option<bool>)> = auto["plugindata"]["data"]["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|x| (x["feed_id"].as_u64(), x["active"].as_bool()))
+        .collect();
+    assert_eq!(
+        actives,
+        vec![
+            (Some(8101), Some(true)),
+            (Some(8102), Some(true)),
+            (None, Some(false))
+        ],
+        "{auto}"
+    );
+    let answer = subscriber
+        .reanswer(auto["jsep"]["sdp"].as_str().expect("an offer"))
+        .await;
+    c.ask(
+        sh,
+        json!({"request": "start"}),
+        Some(json!({"type": "answer", "sdp": answer})),
+    )
+    .await;
+    // Of the two later tracks (they opened in either order), the second feed's goes on.
+    let mut second = None;
+    for track in later {
+        if tokio::time::timeout(Duration::from_secs(3), packets(&track, 5))
+            .await
+            .is_ok()
+        {
+            second = Some(track);
+            break;
+        }
+    }
+    let second = second.expect("the second feed's track goes on");
     packets(&first, 10).await;
     // Subscribing to a feed already carried changes nothing.
     let same = c
@@ -912,7 +975,7 @@ async fn one_subscription_carries_two_feeds_and_drops_one() {
             .iter()
             .map(|x| x["active"].as_bool())
             .collect::<Vec<_>>(),
-        vec![Some(false), Some(true)],
+        vec![Some(false), Some(true), Some(false)],
         "{updated}"
     );
     let answer = subscriber
@@ -926,6 +989,41 @@ async fn one_subscription_carries_two_feeds_and_drops_one() {
     .await;
     quiet(&first, "the unsubscribed feed stops").await;
     packets(&second, 10).await;
+
+    // The remaining section switches to the first feed's video without renegotiating: it
+    // keeps flowing once the second publisher stops sending.
+    let sub_mid = streams[1]["mid"].as_str().expect("a mid").to_owned();
+    let switched = c
+        .ask(
+            sh,
+            json!({"request": "switch", "streams": [{"feed": 8101, "mid": "0", "sub_mid": sub_mid}]}),
+            None,
+        )
+        .await;
+    let data = &switched["plugindata"]["data"];
+    assert_eq!(
+        (data["switched"].as_str(), data["changes"].as_u64()),
+        (Some("ok"), Some(1)),
+        "{switched}"
+    );
+    assert!(switched.get("jsep").is_none(), "no renegotiation");
+    let carried: Vec<u64> = data["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter_map(|x| x["feed_id"].as_u64())
+        .collect();
+    assert_eq!(carried, vec![8101]);
+    publishers[1].1.abort();
+    packets(&second, 20).await;
+    let e = c
+        .ask(
+            sh,
+            json!({"request": "switch", "streams": [{"feed": 8101, "mid": "0", "sub_mid": "nine"}]}),
+            None,
+        )
+        .await;
+    assert_eq!(code(&e["plugindata"]["data"]), Some(428));
     // update with neither list is refused.
     let e = c.ask(sh, json!({"request": "update"}), None).await;
     assert_eq!(code(&e["plugindata"]["data"]), Some(429));

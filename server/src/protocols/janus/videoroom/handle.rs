@@ -171,7 +171,11 @@ impl Task {
                     None => self.notices = None,
                 },
                 status = next_status(&mut self.watched) => match status {
-                    Some(s) => self.status(s),
+                    Some(s) => {
+                        if self.status(s) {
+                            self.autoupdate().await;
+                        }
+                    }
                     None => self.hangup("Close PC"),
                 },
                 speech = next_speech(&mut self.speech) => match speech {
@@ -253,10 +257,11 @@ impl Task {
     }
 
     /// The watched peer connection changed: `webrtcup` once it is up, `media` as each kind
-    /// starts arriving, `hangup` when it failed.
-    fn status(&mut self, now: PeerStatus) {
+    /// starts arriving, `hangup` when it failed. True when streams it carried ended (a
+    /// subscription to update).
+    fn status(&mut self, now: PeerStatus) -> bool {
         let Some(w) = &mut self.watched else {
-            return;
+            return false;
         };
         let before = std::mem::replace(&mut w.seen, now);
         let (session, sender) = (self.session.id, self.handle);
@@ -283,6 +288,7 @@ impl Task {
         if now.failed && !before.failed {
             self.hangup("ICE failed");
         }
+        now.ended > before.ended
     }
 
     /// A plugin event from this handle, answering `transaction` when given.
@@ -413,7 +419,7 @@ impl Task {
             (State::Subscriber(_), "subscribe" | "unsubscribe" | "update") => {
                 self.change_subscription(request, b).await
             }
-            (State::Subscriber(_), "switch") => Err(VrError::unsupported(request)),
+            (State::Subscriber(_), "switch") => self.switch(b).await,
             (_, other) => Err(VrError::unknown(other)),
         }
     }

@@ -40,6 +40,10 @@ pub(super) struct Subscriber {
     pub stand_in: bool,
     /// Its sections, in the order they were added.
     pub streams: Vec<SubStream>,
+    /// The server's last offer (the order of its sections).
+    pub sdp: String,
+    /// Renegotiate by itself when a feed it carries goes away (Janus's `autoupdate`).
+    pub autoupdate: bool,
 }
 
 impl Subscriber {
@@ -248,9 +252,14 @@ impl Task {
             member: member.clone(),
             stand_in,
             streams: Self::added(first, &offer.tracks),
+            sdp: offer.sdp.clone(),
+            autoupdate: b.bool("autoupdate")?.unwrap_or(true),
         });
         for want in &wants[1..] {
             offer = self.extend(&member, &through, want, id).await?;
+        }
+        if let State::Subscriber(s) = &mut self.state {
+            offer.sdp.clone_into(&mut s.sdp);
         }
         let streams = self.listed(&room, &offer.sdp);
         let mut data = json!({ "videoroom": "attached", "room": id, "streams": streams });
@@ -357,10 +366,146 @@ impl Task {
         let Some(offer) = offer else {
             return Ok((json!({ "videoroom": "updated", "room": id }), None));
         };
+        if let State::Subscriber(s) = &mut self.state {
+            offer.sdp.clone_into(&mut s.sdp);
+        }
         let streams = self.listed(&room, &offer.sdp);
         Ok((
             json!({ "videoroom": "updated", "room": id, "streams": streams }),
             Some(json!({ "type": "offer", "sdp": offer.sdp })),
+        ))
+    }
+
+    /// Streams this subscription carried ended (their publishers went away): with
+    /// `autoupdate`, their sections go inactive in a new offer, sent as an unsolicited
+    /// `updated` event; without, they wait for the next change.
+    pub(super) async fn autoupdate(&mut self) {
+        let Some(s) = self.subscriber() else {
+            return;
+        };
+        if !s.autoupdate {
+            return;
+        }
+        let (id, member, names) = (s.room, s.member.clone(), s.names());
+        let Ok((_, room)) = self.vr.lookup(id).await else {
+            return;
+        };
+        let offer = match self
+            .vr
+            .inner
+            .calls
+            .shrink_subscription(&member, &names, None)
+            .await
+        {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::debug!(error = %e, "no update of a subscription");
+                return;
+            }
+        };
+        if let State::Subscriber(s) = &mut self.state {
+            for x in s.streams.iter_mut() {
+                if room.published(&x.stream).is_none() {
+                    x.active = false;
+                }
+            }
+            offer.sdp.clone_into(&mut s.sdp);
+        }
+        let streams = self.listed(&room, &offer.sdp);
+        self.session.push(self.event(
+            None,
+            json!({ "videoroom": "updated", "room": id, "streams": streams }),
+            Some(json!({ "type": "offer", "sdp": offer.sdp })),
+        ));
+    }
+
+    /// `switch`: sections carry other feeds' tracks of the same kind, without renegotiating.
+    pub(super) async fn switch(&mut self, b: &Body<'_>) -> Result<Reply, VrError> {
+        let Some(s) = self.subscriber() else {
+            return Err(VrError::join_first());
+        };
+        let (id, member) = (s.room, s.member.clone());
+        let (_, room) = self.vr.lookup(id).await?;
+        let list = b
+            .objects("streams")?
+            .ok_or_else(|| VrError::missing("streams"))?;
+        // Validate everything before changing anything.
+        let mut moves = Vec::new();
+        for item in &list {
+            let item = Body(item);
+            let feed = item.req_uint("feed")?;
+            let feed_mid = item.req_str("mid")?.to_owned();
+            let sub_mid = item.req_str("sub_mid")?.to_owned();
+            let current = self
+                .subscriber()
+                .and_then(|s| {
+                    s.streams
+                        .iter()
+                        .find(|x| x.mid == sub_mid && x.active)
+                        .cloned()
+                })
+                .ok_or_else(|| VrError::no_sub_mid(&sub_mid))?;
+            let want = self
+                .wants(&room, &[(feed, Some(feed_mid.clone()))])?
+                .pop()
+                .ok_or_else(|| VrError::no_feed(feed))?;
+            let kind = want.mids.iter().find(|m| m.mid == feed_mid).map(|m| m.kind);
+            if kind != Some(current.kind) {
+                return Err(VrError::bad_value(format!(
+                    "Invalid element (mid '{feed_mid}' of feed {feed} is not {})",
+                    current.kind
+                )));
+            }
+            moves.push((current, want, feed_mid));
+        }
+        let mut changes = 0u64;
+        for (current, want, feed_mid) in moves {
+            if current.stream == want.stream.id && current.feed_mid == feed_mid {
+                continue;
+            }
+            let names = self.subscriber().map(Subscriber::names).unwrap_or_default();
+            // The old stream's subscription ends with its last section.
+            let others = self.subscriber().is_some_and(|s| {
+                s.streams
+                    .iter()
+                    .any(|x| x.active && x.stream == current.stream && x.mid != current.mid)
+            });
+            self.vr
+                .inner
+                .calls
+                .switch_subscription(
+                    &member,
+                    &names,
+                    &current.mid,
+                    &want.stream.id,
+                    (!others).then_some(&current.stream),
+                )
+                .await
+                .map_err(|e| call_error(e, id))?;
+            if let State::Subscriber(s) = &mut self.state
+                && let Some(x) = s
+                    .streams
+                    .iter_mut()
+                    .find(|x| x.mid == current.mid && x.active)
+            {
+                x.feed = want.feed;
+                x.feed_mid = feed_mid;
+                x.feed_display = want.display.clone();
+                x.stream = want.stream.id.clone();
+            }
+            changes += 1;
+        }
+        let sdp = self.subscriber().map(|s| s.sdp.clone()).unwrap_or_default();
+        let streams = self.listed(&room, &sdp);
+        Ok((
+            json!({
+                "videoroom": "event",
+                "switched": "ok",
+                "room": id,
+                "changes": changes,
+                "streams": streams,
+            }),
+            None,
         ))
     }
 
