@@ -416,7 +416,8 @@ async fn a_publisher_and_a_subscriber_exchange_media_through_videoroom() {
         .ask(
             ph,
             json!({"request": "joinandconfigure", "room": 5555, "ptype": "publisher",
-                   "id": 8001, "display": "pub"}),
+                   "id": 8001, "display": "pub",
+                   "descriptions": [{"mid": "0", "description": "front camera"}]}),
             Some(json!({"type": "offer", "sdp": offer})),
         )
         .await;
@@ -494,6 +495,7 @@ async fn a_publisher_and_a_subscriber_exchange_media_through_videoroom() {
     assert_eq!(data["streams"][0]["feed_id"], 8001);
     assert_eq!(data["streams"][0]["type"], "video");
     assert_eq!(data["streams"][0]["codec"], "vp8");
+    assert_eq!(data["streams"][0]["feed_description"], "front camera");
     let offer = attached["jsep"]["sdp"]
         .as_str()
         .expect("an offer")
@@ -1032,5 +1034,56 @@ async fn one_subscription_carries_two_feeds_and_drops_one() {
         let _ = peer.pc.close().await;
     }
     let _ = subscriber.pc.close().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn floods_of_bad_polls_and_bodies_are_each_answered_and_rooms_go_on() {
+    let dir = TempDir::new();
+    let s = Server::start_with(&dir.sqlite_url(), dir.0.clone(), &[]).await;
+    let mut c = Client::new(s.addr).await;
+    let h = c.attach().await;
+    c.sync(h, json!({"request": "create", "room": 9090})).await;
+    let addr = s.addr;
+    let polls = (0..200u64).map(|i| {
+        tokio::spawn(async move {
+            request(
+                addr,
+                "GET",
+                &format!("/janus/{}?maxev=5", 1000 + i),
+                None,
+                None,
+                &[],
+            )
+            .await
+            .status
+        })
+    });
+    let bodies = (0..200).map(|i| {
+        tokio::spawn(async move {
+            let body = if i % 2 == 0 { "{\"janus\": " } else { "[1, 2]" };
+            request(addr, "POST", "/janus", None, Some(body), &[])
+                .await
+                .json["error"]["code"]
+                .as_u64()
+        })
+    });
+    let polls = futures_util::future::join_all(polls).await;
+    let bodies = futures_util::future::join_all(bodies).await;
+    assert!(
+        polls.iter().all(|r| matches!(r, Ok(404))),
+        "a poll on no session: 404"
+    );
+    assert!(
+        bodies
+            .iter()
+            .all(|r| matches!(r, Ok(Some(454)) | Ok(Some(455)))),
+        "malformed bodies: Janus's JSON errors"
+    );
+    // The room and its session are untouched.
+    assert_eq!(
+        c.sync(h, json!({"request": "exists", "room": 9090})).await["exists"],
+        true
+    );
     s.stop().await;
 }

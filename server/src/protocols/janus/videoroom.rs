@@ -54,6 +54,8 @@ pub struct Section {
     pub mindex: usize,
     /// Opus in-band forward error correction was offered in it.
     pub fec: bool,
+    /// The publisher's description of it (`descriptions` of publish or configure).
+    pub description: Option<String>,
 }
 
 impl Section {
@@ -65,6 +67,9 @@ impl Section {
             json!({ "type": self.kind, "mindex": self.mindex, "mid": self.mid, "codec": codec });
         if self.kind == "audio" && self.fec && room_fec {
             v["fec"] = true.into();
+        }
+        if let Some(d) = &self.description {
+            v["description"] = d.clone().into();
         }
         v
     }
@@ -85,6 +90,7 @@ pub fn sections(sdp: &str) -> Vec<Section> {
                 mid: out.len().to_string(),
                 mindex: out.len(),
                 fec: false,
+                description: None,
             });
         } else if let (Some(mid), Some(last)) = (line.strip_prefix("a=mid:"), out.last_mut()) {
             mid.trim().clone_into(&mut last.mid);
@@ -559,17 +565,17 @@ impl VideoRoom {
             "mid": mid,
             "moderation": if mute { "muted" } else { "unmuted" },
         });
-        self.tell_publishers(room.id(), &data);
+        self.tell_publishers(room.id(), &data, None);
         Ok(json!({ "videoroom": "success" }))
     }
 
-    /// Sends `data` as an event to every publisher handle in `room`.
-    fn tell_publishers(&self, room: &RoomId, data: &Value) {
+    /// Sends `data` as an event to every publisher handle in `room` but `except`'s.
+    fn tell_publishers(&self, room: &RoomId, data: &Value, except: Option<&ParticipantId>) {
         let told: Vec<(Arc<Session>, u64)> = self
             .memory()
             .publishers
             .iter()
-            .filter(|((r, _), _)| r == room)
+            .filter(|((r, who), _)| r == room && Some(who) != except)
             .map(|(_, to)| to.clone())
             .collect();
         for (session, sender) in told {
@@ -725,6 +731,7 @@ impl VideoRoom {
                     mid: out.len().to_string(),
                     mindex: out.len(),
                     fec: false,
+                    description: None,
                 });
             }
         }
@@ -795,18 +802,21 @@ mod tests {
                     mid: "a0".into(),
                     mindex: 0,
                     fec: true,
+                    description: None,
                 },
                 Section {
                     kind: "video",
                     mid: "v1".into(),
                     mindex: 1,
                     fec: false,
+                    description: None,
                 },
                 Section {
                     kind: "data",
                     mid: "2".into(),
                     mindex: 2,
                     fec: false,
+                    description: None,
                 },
             ]
         );

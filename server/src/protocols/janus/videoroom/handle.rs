@@ -253,7 +253,7 @@ impl Task {
         });
         self.vr
             .set_talking(p.member.room.id(), &p.member.participant, speech.talking);
-        self.vr.tell_publishers(p.member.room.id(), &data);
+        self.vr.tell_publishers(p.member.room.id(), &data, None);
     }
 
     /// The watched peer connection changed: `webrtcup` once it is up, `media` as each kind
@@ -564,10 +564,11 @@ impl Task {
             ));
         }
         let sdp = jsep["sdp"].as_str().unwrap_or_default().to_owned();
-        let mids: Vec<Section> = sections(&sdp)
+        let mut mids: Vec<Section> = sections(&sdp)
             .into_iter()
             .filter(|s| s.kind != "data")
             .collect();
+        describe(&mut mids, b)?;
         if mids.is_empty() {
             return Err(VrError::bad_sdp(
                 "Error parsing offer: no audio and no video",
@@ -708,6 +709,27 @@ impl Task {
             }
             if b.bool("keyframe")? == Some(true) {
                 self.keyframe().await;
+            }
+            if b.0.contains_key("descriptions") {
+                let mut mids = self
+                    .vr
+                    .memory()
+                    .mids
+                    .get(&stream)
+                    .cloned()
+                    .unwrap_or_default();
+                describe(&mut mids, b)?;
+                self.vr.memory().mids.insert(stream.clone(), mids);
+                // The others hear the publisher again, with its descriptions.
+                if let Ok((_, room)) = self.vr.lookup(id).await
+                    && let Some(summary) = room
+                        .participant(&member.participant)
+                        .and_then(|p| self.vr.publisher(&room, p))
+                {
+                    let data = json!({ "videoroom": "event", "room": id, "publishers": [summary] });
+                    self.vr
+                        .tell_publishers(member.room.id(), &data, Some(&member.participant));
+                }
             }
         }
         Ok((
@@ -943,6 +965,19 @@ impl Task {
             _ => {}
         }
     }
+}
+
+/// Applies a request's `descriptions` (`[{mid, description}]`) to a publisher's sections.
+fn describe(mids: &mut [Section], b: &Body<'_>) -> Result<(), VrError> {
+    for item in b.objects("descriptions")?.unwrap_or_default() {
+        let item = Body(item);
+        let mid = item.req_str("mid")?;
+        let text = item.req_str("description")?;
+        if let Some(section) = mids.iter_mut().find(|s| s.mid == mid) {
+            section.description = Some(text.to_owned());
+        }
+    }
+    Ok(())
 }
 
 /// A VideoRoom event from `sender` on `session`, answering `transaction` when given.

@@ -24,6 +24,8 @@ pub(super) struct SubStream {
     pub feed_mid: String,
     /// The publisher's display.
     pub feed_display: Option<String>,
+    /// The publisher's description of the section it carries.
+    pub feed_description: Option<String>,
     /// The stream it carries.
     pub stream: StreamId,
     /// Still carried (unsubscribed sections stay in the SDP, inactive).
@@ -151,6 +153,11 @@ impl Task {
                         .iter()
                         .find(|m| m.kind == kind)
                         .map_or_else(String::new, |m| m.mid.clone()),
+                    feed_description: want
+                        .mids
+                        .iter()
+                        .find(|m| m.kind == kind)
+                        .and_then(|m| m.description.clone()),
                     feed_display: want.display.clone(),
                     stream: want.stream.id.clone(),
                     active: true,
@@ -181,6 +188,9 @@ impl Task {
                     v["feed_id"] = sub.feed.into();
                     if let Some(d) = &sub.feed_display {
                         v["feed_display"] = d.clone().into();
+                    }
+                    if let Some(d) = &sub.feed_description {
+                        v["feed_description"] = d.clone().into();
                     }
                     v["feed_mid"] = sub.feed_mid.clone().into();
                     v["codec"] = if sub.kind == "audio" { "opus" } else { video }.into();
@@ -491,6 +501,11 @@ impl Task {
                 x.feed = want.feed;
                 x.feed_mid = feed_mid;
                 x.feed_display = want.display.clone();
+                x.feed_description = want
+                    .mids
+                    .iter()
+                    .find(|m| m.mid == x.feed_mid)
+                    .and_then(|m| m.description.clone());
                 x.stream = want.stream.id.clone();
             }
             changes += 1;
