@@ -627,6 +627,19 @@ impl Calls {
         Ok((owner, out))
     }
 
+    /// Caps the video of `stream` in `room` at `bps` while it is published (the publisher is
+    /// told with REMB), or lifts the cap; the cap of the answer stays.
+    pub async fn cap_bitrate(
+        &self,
+        room: &RoomHandle,
+        stream: &StreamId,
+        bps: Option<u32>,
+    ) -> Result<(), CallError> {
+        let (_, out) = Self::fan_out(room, stream).await?;
+        self.inner.media.cap_bitrate(&out, bps)?;
+        Ok(())
+    }
+
     /// Measures the voice activity of `m`'s stream `stream` (see `Media::watch_speech`).
     pub async fn watch_speech(
         &self,

@@ -536,6 +536,17 @@ impl Media {
         Ok((Endpoint::new(peer, &self.commands), answer))
     }
 
+    /// Caps the video `stream`'s publisher sends at `bps` (REMB, repeated every report
+    /// interval), or lifts the cap (`None`).
+    pub fn cap_bitrate(&self, stream: &StreamOut, bps: Option<u32>) -> Result<(), MediaError> {
+        self.commands
+            .send(Command::Cap {
+                stream: stream.0.key,
+                bps,
+            })
+            .map_err(|_| MediaError::Gone("the media loop has stopped"))
+    }
+
     /// Asks `stream`'s publisher for a keyframe (no more often than `KEYFRAME_MIN_GAP`).
     pub fn request_keyframe(&self, stream: &StreamOut) -> Result<(), MediaError> {
         self.commands

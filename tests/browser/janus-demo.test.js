@@ -156,6 +156,25 @@ async function twoPublishers(room, query, codec, extra, talking = false) {
     assert.equal(bobSees.display, 'ann');
     assert.equal(annSees.codec, codec);
     assert.equal(bobSees.codec, codec);
+    if (talking) {
+      // The demo's bitrate menu sends configure with a bitrate: the server caps ann's video
+      // with REMB, and her encoder, above the cap until then, follows.
+      const target = () => ann.evaluate(async () => {
+        const stats = await window.sfutest.webrtcStuff.pc.getStats();
+        let bps = 0;
+        stats.forEach((r) => { if (r.type === 'outbound-rtp' && r.kind === 'video') bps = r.targetBitrate || 0; });
+        return bps;
+      });
+      for (const deadline = Date.now() + 20000; (await target()) <= 128000; await ann.waitForTimeout(250)) {
+        if (Date.now() > deadline) throw new Error('ann\'s encoder never went above 128 kbps');
+      }
+      await ann.evaluate(() => window.sfutest.send({ message: { request: 'configure', bitrate: 128000 } }));
+      for (const deadline = Date.now() + 20000; ; await ann.waitForTimeout(250)) {
+        const bps = await target();
+        if (bps > 0 && bps <= 128000) break;
+        if (Date.now() > deadline) throw new Error(`ann's encoder targets ${bps} bps, over the 128 kbps cap`);
+      }
+    }
     // The OpenVidu REST API sees the Janus room and its two publishers.
     const session = await rest(camerata, 'GET', `/openvidu/api/sessions/${room}`);
     assert.equal(session.status, 200);

@@ -28,6 +28,7 @@ use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -100,6 +101,8 @@ pub(crate) enum Command {
     ),
     /// Ask `stream`'s publisher for a keyframe (within the least gap between requests).
     Keyframe(StreamKey),
+    /// Cap the video `stream`'s publisher sends (REMB), or lift the cap.
+    Cap { stream: StreamKey, bps: Option<u32> },
     /// Measure the voice activity of `stream` (see `Levels`); `None` when it is gone.
     Speech {
         stream: StreamKey,
@@ -305,6 +308,9 @@ struct Stream {
     taps: Vec<(TapKey, mpsc::Sender<super::TapPacket>)>,
     /// Voice activity, measured once a door asks.
     speech: Option<Levels>,
+    /// The most video bits per second its publisher should send, told by REMB every report
+    /// interval; `None`: no cap beyond the answer's.
+    cap_bps: Option<u32>,
 }
 
 impl Peer {
@@ -705,6 +711,12 @@ impl Engine {
                 self.service(peer, now);
             }
             Command::Keyframe(stream) => self.request_keyframe(stream, now),
+            Command::Cap { stream, bps } => {
+                if let Some(s) = self.streams.get_mut(&stream) {
+                    s.cap_bps = bps;
+                    self.send_cap(stream, now);
+                }
+            }
             Command::Speech {
                 stream,
                 every,
@@ -1725,6 +1737,34 @@ impl Engine {
         })
     }
 
+    /// Tells a stream's publisher its video cap (REMB), when it has one.
+    fn send_cap(&mut self, stream: StreamKey, now: Instant) {
+        let Some(s) = self.streams.get(&stream) else {
+            return;
+        };
+        let (Some(publisher), Some((receiver, ssrc)), Some(bps)) =
+            (s.publisher, s.fanouts[VIDEO].source, s.cap_bps)
+        else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&publisher) else {
+            return;
+        };
+        if let Some(mut r) = peer.pc.rtp_receiver(receiver) {
+            #[allow(clippy::cast_precision_loss)] // bits per second fit an f32 closely enough
+            let bitrate = bps as f32;
+            let _ = r.write_rtcp(
+                now,
+                vec![Box::new(ReceiverEstimatedMaximumBitrate {
+                    sender_ssrc: 0,
+                    bitrate,
+                    ssrcs: vec![ssrc],
+                })],
+            );
+        }
+        self.net.flush(&mut peer.pc);
+    }
+
     /// Asks a stream's publisher for a keyframe, at most once per `KEYFRAME_MIN_GAP`; a
     /// request inside the gap is kept for its end.
     fn request_keyframe(&mut self, stream: StreamKey, now: Instant) {
@@ -1798,6 +1838,15 @@ impl Engine {
         }
         if now + SLACK >= self.next_reports {
             self.sender_reports(now);
+            let capped: Vec<StreamKey> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.cap_bps.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+            for key in capped {
+                self.send_cap(key, now);
+            }
             self.next_reports = now + REPORT_INTERVAL;
         }
         let keyframes = self.streams.values().filter_map(|s| {

@@ -612,6 +612,7 @@ impl Task {
             p.stream = Some(stream_id.clone());
         }
         self.watch(answer.status.clone(), mids.clone());
+        self.cap(b, &member, &stream_id, id).await?;
         self.refresh = (s.fir_freq > 0).then(|| {
             let every = std::time::Duration::from_secs(s.fir_freq);
             tokio::time::interval_at(tokio::time::Instant::now() + every, every)
@@ -710,6 +711,7 @@ impl Task {
             if b.bool("keyframe")? == Some(true) {
                 self.keyframe().await;
             }
+            self.cap(b, &member, &stream, id).await?;
             if b.0.contains_key("descriptions") {
                 let mut mids = self
                     .vr
@@ -736,6 +738,36 @@ impl Task {
             json!({ "videoroom": "event", "room": id, "configured": "ok" }),
             None,
         ))
+    }
+
+    /// A publisher's `bitrate`: its video capped there with REMB (0: no cap of its own); in a
+    /// room with `bitrate_cap`, never above the room's bitrate.
+    async fn cap(
+        &self,
+        b: &Body<'_>,
+        member: &Member,
+        stream: &StreamId,
+        id: u64,
+    ) -> Result<(), VrError> {
+        let Some(bps) = b.uint("bitrate")? else {
+            return Ok(());
+        };
+        let (_, room) = self.vr.lookup(id).await?;
+        let s = settings(&room);
+        let mut cap = (bps > 0).then_some(bps);
+        if s.bitrate_cap && s.bitrate > 0 {
+            cap = Some(cap.map_or(s.bitrate, |c| c.min(s.bitrate)));
+        }
+        self.vr
+            .inner
+            .calls
+            .cap_bitrate(
+                &member.room,
+                stream,
+                cap.map(|c| u32::try_from(c).unwrap_or(u32::MAX)),
+            )
+            .await
+            .map_err(|e| call_error(e, id))
     }
 
     /// Ends this publisher's stream.
