@@ -10,11 +10,12 @@
 // in headless Chromium publish and see and hear each other through Camerata, with VP8 and
 // with H.264; three pages of the multistream demo each receive the other two on one peer
 // connection and drop a feed that leaves; then a demo page and an openvidu-browser page
-// share one room.
+// share one room, which an INDIVIDUAL recording records with a file for each publisher.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { launch, staticServer, receiver } = require('./support');
 const { startServer, http: rest } = require('../node/support/server');
@@ -268,9 +269,11 @@ test('the multistream demo: one subscription carries every other publisher, and 
 
 test('one room, two doors: a janus.js publisher and an openvidu-browser publisher', async () => {
   const hook = await receiver();
+  const recordings = fs.mkdtempSync(path.join(os.tmpdir(), 'janus-rec-'));
   const camerata = await startServer({
     args: ['--janus-http-port', '8088', '--janus-ws-port', '8188',
-      '--webhook', 'true', '--webhook-endpoint', hook.url],
+      '--webhook', 'true', '--webhook-endpoint', hook.url,
+      '--recording', 'true', '--recording-path', recordings],
   });
   const demos = await demoServer();
   const site = await staticServer();
@@ -304,11 +307,31 @@ test('one room, two doors: a janus.js publisher and an openvidu-browser publishe
     }
     assert.equal(joined().length, 2, JSON.stringify(events.map((e) => e.event)));
     assert.deepEqual(new Set(joined().map((b) => b.body.sessionId)), new Set(['1234']));
+    // An INDIVIDUAL recording of the room has a file for each publisher, Janus's included.
+    const started = await rest(camerata, 'POST', '/openvidu/api/recordings/start',
+      { session: '1234', outputMode: 'INDIVIDUAL' });
+    assert.equal(started.status, 200, started.text);
+    await ov.waitForTimeout(3000);
+    await rest(camerata, 'POST', `/openvidu/api/recordings/stop/${started.json.id}`);
+    let ready;
+    for (const deadline = Date.now() + 30000; !ready; await ov.waitForTimeout(250)) {
+      const r = (await rest(camerata, 'GET', `/openvidu/api/recordings/${started.json.id}`)).json;
+      if (r.status === 'ready') ready = r;
+      else if (Date.now() > deadline || r.status === 'failed') throw new Error(`recording: ${JSON.stringify(r)}`);
+    }
+    const zip = Buffer.from(await (await fetch(ready.url, {
+      headers: { authorization: 'Basic ' + Buffer.from(`OPENVIDUAPP:${camerata.secret}`).toString('base64') },
+    })).arrayBuffer()).toString('latin1');
+    const files = new Set(zip.match(/str_[A-Za-z0-9_]+\.webm/g));
+    assert.equal(files.size, 2, `one file per publisher: ${[...files]}`);
+    const janId = connections.find((c) => c.clientData === 'jan').connectionId;
+    assert.ok([...files].some((f) => f.endsWith(`_${janId}.webm`)), `the Janus publisher's file: ${[...files]}`);
   } finally {
     await cleanup();
     demos.close();
     site.close();
     hook.close();
     await camerata.stop();
+    fs.rmSync(recordings, { recursive: true, force: true });
   }
 });
