@@ -114,6 +114,12 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_JANUS_TOKEN_SECRET")]
     pub janus_token_secret: Option<String>,
 
+    /// Packets lost in a second on one of the Janus door's peer connections (received from
+    /// a publisher, or asked again by a subscriber) that make a `slowlink` event (Janus's
+    /// `slowlink_threshold`); 0: none, as Janus ships.
+    #[arg(long, env = "CAMERATA_JANUS_SLOWLINK_THRESHOLD", default_value_t = 0)]
+    pub janus_slowlink_threshold: u32,
+
     /// Port of the Janus API over plain HTTP at `/janus`, as Janus's 8088 (it is also
     /// served on the main port); `off` for none. Unset: 8088 when that port is free.
     #[arg(long, env = "CAMERATA_JANUS_HTTP_PORT", value_parser = side_port)]

@@ -174,6 +174,7 @@ pub async fn run_with_doors(
                 api_secret: settled.config.janus_api_secret.clone(),
                 token_secret: settled.config.janus_token_secret.clone(),
             },
+            settled.config.janus_slowlink_threshold,
         )),
     ];
     doors.extend(more);

@@ -126,6 +126,13 @@ pub struct PeerStatus {
     /// Streams it carried (a subscriber's) that ended while it went on carrying others:
     /// their sections are dead until the door prunes them.
     pub ended: u32,
+    /// Report intervals (a second each) in which packets were lost on it.
+    pub lossy: u32,
+    /// Packets lost in the latest of those intervals: on their way to the server from a
+    /// publisher (`uplink`), or to a subscriber, as its NACKs count them.
+    pub lost: u32,
+    /// The latest loss was on the way to the server.
+    pub uplink: bool,
 }
 
 /// One local ICE candidate, as the browser's `RTCIceCandidate` takes it.

@@ -205,6 +205,8 @@ struct Peer {
     status: watch::Sender<PeerStatus>,
     /// A publisher's negotiated id of the audio-level header extension (RFC 6464).
     audio_level: Option<u8>,
+    /// Packets a subscriber asked again for (NACKs) since the last report.
+    nacked: u32,
 }
 
 /// A subscriber's sending track, as negotiated.
@@ -295,6 +297,10 @@ struct Fanout {
     keyframe_wanted: Option<Instant>,
     /// A moderator stopped this kind: its packets are dropped, not forwarded.
     muted: bool,
+    /// The publisher's last sequence number received, and the packets missing before it
+    /// since the last report (a gap counts once; a late packet is not taken back).
+    last_in: Option<u16>,
+    lost_in: u32,
 }
 
 #[derive(Default)]
@@ -617,6 +623,7 @@ impl Engine {
                         // The new source's packets continue the old numbering.
                         fanout.source = None;
                         fanout.continuity.rebase = true;
+                        fanout.last_in = None;
                     }
                 }
                 self.settle(made, reply, now);
@@ -1028,6 +1035,7 @@ impl Engine {
                 kick: None,
                 status,
                 audio_level: None,
+                nacked: 0,
             },
         );
         (id, watching)
@@ -1433,6 +1441,16 @@ impl Engine {
             levels.add(*level);
         }
         let fanout = &mut stream.fanouts[index];
+        let seq = packet.header.sequence_number;
+        if let Some(last) = fanout.last_in {
+            let gap = seq.wrapping_sub(last);
+            if gap < 0x8000 {
+                fanout.lost_in += u32::from(gap.saturating_sub(1));
+                fanout.last_in = Some(seq);
+            }
+        } else {
+            fanout.last_in = Some(seq);
+        }
         if fanout.muted {
             return;
         }
@@ -1515,6 +1533,7 @@ impl Engine {
         };
         for nack in packets.iter().filter_map(|p| as_nack(p.as_ref())) {
             for seq in nack.nacks.iter().copied().flatten() {
+                peer.nacked += 1;
                 // The subscriber's numbering back to the stream's; only since its last
                 // resume, whose offset is the one it has.
                 if output
@@ -1737,6 +1756,36 @@ impl Engine {
         })
     }
 
+    /// Tells each peer connection's watchers the packets lost on it since the last report,
+    /// when there were any, and starts counting again.
+    fn report_loss(&mut self) {
+        for s in self.streams.values_mut() {
+            let lost: u32 = s.fanouts.iter().map(|f| f.lost_in).sum();
+            for f in &mut s.fanouts {
+                f.lost_in = 0;
+            }
+            if lost > 0
+                && let Some(peer) = s.publisher.and_then(|p| self.peers.get(&p))
+            {
+                peer.status.send_modify(|st| {
+                    st.lossy += 1;
+                    st.lost = lost;
+                    st.uplink = true;
+                });
+            }
+        }
+        for peer in self.peers.values_mut() {
+            let lost = std::mem::take(&mut peer.nacked);
+            if lost > 0 {
+                peer.status.send_modify(|st| {
+                    st.lossy += 1;
+                    st.lost = lost;
+                    st.uplink = false;
+                });
+            }
+        }
+    }
+
     /// Tells a stream's publisher its video cap (REMB), when it has one.
     fn send_cap(&mut self, stream: StreamKey, now: Instant) {
         let Some(s) = self.streams.get(&stream) else {
@@ -1838,6 +1887,7 @@ impl Engine {
         }
         if now + SLACK >= self.next_reports {
             self.sender_reports(now);
+            self.report_loss();
             let capped: Vec<StreamKey> = self
                 .streams
                 .iter()

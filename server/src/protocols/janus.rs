@@ -30,15 +30,18 @@ use std::time::Duration;
 pub struct Janus {
     session_timeout: Duration,
     auth: Auth,
+    slowlink: u32,
 }
 
 impl Janus {
     /// The door whose sessions expire after `session_timeout` without a request (zero:
-    /// never), as Janus's `session_timeout`, and whose requests pass `auth`.
-    pub fn new(session_timeout: Duration, auth: Auth) -> Self {
+    /// never), as Janus's `session_timeout`, whose requests pass `auth`, and whose peer
+    /// connections losing `slowlink` packets in a second say so (0: never).
+    pub fn new(session_timeout: Duration, auth: Auth, slowlink: u32) -> Self {
         Self {
             session_timeout,
             auth,
+            slowlink,
         }
     }
 }
@@ -55,7 +58,10 @@ impl Door for Janus {
     fn routes(&self, served: Served) -> super::Routes {
         let sessions = api::Sessions::new(self.session_timeout)
             .with_auth(self.auth.clone())
-            .with_plugin(videoroom::VideoRoom::new(served.calls.clone()));
+            .with_plugin(videoroom::VideoRoom::new(
+                served.calls.clone(),
+                self.slowlink,
+            ));
         let watched = sessions.clone();
         let mut stopping = served.stopping.clone();
         tokio::spawn(async move {

@@ -1087,3 +1087,62 @@ async fn floods_of_bad_polls_and_bodies_are_each_answered_and_rooms_go_on() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_publisher_losing_packets_gets_slowlink_events_over_the_threshold() {
+    use webrtc::media_stream::track_local::TrackLocal;
+    let dir = TempDir::new();
+    let s = Server::start_with(
+        &dir.sqlite_url(),
+        dir.0.clone(),
+        &["--janus-slowlink-threshold", "5"],
+    )
+    .await;
+    let mut c = Client::new(s.addr).await;
+    let ph = c.attach().await;
+    c.sync(ph, json!({"request": "create", "room": 3131})).await;
+    let (mut publisher, track, offer) = publisher_offer().await;
+    let joined = c
+        .ask(
+            ph,
+            json!({"request": "joinandconfigure", "room": 3131, "ptype": "publisher"}),
+            Some(json!({"type": "offer", "sdp": offer})),
+        )
+        .await;
+    publisher
+        .accept(joined["jsep"]["sdp"].as_str().expect("an answer"), &[])
+        .await;
+    // Every other packet never leaves: the server sees half of them missing.
+    let sending = tokio::spawn(async move {
+        let mut seq: u16 = 0;
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            ticker.tick().await;
+            seq = seq.wrapping_add(2);
+            let packet = rtc::rtp::Packet {
+                header: rtc::rtp::Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: 96,
+                    sequence_number: seq,
+                    timestamp: u32::from(seq) * 3000,
+                    ssrc: 0x1111_2222,
+                    ..Default::default()
+                },
+                payload: bytes::Bytes::from_static(&[0x10, 0x00, 0x9d, 0x01, 0x2a]),
+            };
+            if track.write_rtp(packet).await.is_err() {
+                return;
+            }
+        }
+    });
+    let slow = c
+        .event(|e| e["janus"] == "slowlink" && e["sender"].as_u64() == Some(ph))
+        .await;
+    assert_eq!(slow["uplink"], true, "{slow}");
+    assert_eq!(slow["media"], "video");
+    assert!(slow["lost"].as_u64().is_some_and(|n| n >= 5), "{slow}");
+    sending.abort();
+    let _ = publisher.pc.close().await;
+    s.stop().await;
+}

@@ -231,6 +231,7 @@ pub struct VideoRoom {
 struct Inner {
     calls: Calls,
     memory: Mutex<Memory>,
+    slowlink: u32,
 }
 
 /// The requests answered at once.
@@ -275,12 +276,14 @@ const UNSUPPORTED: [&str; 9] = [
 ];
 
 impl VideoRoom {
-    /// The plugin over `calls`.
-    pub fn new(calls: Calls) -> Self {
+    /// The plugin over `calls`; `slowlink` packets lost in a second on a peer connection
+    /// make a `slowlink` event (0: none, as Janus's `slowlink_threshold`).
+    pub fn new(calls: Calls, slowlink: u32) -> Self {
         Self {
             inner: Arc::new(Inner {
                 calls,
                 memory: Mutex::default(),
+                slowlink,
             }),
         }
     }

@@ -285,6 +285,19 @@ impl Task {
                 }));
             }
         }
+        let threshold = self.vr.inner.slowlink;
+        if threshold > 0 && now.lossy > before.lossy && now.lost >= threshold {
+            let video = w.mids.iter().find(|s| s.kind == "video");
+            let (media, mid) = video.map_or(("audio", None), |s| ("video", Some(s.mid.clone())));
+            let mut event = json!({
+                "janus": "slowlink", "session_id": session, "sender": sender,
+                "media": media, "uplink": now.uplink, "lost": now.lost,
+            });
+            if let Some(mid) = mid {
+                event["mid"] = mid.into();
+            }
+            self.session.push(event);
+        }
         if now.failed && !before.failed {
             self.hangup("ICE failed");
         }
