@@ -319,6 +319,14 @@ struct Stream {
     cap_bps: Option<u32>,
 }
 
+/// The kinds asked for, audio first.
+fn kinds(audio: bool, video: bool) -> Vec<RtpCodecKind> {
+    [(audio, RtpCodecKind::Audio), (video, RtpCodecKind::Video)]
+        .into_iter()
+        .filter_map(|(on, kind)| on.then_some(kind))
+        .collect()
+}
+
 impl Peer {
     /// The streams a subscriber's peer connection carries, each once.
     fn sink_streams(&self) -> Vec<StreamKey> {
@@ -651,14 +659,13 @@ impl Engine {
                 reply,
             } => {
                 let made = if self.streams.contains_key(&stream) {
-                    let kinds = [
-                        (audio, RtpCodecKind::Audio),
-                        (video_track, RtpCodecKind::Video),
-                    ]
-                    .into_iter()
-                    .filter_map(|(on, kind)| on.then_some(kind))
-                    .collect();
-                    self.offer(stream, kinds, video, candidates_in_sdp, now)
+                    self.offer(
+                        stream,
+                        kinds(audio, video_track),
+                        video,
+                        candidates_in_sdp,
+                        now,
+                    )
                 } else {
                     Err(MediaError::Gone("the stream is no longer published"))
                 };
@@ -691,13 +698,7 @@ impl Engine {
                 video,
                 reply,
             } => {
-                let kinds = [
-                    (audio, RtpCodecKind::Audio),
-                    (video_track, RtpCodecKind::Video),
-                ]
-                .into_iter()
-                .filter_map(|(on, kind)| on.then_some(kind))
-                .collect();
+                let kinds = kinds(audio, video_track);
                 let _ = reply.send(self.extend(peer, stream, kinds, video, now));
                 self.service(peer, now);
             }

@@ -112,16 +112,7 @@ impl Peer {
 
     /// Answers the server's `offer`: the answer with every candidate in it.
     pub(crate) async fn answer(&mut self, offer: &str) -> String {
-        let offer = RTCSessionDescription::offer(offer.to_owned()).expect("an SDP offer");
-        self.pc
-            .set_remote_description(offer)
-            .await
-            .expect("remote offer");
-        let answer = self.pc.create_answer(None).await.expect("answer");
-        self.pc
-            .set_local_description(answer)
-            .await
-            .expect("local answer");
+        self.reanswer(offer).await;
         self.gathered.recv().await.expect("gathering completes");
         self.pc
             .local_description()
@@ -649,12 +640,20 @@ pub(crate) async fn publisher_offer() -> (Peer, Arc<TrackLocalStaticRTP>, String
 
 /// Sends a VP8-like packet every 10 ms on `sender` until it fails or is aborted.
 pub(crate) fn feed(sender: Arc<TrackLocalStaticRTP>) -> tokio::task::JoinHandle<()> {
+    feed_every(sender, 1)
+}
+
+/// `feed`, the sequence number advancing by `step` (more than 1: packets missing).
+pub(crate) fn feed_every(
+    sender: Arc<TrackLocalStaticRTP>,
+    step: u16,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seq: u16 = 0;
         let mut ticker = tokio::time::interval(Duration::from_millis(10));
         loop {
             ticker.tick().await;
-            seq = seq.wrapping_add(1);
+            seq = seq.wrapping_add(step);
             let packet = rtc::rtp::Packet {
                 header: rtc::rtp::Header {
                     version: 2,

@@ -3,7 +3,7 @@
 //! the room's news as events, the side ports, and requests that are malformed or come in
 //! the wrong state, each answered with VideoRoom's error code while the other rooms go on.
 
-use crate::media::{Peer, closed_by_server, feed, packets, publisher_offer};
+use crate::media::{Peer, closed_by_server, feed, feed_every, packets, publisher_offer};
 use crate::support::{Server, TempDir, request};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -1090,7 +1090,6 @@ async fn floods_of_bad_polls_and_bodies_are_each_answered_and_rooms_go_on() {
 
 #[tokio::test]
 async fn a_publisher_losing_packets_gets_slowlink_events_over_the_threshold() {
-    use webrtc::media_stream::track_local::TrackLocal;
     let dir = TempDir::new();
     let s = Server::start_with(
         &dir.sqlite_url(),
@@ -1113,29 +1112,7 @@ async fn a_publisher_losing_packets_gets_slowlink_events_over_the_threshold() {
         .accept(joined["jsep"]["sdp"].as_str().expect("an answer"), &[])
         .await;
     // Every other packet never leaves: the server sees half of them missing.
-    let sending = tokio::spawn(async move {
-        let mut seq: u16 = 0;
-        let mut ticker = tokio::time::interval(Duration::from_millis(10));
-        loop {
-            ticker.tick().await;
-            seq = seq.wrapping_add(2);
-            let packet = rtc::rtp::Packet {
-                header: rtc::rtp::Header {
-                    version: 2,
-                    marker: true,
-                    payload_type: 96,
-                    sequence_number: seq,
-                    timestamp: u32::from(seq) * 3000,
-                    ssrc: 0x1111_2222,
-                    ..Default::default()
-                },
-                payload: bytes::Bytes::from_static(&[0x10, 0x00, 0x9d, 0x01, 0x2a]),
-            };
-            if track.write_rtp(packet).await.is_err() {
-                return;
-            }
-        }
-    });
+    let sending = feed_every(track, 2);
     let slow = c
         .event(|e| e["janus"] == "slowlink" && e["sender"].as_u64() == Some(ph))
         .await;
