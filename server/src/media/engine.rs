@@ -361,7 +361,7 @@ fn audio_level_extension(sdp: &str) -> Option<u8> {
 struct Levels {
     every: u32,
     threshold: u8,
-    sum: u32,
+    sum: u64,
     count: u32,
     state: watch::Sender<Speech>,
 }
@@ -369,7 +369,7 @@ struct Levels {
 impl Levels {
     /// One packet's level.
     fn add(&mut self, level: u8) {
-        self.sum += u32::from(level & 0x7f);
+        self.sum += u64::from(level & 0x7f);
         self.count += 1;
         if self.count < self.every {
             return;

@@ -369,18 +369,7 @@ fn the_loop_offers_a_subscription_and_forwards_once_answered() {
     assert_eq!(offer.sdp.matches("m=audio").count(), 0);
 
     let mut subscriber = Client::new("127.0.0.1:50003", now);
-    subscriber.accept(&offer, false, now);
-    let answer = subscriber.pc.create_answer(None).expect("an answer");
-    subscriber
-        .pc
-        .set_local_description(now, answer)
-        .expect("local answer");
-    subscriber.add_host_candidate();
-    let sdp = subscriber.pc.local_description().expect("answer").sdp;
-    ask(&mut engine, now, |reply| {
-        Command::Answer(peer, sdp.clone(), reply)
-    })
-    .expect("the answer is taken");
+    let sdp = answer_offer(&mut engine, &mut subscriber, peer, &offer, now);
     // Only one answer per offer.
     assert!(
         ask(&mut engine, now, |reply| Command::Answer(peer, sdp, reply)).is_err(),
@@ -412,15 +401,7 @@ fn a_paused_subscriber_resumes_with_one_numbering_and_a_keyframe_request() {
     })
     .expect("the loop offers");
     let mut subscriber = Client::new("127.0.0.1:50004", now);
-    subscriber.accept(&offer, false, now);
-    let answer = subscriber.pc.create_answer(None).expect("an answer");
-    subscriber
-        .pc
-        .set_local_description(now, answer)
-        .expect("local answer");
-    subscriber.add_host_candidate();
-    let sdp = subscriber.pc.local_description().expect("answer").sdp;
-    ask(&mut engine, now, |reply| Command::Answer(peer, sdp, reply)).expect("taken");
+    answer_offer(&mut engine, &mut subscriber, peer, &offer, now);
     connect(&mut engine, &mut publisher, &mut subscriber, &mut now);
     let packets = (sender, ssrc, 10);
     forward(
@@ -474,14 +455,14 @@ fn a_paused_subscriber_resumes_with_one_numbering_and_a_keyframe_request() {
     );
 }
 
-/// The client answers the server's (re)offer; the answer goes to the loop.
+/// The client answers the server's (re)offer; the answer goes to the loop. Returns it.
 fn answer_offer(
     engine: &mut Engine,
     client: &mut Client,
     peer: PeerKey,
     offer: &Description,
     now: Instant,
-) {
+) -> String {
     client.accept(offer, false, now);
     let answer = client.pc.create_answer(None).expect("an answer");
     client
@@ -496,7 +477,11 @@ fn answer_offer(
         client.add_host_candidate();
     }
     let sdp = client.pc.local_description().expect("answer").sdp;
-    ask(engine, now, |reply| Command::Answer(peer, sdp, reply)).expect("the answer is taken");
+    ask(engine, now, |reply| {
+        Command::Answer(peer, sdp.clone(), reply)
+    })
+    .expect("the answer is taken");
+    sdp
 }
 
 #[test]

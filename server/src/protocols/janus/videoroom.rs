@@ -59,6 +59,17 @@ pub struct Section {
 }
 
 impl Section {
+    /// The `index`-th section, of `kind`, its mid the index until the SDP names one.
+    fn numbered(kind: &'static str, index: usize) -> Self {
+        Self {
+            kind,
+            mid: index.to_string(),
+            mindex: index,
+            fec: false,
+            description: None,
+        }
+    }
+
     /// The section as VideoRoom lists a publisher's stream, in a room whose video codec is
     /// `video` and whose Opus FEC is `room_fec`.
     pub fn describe(&self, video: &str, room_fec: bool) -> Value {
@@ -85,13 +96,7 @@ pub fn sections(sdp: &str) -> Vec<Section> {
                 Some("video") => "video",
                 _ => "data",
             };
-            out.push(Section {
-                kind,
-                mid: out.len().to_string(),
-                mindex: out.len(),
-                fec: false,
-                description: None,
-            });
+            out.push(Section::numbered(kind, out.len()));
         } else if let (Some(mid), Some(last)) = (line.strip_prefix("a=mid:"), out.last_mut()) {
             mid.trim().clone_into(&mut last.mid);
         } else if let Some(last) = out.last_mut()
@@ -729,13 +734,7 @@ impl VideoRoom {
         let mut out = Vec::new();
         for (on, kind) in [(stream.has_audio, "audio"), (stream.has_video, "video")] {
             if on {
-                out.push(Section {
-                    kind,
-                    mid: out.len().to_string(),
-                    mindex: out.len(),
-                    fec: false,
-                    description: None,
-                });
+                out.push(Section::numbered(kind, out.len()));
             }
         }
         out
