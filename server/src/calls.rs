@@ -141,7 +141,55 @@ pub enum Admission<'a> {
         /// Data shown to the others.
         data: String,
     },
+    /// A credential minted outside this server, which a registered [`CredentialCheck`]
+    /// verifies for the room; the participant is created and joins at once.
+    Credential(&'a str),
 }
+
+/// Checks credentials that were minted outside this server by a backend holding a shared
+/// key (such as the tokens an SDK signs locally), for the rooms a door created; registered
+/// with [`Calls::accept_credentials`].
+pub trait CredentialCheck: Send + Sync {
+    /// `None` when `credential` is not of the kind this check knows; otherwise who it
+    /// admits to `room` at `now_ms`, or why it is refused.
+    fn check(
+        &self,
+        room: &Room,
+        credential: &str,
+        now_ms: i64,
+    ) -> Option<Result<Entry, EntryRefused>>;
+}
+
+/// Who a credential admits.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The new participant's id (unique in the room).
+    pub id: ParticipantId,
+    /// What it may do.
+    pub role: Role,
+    /// Data shown to the others.
+    pub data: String,
+    /// What the door keeps with the participant, by door name.
+    pub door_data: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Why a credential is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EntryRefused {
+    /// Malformed, signed with another key, by an unknown issuer, or with values out of range.
+    #[error("{0}")]
+    Forged(String),
+    /// Past its expiry.
+    #[error("the credential has expired")]
+    Expired,
+    /// Valid, but for another room.
+    #[error("the credential is for another room")]
+    OtherRoom,
+}
+
+/// The reason of the stream change that mutes a new stream in a room that mutes newcomers
+/// ([`crate::room::RoomOptions::mute_new_audio`]).
+pub const MUTED_BY_ROOM: &str = "forceMute";
 
 /// A participant in a room, as a door holds it: which room, who.
 #[derive(Clone)]
@@ -174,6 +222,8 @@ struct Inner {
     policy: Policy,
     /// Joined participants a door may resume on a new connection, by the door's resume key.
     resumable: Mutex<HashMap<String, Resumable>>,
+    /// The checks of credentials minted outside this server, registered by doors.
+    credential_checks: std::sync::RwLock<Vec<Arc<dyn CredentialCheck>>>,
 }
 
 /// The video codec a room forwards: its forced codec; VP8 when it forces none, since an SFU
@@ -216,6 +266,7 @@ impl Calls {
                 media,
                 policy,
                 resumable: Mutex::new(HashMap::new()),
+                credential_checks: std::sync::RwLock::new(Vec::new()),
             }),
         }
     }
@@ -261,20 +312,26 @@ impl Calls {
                     .await?
             }
             Admission::Door { id, role, data } => {
-                let now = crate::rooms::now_ms();
-                let participant = Participant {
-                    id,
-                    role,
-                    data,
-                    record: true,
-                    created_at: now,
-                    // Used at once below; never left pending.
-                    expires_at: now.saturating_add(60_000),
-                    grant: String::new(),
-                    limits: None,
-                    ice_servers: Vec::new(),
-                    state: crate::room::ParticipantState::Pending,
-                };
+                let participant = Self::admitted(id, role, data, Vec::new());
+                self.inner
+                    .rooms
+                    .admit_by_door(room, participant, info, sink)
+                    .await?
+            }
+            Admission::Credential(credential) => {
+                let handle = self.inner.rooms.get(room).ok_or(AdmitError::RoomNotFound)?;
+                let snapshot = handle
+                    .snapshot(false)
+                    .await
+                    .map_err(|_| AdmitError::RoomNotFound)?;
+                let entry = self.check_credential(&snapshot, credential)?;
+                let mut participant = Self::admitted(
+                    entry.id,
+                    entry.role,
+                    entry.data,
+                    self.inner.policy.default_ice_servers.clone(),
+                );
+                participant.door_data = entry.door_data;
                 self.inner
                     .rooms
                     .admit_by_door(room, participant, info, sink)
@@ -287,6 +344,65 @@ impl Calls {
             role: me.role,
         };
         Ok((member, me, others))
+    }
+
+    /// A participant a door admits at once (never left pending).
+    fn admitted(
+        id: ParticipantId,
+        role: Role,
+        data: String,
+        ice_servers: Vec<crate::room::IceServer>,
+    ) -> Participant {
+        let now = crate::rooms::now_ms();
+        Participant {
+            id,
+            role,
+            data,
+            record: true,
+            created_at: now,
+            // Used at once by the join; never left pending.
+            expires_at: now.saturating_add(60_000),
+            grant: String::new(),
+            limits: None,
+            ice_servers,
+            state: crate::room::ParticipantState::Pending,
+            door_data: Default::default(),
+        }
+    }
+
+    /// Accepts credentials minted outside this server that `check` knows (a door's SDK
+    /// tokens) at every door's join.
+    pub fn accept_credentials(&self, check: Arc<dyn CredentialCheck>) {
+        self.inner
+            .credential_checks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(check);
+    }
+
+    /// What the registered checks say of `credential` for `room`: the first check that
+    /// knows the credential decides.
+    fn check_credential(&self, room: &Room, credential: &str) -> Result<Entry, AdmitError> {
+        let now = crate::rooms::now_ms();
+        let checks = self
+            .inner
+            .credential_checks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let verdict = checks
+            .iter()
+            .find_map(|c| c.check(room, credential, now))
+            .unwrap_or_else(|| {
+                Err(EntryRefused::Forged(
+                    "neither a token of this server nor one of a configured project".into(),
+                ))
+            });
+        verdict.map_err(|e| match e {
+            EntryRefused::Forged(why) => AdmitError::Grant(crate::grant::GrantError::Invalid(why)),
+            EntryRefused::Expired => AdmitError::Grant(crate::grant::GrantError::Expired),
+            EntryRefused::OtherRoom => AdmitError::WrongRoom,
+        })
     }
 
     /// Grants a participant entry to `room`: a signed grant that expires after the grant
@@ -323,6 +439,7 @@ impl Calls {
                 .ice_servers
                 .unwrap_or_else(|| self.inner.policy.default_ice_servers.clone()),
             state: crate::room::ParticipantState::Pending,
+            door_data: Default::default(),
         };
         rooms.grant(room, participant.clone()).await?;
         Ok(participant)
@@ -475,9 +592,28 @@ impl Calls {
             )
             .await?;
         self.cap(m, &mut answer).await;
+        let id = stream.id.clone();
+        let audio = stream.has_audio;
         m.room
-            .publish(&m.participant, stream, exclusive, endpoint, out)
+            .publish(&m.participant, stream, exclusive, endpoint, out.clone())
             .await??;
+        let muted_room = m
+            .room
+            .snapshot(false)
+            .await
+            .is_ok_and(|r| r.options().mute_new_audio);
+        if audio && muted_room {
+            // The room's moderation mutes newcomers: the audio is held back from the start.
+            self.inner.media.mute(&out, false, true)?;
+            m.room
+                .change_stream(
+                    &m.participant,
+                    &id,
+                    StreamChange::AudioActive(false),
+                    MUTED_BY_ROOM.to_owned(),
+                )
+                .await??;
+        }
         Ok(answer)
     }
 

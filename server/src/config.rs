@@ -120,6 +120,26 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_JANUS_SLOWLINK_THRESHOLD", default_value_t = 0)]
     pub janus_slowlink_threshold: u32,
 
+    /// OpenTok projects the OpenTok door serves, each `API_KEY:API_SECRET` (comma-separated,
+    /// or the flag repeated): their backends authenticate with `X-OPENTOK-AUTH` and their
+    /// locally minted client tokens are accepted at join. Unset: no OpenTok projects.
+    #[arg(
+        long = "opentok-project",
+        env = "CAMERATA_OPENTOK_PROJECTS",
+        value_delimiter = ','
+    )]
+    pub opentok_projects: Vec<String>,
+
+    /// Vonage Video applications the OpenTok door serves, each `APPLICATION_ID=PATH` where
+    /// PATH is the application's RSA public key (PEM): their backends authenticate with
+    /// `Authorization: Bearer` RS256 JWTs and their client tokens are accepted at join.
+    #[arg(
+        long = "vonage-application",
+        env = "CAMERATA_VONAGE_APPLICATIONS",
+        value_delimiter = ','
+    )]
+    pub vonage_applications: Vec<String>,
+
     /// Port of the Janus API over plain HTTP at `/janus`, as Janus's 8088 (it is also
     /// served on the main port); `off` for none. Unset: 8088 when that port is free.
     #[arg(long, env = "CAMERATA_JANUS_HTTP_PORT", value_parser = side_port)]
@@ -333,6 +353,10 @@ pub struct Settled {
     /// The address announced in media candidates: the public IP, the resolved public
     /// domain, or the bind address.
     pub announced_ip: std::net::IpAddr,
+    /// The OpenTok projects, as (API key, API secret).
+    pub opentok_projects: Vec<(String, String)>,
+    /// The Vonage applications, as (application id, RSA public key in PEM).
+    pub vonage_applications: Vec<(String, Vec<u8>)>,
 }
 
 /// The events a CE server sends, and the default of OPENVIDU_WEBHOOK_EVENTS (PRO-only names
@@ -505,6 +529,65 @@ impl Config {
         })
     }
 
+    /// `CAMERATA_OPENTOK_PROJECTS`, checked: keys unique, neither part empty.
+    fn opentok_projects(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            name: "CAMERATA_OPENTOK_PROJECTS",
+            message,
+        };
+        let mut projects: Vec<(String, String)> = Vec::new();
+        for item in self
+            .opentok_projects
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+        {
+            let (key, secret) = item
+                .trim()
+                .split_once(':')
+                .filter(|(k, s)| !k.is_empty() && !s.is_empty())
+                .ok_or_else(|| invalid("each project is API_KEY:API_SECRET".into()))?;
+            if projects.iter().any(|(k, _)| k == key) {
+                return Err(invalid(format!("project '{key}' is given twice")));
+            }
+            projects.push((key.to_owned(), secret.to_owned()));
+        }
+        Ok(projects)
+    }
+
+    /// `CAMERATA_VONAGE_APPLICATIONS`, checked: each public key file read and parsed.
+    fn vonage_applications(&self) -> Result<Vec<(String, Vec<u8>)>, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            name: "CAMERATA_VONAGE_APPLICATIONS",
+            message,
+        };
+        let mut apps: Vec<(String, Vec<u8>)> = Vec::new();
+        for item in self
+            .vonage_applications
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+        {
+            let (id, path) = item
+                .trim()
+                .split_once('=')
+                .filter(|(i, p)| !i.is_empty() && !p.is_empty())
+                .ok_or_else(|| {
+                    invalid("each application is APPLICATION_ID=PUBLIC_KEY_PATH".into())
+                })?;
+            if apps.iter().any(|(i, _)| i == id) {
+                return Err(invalid(format!("application '{id}' is given twice")));
+            }
+            let pem = std::fs::read(path)
+                .map_err(|e| invalid(format!("application '{id}': reading {path}: {e}")))?;
+            jsonwebtoken::DecodingKey::from_rsa_pem(&pem).map_err(|e| {
+                invalid(format!(
+                    "application '{id}': {path} is not an RSA public key in PEM: {e}"
+                ))
+            })?;
+            apps.push((id.to_owned(), pem));
+        }
+        Ok(apps)
+    }
+
     /// Checks the configuration for a listener bound at `local`.
     pub fn settle(self, local: SocketAddr) -> Result<Settled, ConfigError> {
         if !["none", "moderator", "publisher_moderator", "all"]
@@ -626,7 +709,11 @@ impl Config {
                 self.bind
             );
         }
+        let opentok_projects = self.opentok_projects()?;
+        let vonage_applications = self.vonage_applications()?;
         Ok(Settled {
+            opentok_projects,
+            vonage_applications,
             dev_tokens,
             webhook,
             media_ports,

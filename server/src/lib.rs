@@ -168,6 +168,7 @@ pub async fn run_with_doors(
     // The doors the server speaks through; each hands it its routes and event renderers.
     let mut doors: Vec<Box<dyn protocols::Door>> = vec![
         Box::new(protocols::openvidu::OpenVidu::new(settled.clone())),
+        Box::new(protocols::opentok::OpenTok::new(&settled)),
         Box::new(protocols::janus::Janus::new(
             std::time::Duration::from_secs(settled.config.janus_session_timeout),
             protocols::janus::Auth {
@@ -271,16 +272,18 @@ pub async fn run_with_doors(
         )));
     }
 
+    // Paths are tidied before routing (`//v2/…` from an SDK base URL that ends in a slash).
     let served = match tls {
         None => {
             let listener = tokio::net::TcpListener::from_std(listeners.http)?;
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .await
-            .context("HTTP server failed")
+            let app =
+                axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                    SocketAddr,
+                >(protocols::tidied::<axum::body::Body>(app));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .await
+                .context("HTTP server failed")
         }
         Some(rustls) => {
             let handle = axum_server::Handle::new();
@@ -292,7 +295,11 @@ pub async fn run_with_doors(
             });
             axum_server::from_tcp_rustls(listeners.http, rustls)?
                 .handle(handle)
-                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .serve(
+                    axum::ServiceExt::<
+                        axum::http::Request<hyper::body::Incoming>,
+                    >::into_make_service_with_connect_info::<SocketAddr>(protocols::tidied::<hyper::body::Incoming>(app)),
+                )
                 .await
                 .context("HTTPS server failed")
         }

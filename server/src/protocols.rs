@@ -7,6 +7,7 @@
 //! the payloads the delivery engine sends). `lib.rs` builds the server from the doors.
 
 pub mod janus;
+pub mod opentok;
 pub mod openvidu;
 
 use crate::calls::Calls;
@@ -48,6 +49,60 @@ pub trait Door: Send + Sync {
     /// Its routes on the main port, and on the side ports it has (by the names of
     /// [`crate::Listeners::side`]).
     fn routes(&self, served: Served) -> Routes;
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's method):
+/// the dates doors write (CDR file names, OpenTok's date texts).
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The request with runs of `/` in its path made one (`//v2/project/...` from an SDK whose
+/// base URL ends in a slash), applied before routing for every door.
+pub fn tidy_path<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    let uri = req.uri();
+    if !uri.path().contains("//") {
+        return req;
+    }
+    let mut path = String::with_capacity(uri.path().len());
+    for c in uri.path().chars() {
+        if !(c == '/' && path.ends_with('/')) {
+            path.push(c);
+        }
+    }
+    let mut parts = uri.clone().into_parts();
+    let tidy = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    if let Ok(pq) = tidy.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(new) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = new;
+        }
+    }
+    req
+}
+
+/// The server's routes behind [`tidy_path`], for requests with bodies of type `B`.
+pub type Tidied<B> =
+    tower::util::MapRequest<axum::Router, fn(axum::http::Request<B>) -> axum::http::Request<B>>;
+
+/// `app` behind [`tidy_path`].
+pub fn tidied<B>(app: axum::Router) -> Tidied<B> {
+    tower::Layer::layer(
+        &tower::util::MapRequestLayer::new(tidy_path::<B> as fn(_) -> _),
+        app,
+    )
 }
 
 /// A door's routes.

@@ -141,14 +141,31 @@ impl Recording {
         self.reason.as_deref().and_then(StopReason::parse)
     }
 
-    /// The name of its final file.
+    /// The name of its final file: its name with anything but letters, digits and
+    /// `_-~:.` made `_` (a name given through an API may hold any text), at most 200
+    /// characters, never hidden.
     pub fn file_name(&self) -> String {
         let ext = match (self.mode(), self.has_video) {
             (OutputMode::Individual, _) => "zip",
             (_, true) => "mp4",
             (_, false) => "webm",
         };
-        format!("{}.{ext}", self.name)
+        let mut stem: String = self
+            .name
+            .chars()
+            .take(200)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_-~:.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if stem.starts_with('.') || stem.is_empty() {
+            stem.insert(0, '_');
+        }
+        format!("{stem}.{ext}")
     }
 }
 
@@ -447,6 +464,35 @@ impl Recorder {
         write_meta(&folder, &started)?;
         self.announce(&started, start.room_created_at);
         Ok(started)
+    }
+
+    /// Changes the layout a live composed recording is composed with (its file is composed
+    /// when it stops); a recording without composed video has no layout to change.
+    pub fn set_layout(
+        &self,
+        id: &str,
+        layout: RecordingLayout,
+        custom: &str,
+    ) -> Result<(), RecordingError> {
+        let meta = {
+            let mut live = self.live();
+            match live.get_mut(id) {
+                Some(l) if l.meta.recording_layout.is_some() => {
+                    l.meta.recording_layout = Some(layout.name().into());
+                    l.meta.custom_layout = (layout == RecordingLayout::Custom
+                        && !custom.is_empty())
+                    .then(|| custom.to_owned());
+                    Some(l.meta.clone())
+                }
+                Some(_) => return Ok(()),
+                None => None,
+            }
+        };
+        match meta {
+            Some(meta) => Ok(write_meta(&self.folder(id), &meta)?),
+            None if self.get(id).is_some() => Err(RecordingError::NotStarted(id.into())),
+            None => Err(RecordingError::NotFound(id.into())),
+        }
     }
 
     /// Adds a stream a participant of `session` publishes to the session's recording, if it

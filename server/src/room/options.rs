@@ -210,6 +210,10 @@ pub struct RoomOptions {
     /// returned as given).
     #[serde(default)]
     pub door_settings: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Moderation: the audio of every stream published from now on is muted by the server
+    /// as it starts (a "mute everyone, newcomers too" that a moderator lifts).
+    #[serde(default)]
+    pub mute_new_audio: bool,
 }
 
 impl Default for RoomOptions {
@@ -229,6 +233,7 @@ impl Default for RoomOptions {
             max_publish_kbps: None,
             description: None,
             door_settings: std::collections::BTreeMap::new(),
+            mute_new_audio: false,
         }
     }
 }

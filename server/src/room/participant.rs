@@ -201,6 +201,10 @@ pub struct Participant {
     pub ice_servers: Vec<IceServer>,
     /// Pending or active.
     pub state: ParticipantState,
+    /// What a door keeps with the participant, by door name, opaque to the core (stored
+    /// and returned as given).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub door_data: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Participant {

@@ -705,6 +705,7 @@ mod tests {
             limits: None,
             ice_servers: Vec::new(),
             state: ParticipantState::Pending,
+            door_data: Default::default(),
         }
     }
 

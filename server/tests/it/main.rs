@@ -6,6 +6,7 @@ mod support;
 mod janus;
 mod legacy;
 mod media;
+mod opentok;
 mod recording;
 mod rest;
 mod rpc;

@@ -250,7 +250,11 @@ pub async fn request(
     if let Some(a) = auth {
         req = req.header("authorization", a);
     }
-    if body.is_some() {
+    if body.is_some()
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
         req = req.header("content-type", "application/json");
     }
     for (k, v) in headers {

@@ -487,11 +487,19 @@ impl Connection {
         let token = q.token.as_str();
         let session = q.session.as_str();
         let invalid = || RpcError::TokenInvalid(token.to_owned());
-        let jwt = token
+        // The token URL's `token`: this server's grant (`tok_` + JWT), or a credential a
+        // backend SDK minted (an OpenTok token), percent-decoded only: a base64 `+` stays.
+        let credential = token
             .split_once('?')
             .map(|(_, q)| q)
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=tok_")))
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")))
+            .filter(|t| !t.is_empty())
             .ok_or_else(invalid)?;
+        let credential = percent_encoding::percent_decode_str(credential).decode_utf8_lossy();
+        let admission = match credential.strip_prefix("tok_") {
+            Some(jwt) => Admission::Signed(jwt),
+            None => Admission::Credential(&credential),
+        };
         let info = ActiveInfo {
             joined_at: crate::rooms::now_ms(),
             ip: self.peer.ip().to_string(),
@@ -503,7 +511,7 @@ impl Connection {
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
         let calls = self.state.calls().clone();
         let room = RoomId::new(session);
-        let (member, me, others) = match calls.join(&room, Admission::Signed(jwt), info, tx).await {
+        let (member, me, others) = match calls.join(&room, admission, info, tx).await {
             Ok(admitted) => admitted,
             Err(AdmitError::RoomNotFound) => {
                 return Err(RpcError::SessionNotFound(session.to_owned()));
@@ -516,7 +524,13 @@ impl Connection {
             | Err(AdmitError::Join(crate::room::JoinError::GrantExpired(_))) => {
                 return Err(RpcError::TokenExpired(token.to_owned()));
             }
-            Err(_) => return Err(invalid()),
+            Err(AdmitError::WrongRoom) => {
+                return Err(RpcError::TokenForOtherSession(token.to_owned()));
+            }
+            Err(e) => {
+                tracing::debug!(session, error = %e, "join refused");
+                return Err(invalid());
+            }
         };
         let rpc_id = rpc_session_id();
         calls.keep_resumable(&rpc_id, &member);

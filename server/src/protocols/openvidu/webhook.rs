@@ -349,24 +349,10 @@ pub fn cdr_line(e: &Event) -> String {
     format!("{{{}:{}}}", Value::from(e.name.as_str()), e.body)
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's method).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// The CDR file for events of the day of `now_ms` (UTC), for a server started at
 /// `started_ms`: `CDR.<yyyy-MM-dd>_<HH-mm-ss of the start>.log`, a new file each day.
 pub fn cdr_file_name(now_ms: i64, started_ms: i64) -> String {
-    let (y, m, d) = civil_from_days(now_ms.div_euclid(86_400_000));
+    let (y, m, d) = crate::protocols::civil_from_days(now_ms.div_euclid(86_400_000));
     let secs = started_ms.div_euclid(1000).rem_euclid(86_400);
     format!(
         "CDR.{y:04}-{m:02}-{d:02}_{:02}-{:02}-{:02}.log",
@@ -386,6 +372,7 @@ mod tests {
         let now = 1_795_530_659_000;
         let started = 1_795_511_107_000;
         assert_eq!(cdr_file_name(now, started), "CDR.2026-11-24_09-05-07.log");
+        use crate::protocols::civil_from_days;
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }

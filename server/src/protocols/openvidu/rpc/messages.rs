@@ -244,6 +244,9 @@ pub enum RpcError {
     /// The token expired.
     #[error("Token {0} has expired")]
     TokenExpired(String),
+    /// The token is valid but for another session.
+    #[error("Token {0} is for another session")]
+    TokenForOtherSession(String),
     /// The session does not exist.
     #[error("Session {0} not found")]
     SessionNotFound(String),
@@ -301,7 +304,10 @@ impl RpcError {
             RpcError::InvalidParams(_) => -32602,
             RpcError::NotJoined(_) => 803,
             RpcError::AlreadyJoined | RpcError::FilterMethodUnsupported => 400,
-            RpcError::TokenInvalid(_) | RpcError::TokenExpired(_) | RpcError::Forbidden(_) => 401,
+            RpcError::TokenInvalid(_)
+            | RpcError::TokenExpired(_)
+            | RpcError::TokenForOtherSession(_)
+            | RpcError::Forbidden(_) => 401,
             RpcError::SessionNotFound(_) | RpcError::RoomGone => 202,
             RpcError::SessionClosed(_) => 203,
             RpcError::Reconnection => 40007,
