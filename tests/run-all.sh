@@ -22,6 +22,8 @@ command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+# Python's venv module, for the Python OpenTok SDK the OpenTok door is tested with.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v janus >/dev/null 2>&1 || missing+=(janus)
 # The VideoRoom demo page and janus.js that the Janus browser suite runs unmodified.
 [ -f /usr/share/janus/demos/videoroomtest.html ] || missing+=(janus-demos)
@@ -41,6 +43,12 @@ npm install --no-save --no-audit --no-fund --loglevel=error --ignore-scripts
 # janode (the Janus client of the Node suite) loads the unix-dgram addon at import: build it
 # against the headers Debian's Node.js ships (no download).
 npm rebuild unix-dgram --nodedir=/usr --loglevel=error
+
+# The Python OpenTok SDK (the OpenTok door's second client) at the pinned versions, in a
+# virtual environment under target/ (PyPI only).
+log "Python packages (tests/python/requirements.txt)"
+[ -x target/pyenv/bin/python ] || python3 -m venv target/pyenv
+target/pyenv/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
 # 3. Build once; every suite below reuses this build. The napi CLI always builds for an
 #    explicit target triple, so every cargo call here uses the same one and shares one
