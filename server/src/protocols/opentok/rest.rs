@@ -631,21 +631,40 @@ async fn list_streams(
 }
 
 /// `GET /v2/project/{key}/session/{sid}/stream/{stream}`.
+///
+/// The Node SDK (opentok 2.x) hands this body to `JSON.parse` after its HTTP layer already
+/// parsed every `application/json` body, so it only works with a body left as text: its
+/// callers get the same JSON as `text/plain` (by its `User-Agent`), everyone else JSON.
 async fn get_stream(
     State(api): State<Api>,
     Path((key, sid, stream)): Path<(String, String, String)>,
-) -> Reply<Json<Value>> {
+    headers: HeaderMap,
+) -> Reply<Response> {
     let (_, room) = session(&api, &key, &sid).await?;
     let settings = RoomSettings::of(&room).unwrap_or_default();
-    room.active_participants()
+    let found = room
+        .active_participants()
         .flat_map(|p| p.streams().iter().map(move |s| (p, s)))
         .find(|(_, s)| s.id.as_str() == stream)
-        .map(|(p, s)| Json(stream_json(&settings, p, s)))
+        .map(|(p, s)| stream_json(&settings, p, s))
         .ok_or_else(|| {
             ApiError::not_found(format!(
                 "stream '{stream}' is not published in session '{sid}'"
             ))
-        })
+        })?;
+    let node_sdk = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.starts_with("OpenTok-Node-SDK/"));
+    Ok(if node_sdk {
+        (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            found.to_string(),
+        )
+            .into_response()
+    } else {
+        Json(found).into_response()
+    })
 }
 
 /// `PUT /v2/project/{key}/session/{sid}/stream`: layout classes of published streams.
