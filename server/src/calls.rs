@@ -189,7 +189,7 @@ pub enum EntryRefused {
 
 /// The reason of the stream change that mutes a new stream in a room that mutes newcomers
 /// ([`crate::room::RoomOptions::mute_new_audio`]).
-pub const MUTED_BY_ROOM: &str = "forceMute";
+pub const MUTED_BY_ROOM: &str = "moderated";
 
 /// A participant in a room, as a door holds it: which room, who.
 #[derive(Clone)]
