@@ -22,8 +22,14 @@ export declare class CamerataError extends Error {
   readonly status: number | undefined
 }
 
-/** Called with the value on success, or with `undefined` and the error on failure. */
-export type Callback<T> = (value: T | undefined, error?: CamerataError) => void
+/**
+ * The seed's callback, declared with one parameter: called with the value when the call
+ * succeeds, and not called on failure; the failure rejects the Promise the call returns.
+ */
+export type ValueCallback<T> = (value: T) => void
+
+/** A callback of two parameters: called with the value, or with `undefined` and the error. */
+export type Callback<T> = (value: T | undefined, error: CamerataError | undefined) => void
 
 /** Options of a token, made by `new TokenOptions.Builder()...build()`. */
 export declare class TokenOptions {
@@ -63,14 +69,27 @@ export declare class Session {
   private constructor()
   /** The session id once known, '' before. */
   readonly sessionId: string
-  /** Calls back with the session id (at once when already known). */
-  getSessionId(callback: Callback<string>): void
+  /** Calls back with the session id (at once when already known), or with `undefined` and
+   * the error; the returned Promise never rejects (it resolves with the id, or `undefined`
+   * after a failure). */
+  getSessionId(callback: Callback<string>): Promise<string | undefined>
+  /**
+   * The seed's form: calls back with the session id (at once when already known). The
+   * returned Promise rejects with the error when the call fails.
+   */
+  getSessionId(callback: ValueCallback<string>): Promise<string>
   /** The session id. */
   getSessionId(): Promise<string>
-  /** Calls back with a new token (role PUBLISHER, empty data). */
-  generateToken(callback: Callback<string>): void
-  /** Calls back with a new token with these options. */
-  generateToken(tokenOptions: TokenOptions, callback: Callback<string>): void
+  /** Calls back with a new token (role PUBLISHER, empty data), or with `undefined` and the
+   * error. */
+  generateToken(callback: Callback<string>): Promise<string | undefined>
+  /** The seed's form: calls back with a new token; a failure rejects the returned Promise. */
+  generateToken(callback: ValueCallback<string>): Promise<string>
+  /** Calls back with a new token with these options, or with `undefined` and the error. */
+  generateToken(tokenOptions: TokenOptions, callback: Callback<string>): Promise<string | undefined>
+  /** The seed's form: calls back with a new token with these options; a failure rejects the
+   * returned Promise. */
+  generateToken(tokenOptions: TokenOptions, callback: ValueCallback<string>): Promise<string>
   /** A new token. */
   generateToken(tokenOptions?: TokenOptions): Promise<string>
 }

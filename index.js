@@ -4,8 +4,11 @@
 // (node-binding/) does the I/O on its own threads; nothing here blocks the JS thread.
 //
 // Errors: a callback is called as callback(value) on success, exactly as the original client
-// documented, and as callback(undefined, error) on failure. Called without a callback, the
-// same methods return a Promise that resolves with the value or rejects with the error.
+// documented. On failure, a callback declared with two parameters (or more, or a rest
+// parameter) is called as callback(undefined, error); a callback declared with exactly one
+// parameter, the seed's form `(sessionId) => ...`, is not called, and the Promise every
+// method returns rejects with the error. Called without a callback, the same methods return
+// a Promise that resolves with the value or rejects with the error.
 // Errors are `CamerataError`s: `message` says what failed, `status` is the HTTP status when
 // the server answered.
 
@@ -38,17 +41,18 @@ function toError(e) {
 }
 
 /**
- * Hands a result to a callback, or returns it as a Promise when there is none. The callback
- * runs on a fresh tick, so an exception it throws is not swallowed by the Promise machinery.
+ * Hands a result to a callback and returns a Promise of it. The callback runs on a fresh
+ * tick, so an exception it throws is not swallowed by the Promise machinery. A callback of
+ * exactly one parameter only ever receives a value: a failure rejects the returned Promise.
+ * Any other callback receives `(undefined, error)` on failure, and the Promise then resolves
+ * with `undefined` (the error was handed over once).
  */
 function deliver(promise, callback) {
   const settled = promise.catch((e) => { throw toError(e); });
   if (typeof callback !== 'function') return settled;
-  settled.then(
-    (value) => process.nextTick(callback, value),
-    (error) => process.nextTick(callback, undefined, error),
-  );
-  return undefined;
+  const succeeded = (value) => { process.nextTick(callback, value); return value; };
+  if (callback.length === 1) return settled.then(succeeded);
+  return settled.then(succeeded, (error) => { process.nextTick(callback, undefined, error); return undefined; });
 }
 
 /** Options of a token: its data and role. Made by `new TokenOptions.Builder()`. */
@@ -70,10 +74,7 @@ class Session {
    */
   getSessionId(callback) {
     if (this.sessionId) {
-      if (typeof callback === 'function') {
-        callback(this.sessionId);
-        return undefined;
-      }
+      if (typeof callback === 'function') callback(this.sessionId);
       return Promise.resolve(this.sessionId);
     }
     if (!this._creating) {

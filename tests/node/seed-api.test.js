@@ -150,6 +150,40 @@ test('errors reach the caller: callback second argument, or a rejected Promise',
   assert.throws(() => new OpenVidu('ftp://example.org', 'S'), /not http\(s\):\/\/host/);
 });
 
+test('the seed\'s one-parameter callbacks: called with the value only, failures reject the returned Promise', async () => {
+  const server = await startEmbedded();
+  try {
+    const session = new OpenVidu(server.url, server.secret).createSession();
+    let got;
+    const id = await session.getSessionId((sessionId) => { got = sessionId; });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(got, id, 'the callback and the Promise carry the same id');
+    const token = await session.generateToken(new TokenOptions.Builder().build(), (t) => { got = t; });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(got, token);
+    assert.match(token, TOKEN_RE);
+
+    // A failure: the one-parameter callback is never called with undefined; the Promise
+    // rejects with the CamerataError.
+    const bad = new OpenVidu(server.url, 'WRONG').createSession();
+    const calls = [];
+    await assert.rejects(bad.getSessionId((sessionId) => calls.push(sessionId)),
+      (e) => e instanceof CamerataError && e.status === 401);
+    await assert.rejects(bad.generateToken((t) => calls.push(t)), (e) => e.status === 401);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(calls, []);
+    // A two-parameter callback gets (undefined, error), and its Promise does not reject.
+    let second;
+    const settled = await bad.generateToken((t, e) => { second = [t, e]; });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(settled, undefined);
+    assert.equal(second[0], undefined);
+    assert.equal(second[1].status, 401);
+  } finally {
+    await server.stop();
+  }
+});
+
 test('TokenOptions.Builder defaults and shape', () => {
   const t = new TokenOptions.Builder().build();
   assert.equal(t.getData(), '');
