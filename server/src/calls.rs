@@ -343,6 +343,7 @@ impl Calls {
             participant: me.id.clone(),
             role: me.role,
         };
+        tracing::info!(room = %room, participant = %me.id, role = ?me.role, "joined");
         Ok((member, me, others))
     }
 
@@ -594,6 +595,7 @@ impl Calls {
         self.cap(m, &mut answer).await;
         let id = stream.id.clone();
         let audio = stream.has_audio;
+        tracing::info!(room = %m.room.id(), participant = %m.participant, stream = %id, "publishing");
         m.room
             .publish(&m.participant, stream, exclusive, endpoint, out.clone())
             .await??;

@@ -30,6 +30,11 @@ pub struct Config {
     #[arg(long, env = "SERVER_PORT", default_value_t = 4443)]
     pub port: u16,
 
+    /// Log lines for people (`human`) or one JSON object per line (`json`: level, target,
+    /// message, and the room, participant, stream and recording ids as fields).
+    #[arg(long, env = "CAMERATA_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
+    pub log_format: String,
+
     /// Host name or IP that clients use to reach the server (tokens, recording URLs).
     /// Defaults to the bind address.
     #[arg(long = "domain", env = "DOMAIN_OR_PUBLIC_IP")]

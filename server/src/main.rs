@@ -4,13 +4,23 @@ use camerata_server::{Config, Listeners, run};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
     let config = Config::from_args();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if config.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init();
+    }
     let listeners = Listeners::bind(&config)?;
     let settled = config.settle(listeners.local_addr()?)?;
     let local = listeners.local_addr()?;
@@ -26,10 +36,11 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if settled.dev_secret {
+        // The secret itself is never logged; the development one is a published constant.
         tracing::warn!(
-            "using the development secret '{}' (user OPENVIDUAPP); set OPENVIDU_SECRET before \
+            "using the development secret {} (user OPENVIDUAPP); set OPENVIDU_SECRET before \
              exposing this server",
-            settled.secret
+            camerata_server::config::DEV_SECRET
         );
     }
     run(settled, listeners, shutdown_signal()).await

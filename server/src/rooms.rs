@@ -356,6 +356,7 @@ impl Rooms {
         reason: EndReason,
     ) -> Result<Vec<RoomEvent>, RoomsError> {
         let (events, stored) = room.remove(id, reason).await??;
+        tracing::info!(room = %room.id(), participant = %id, ?reason, "participant removed");
         self.after(room, &events);
         stored.wait().await?;
         Ok(events)
@@ -368,6 +369,7 @@ impl Rooms {
         reason: EndReason,
     ) -> Result<Vec<RoomEvent>, RoomsError> {
         let (events, stored) = room.close(reason, false).await?;
+        tracing::info!(room = %room.id(), ?reason, "room closed");
         self.after(room, &events);
         stored.wait().await?;
         Ok(events)

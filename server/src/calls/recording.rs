@@ -324,7 +324,7 @@ impl Announcer {
                 if let Some(handle) = r.get(&RoomId::new(session.as_str()))
                     && let Err(e) = r.hold(&handle, on, reason).await
                 {
-                    tracing::warn!(session, error = %e, "holding the room failed");
+                    tracing::warn!(room = %session, error = %e, "holding the room failed");
                 }
             }
         });

@@ -528,7 +528,7 @@ impl Connection {
                 return Err(RpcError::TokenForOtherSession(token.to_owned()));
             }
             Err(e) => {
-                tracing::debug!(session, error = %e, "join refused");
+                tracing::debug!(room = %session, error = %e, "join refused");
                 return Err(invalid());
             }
         };
