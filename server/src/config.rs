@@ -125,6 +125,16 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_JANUS_SLOWLINK_THRESHOLD", default_value_t = 0)]
     pub janus_slowlink_threshold: u32,
 
+    /// REST authentication failures from one address within a minute after which that
+    /// address is refused for `CAMERATA_AUTH_BLOCK_SECONDS` (with the API's wrong-credentials
+    /// status); 0: no limit.
+    #[arg(long, env = "CAMERATA_AUTH_FAILURE_LIMIT", default_value_t = 10)]
+    pub auth_failure_limit: u32,
+
+    /// Seconds an address that reached the authentication failure limit is refused.
+    #[arg(long, env = "CAMERATA_AUTH_BLOCK_SECONDS", default_value_t = 60)]
+    pub auth_block_seconds: u64,
+
     /// OpenTok projects the OpenTok door serves, each `API_KEY:API_SECRET` (comma-separated,
     /// or the flag repeated): their backends authenticate with `X-OPENTOK-AUTH` and their
     /// locally minted client tokens are accepted at join. Unset: no OpenTok projects.

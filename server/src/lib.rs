@@ -44,6 +44,7 @@ pub mod calls;
 pub mod config;
 pub mod delivery;
 pub mod grant;
+pub mod guard;
 pub mod ice;
 pub mod media;
 pub mod protocols;
@@ -203,6 +204,11 @@ pub async fn run_with_doors(
         calls,
         recorder: recording.as_ref().map(|(r, _)| r.clone()),
         stopping: stop_rx.clone(),
+        guard: guard::AuthGuard::new(
+            settled.config.auth_failure_limit,
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(settled.config.auth_block_seconds),
+        ),
     };
     let mut app = axum::Router::new();
     let mut side_routes = Vec::new();

@@ -38,6 +38,8 @@ pub struct Served {
     pub recorder: Option<Recorder>,
     /// Turns true when the server shuts down (long-lived connections then close).
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// The brute-force guard every credential check reports to.
+    pub guard: crate::guard::AuthGuard,
 }
 
 /// One front door of the server.

@@ -117,6 +117,7 @@ impl Door for OpenTok {
             calls: served.calls,
             recorder: served.recorder,
             projects: self.projects.clone(),
+            guard: served.guard,
         }))
     }
 }

@@ -68,6 +68,7 @@ impl Door for OpenVidu {
             self.settled.clone(),
             served.recorder,
             served.stopping,
+            served.guard,
         )))
     }
 }

@@ -990,3 +990,51 @@ async fn sessions_nobody_joins_are_collected() {
     assert!(gone, "the sweep dropped the idle session");
     s.stop().await;
 }
+
+/// Brute force: an address that fails authentication `--auth-failure-limit` times within a
+/// minute gets the wrong-secret status for `--auth-block-seconds`, even with the right
+/// secret; other addresses are served; the block ends.
+#[tokio::test]
+async fn authentication_failures_block_the_address_for_a_while() {
+    use crate::support::{basic, request_from};
+    let dir = crate::support::TempDir::new();
+    let s = Server::start_with(
+        &dir.sqlite_url(),
+        dir.0.clone(),
+        &["--auth-failure-limit", "3", "--auth-block-seconds", "2"],
+    )
+    .await;
+    let wrong = basic("OPENVIDUAPP", "guess");
+    let right = basic("OPENVIDUAPP", crate::support::SECRET);
+    let me = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    let other = Some(std::net::IpAddr::from([127, 0, 0, 2]));
+    async fn get(s: &Server, source: Option<std::net::IpAddr>, auth: &str) -> u16 {
+        request_from(
+            source,
+            s.addr,
+            "GET",
+            "/openvidu/api/sessions",
+            Some(auth),
+            None,
+            &[],
+        )
+        .await
+        .status
+    }
+    for _ in 0..3 {
+        assert_eq!(get(&s, me, &wrong).await, 401);
+    }
+    assert_eq!(
+        get(&s, me, &right).await,
+        401,
+        "blocked: even the right secret is refused"
+    );
+    assert_eq!(
+        get(&s, other, &right).await,
+        200,
+        "another address is served"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(get(&s, me, &right).await, 200, "the block ends");
+    s.stop().await;
+}

@@ -237,7 +237,29 @@ pub async fn request(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Resp {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    request_from(None, addr, method, path, auth, body, headers).await
+}
+
+/// [`request`] from the local address `source` (another loopback address, say).
+pub async fn request_from(
+    source: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Resp {
+    let stream = match source {
+        None => tokio::net::TcpStream::connect(addr).await.expect("connect"),
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .expect("bind the source");
+            socket.connect(addr).await.expect("connect")
+        }
+    };
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await

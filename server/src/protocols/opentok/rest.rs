@@ -47,6 +47,39 @@ pub struct Api {
     pub recorder: Option<crate::recording::Recorder>,
     /// The projects served.
     pub projects: Arc<Projects>,
+    /// The brute-force guard.
+    pub guard: crate::guard::AuthGuard,
+}
+
+impl Api {
+    /// Authenticates a call from `ip` through the brute-force guard (a blocked address gets
+    /// 403 whatever it sends). Returns the project.
+    fn authenticate(
+        &self,
+        ip: std::net::IpAddr,
+        headers: &HeaderMap,
+        path_key: Option<&str>,
+    ) -> Reply<String> {
+        let now = std::time::Instant::now();
+        if self.guard.verdict(ip, now) == crate::guard::Verdict::Blocked {
+            return Err(ApiError::auth(
+                "too many failed authentications from this address; try again later",
+            ));
+        }
+        match self
+            .projects
+            .authenticate(headers, path_key, now_ms() / 1000)
+        {
+            Ok(project) => {
+                self.guard.succeeded(ip);
+                Ok(project)
+            }
+            Err(e) => {
+                self.guard.failed(ip, now);
+                Err(ApiError::auth(e.0))
+            }
+        }
+    }
 }
 
 pub(super) type Reply<T> = Result<T, ApiError>;
@@ -124,12 +157,10 @@ async fn require_project(State(api): State<Api>, req: Request, next: Next) -> Re
         .get::<axum::extract::OriginalUri>()
         .map_or_else(|| req.uri().path().to_owned(), |u| u.path().to_owned());
     let key = path_key(&whole).unwrap_or_default().to_owned();
-    match api
-        .projects
-        .authenticate(req.headers(), Some(&key), now_ms() / 1000)
-    {
+    let ip = crate::guard::source(&req);
+    match api.authenticate(ip, req.headers(), Some(&key)) {
         Ok(_) => next.run(req).await,
-        Err(e) => ApiError::auth(e.0).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -361,11 +392,12 @@ fn session_options(project: &str, form: &[(String, String)]) -> Reply<(RoomOptio
 /// `POST /session/create`.
 async fn create_session(
     State(api): State<Api>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
     let json = wants_json(&headers);
-    match create(&api, &headers, body).await {
+    match create(&api, peer.ip(), &headers, body).await {
         Ok((id, created)) => {
             let project = super::session_project(&id).unwrap_or_default();
             let date = super::ids::date_text(created);
@@ -390,11 +422,13 @@ async fn create_session(
     }
 }
 
-async fn create(api: &Api, headers: &HeaderMap, body: axum::body::Body) -> Reply<(String, i64)> {
-    let project = api
-        .projects
-        .authenticate(headers, None, now_ms() / 1000)
-        .map_err(|e| ApiError::auth(e.0))?;
+async fn create(
+    api: &Api,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Reply<(String, i64)> {
+    let project = api.authenticate(ip, headers, None)?;
     let raw = bytes(body).await?;
     let kind = content_type(headers);
     if !raw.is_empty() && kind != "application/x-www-form-urlencoded" {

@@ -39,6 +39,7 @@ struct StateInner {
     credentials: Vec<u8>,
     stopping: tokio::sync::watch::Receiver<bool>,
     recorder: Option<crate::recording::Recorder>,
+    guard: crate::guard::AuthGuard,
 }
 
 impl RestState {
@@ -49,6 +50,7 @@ impl RestState {
         settled: Settled,
         recorder: Option<crate::recording::Recorder>,
         stopping: tokio::sync::watch::Receiver<bool>,
+        guard: crate::guard::AuthGuard,
     ) -> Self {
         let credentials = format!("OPENVIDUAPP:{}", settled.secret).into_bytes();
         Self {
@@ -58,6 +60,7 @@ impl RestState {
                 credentials,
                 stopping,
                 recorder,
+                guard,
             }),
         }
     }
@@ -196,6 +199,13 @@ pub fn router(state: RestState) -> Router {
 }
 
 async fn require_auth(State(s): State<RestState>, req: Request, next: Next) -> Response {
+    use crate::guard::Verdict;
+    let ip = crate::guard::source(&req);
+    let now = std::time::Instant::now();
+    // A blocked address gets the wrong-secret answer whatever it sends.
+    if s.inner.guard.verdict(ip, now) == Verdict::Blocked {
+        return RestError::Unauthorized.into_response();
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -206,8 +216,14 @@ async fn require_auth(State(s): State<RestState>, req: Request, next: Next) -> R
         })
         .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
     match given {
-        Some(g) if bool::from(g.ct_eq(&s.inner.credentials)) => next.run(req).await,
-        _ => RestError::Unauthorized.into_response(),
+        Some(g) if bool::from(g.ct_eq(&s.inner.credentials)) => {
+            s.inner.guard.succeeded(ip);
+            next.run(req).await
+        }
+        _ => {
+            s.inner.guard.failed(ip, now);
+            RestError::Unauthorized.into_response()
+        }
     }
 }
 
