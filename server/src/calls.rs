@@ -1009,6 +1009,24 @@ impl Calls {
             .map(|_| ())
     }
 
+    /// The server stops: nothing new is admitted (no room, grant or join, in any door), and
+    /// every participant is put out with [`EndReason::ServerStopped`] (each door tells its
+    /// clients its way); the rooms and pending grants stay stored for the next start.
+    pub async fn drain(&self) {
+        let rooms = &self.inner.rooms;
+        rooms.drain();
+        for handle in rooms.all() {
+            let Ok(room) = handle.snapshot(false).await else {
+                continue;
+            };
+            for p in room.active_participants() {
+                if let Err(e) = rooms.remove(&handle, &p.id, EndReason::ServerStopped).await {
+                    tracing::warn!(room = %handle.id(), participant = %p.id, error = %e, "not put out at stop");
+                }
+            }
+        }
+    }
+
     /// A server API puts `id` out of the room, or withdraws its grant.
     pub async fn evict_by_api(
         &self,

@@ -125,6 +125,11 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_JANUS_SLOWLINK_THRESHOLD", default_value_t = 0)]
     pub janus_slowlink_threshold: u32,
 
+    /// Seconds a stopping server (SIGTERM) takes at most to put its participants out, finish
+    /// its recordings and deliver its queued events before it exits.
+    #[arg(long, env = "CAMERATA_SHUTDOWN_GRACE", default_value_t = 30)]
+    pub shutdown_grace: u64,
+
     /// REST authentication failures from one address within a minute after which that
     /// address is refused for `CAMERATA_AUTH_BLOCK_SECONDS` (with the API's wrong-credentials
     /// status); 0: no limit.

@@ -47,6 +47,7 @@ pub mod grant;
 pub mod guard;
 pub mod ice;
 pub mod media;
+pub mod ops;
 pub mod protocols;
 pub mod recording;
 pub mod room;
@@ -200,6 +201,7 @@ pub async fn run_with_doors(
             default_ice_servers: settled.default_ice_servers.clone(),
         },
     );
+    let draining = calls.clone();
     let served = protocols::Served {
         calls,
         recorder: recording.as_ref().map(|(r, _)| r.clone()),
@@ -210,7 +212,7 @@ pub async fn run_with_doors(
             std::time::Duration::from_secs(settled.config.auth_block_seconds),
         ),
     };
-    let mut app = axum::Router::new();
+    let mut app = ops::router(rooms.clone());
     let mut side_routes = Vec::new();
     for door in &doors {
         let routes = door.routes(served.clone());
@@ -227,8 +229,46 @@ pub async fn run_with_doors(
         ))
     });
 
+    // A graceful stop: admit nothing new, put everyone out (each door tells its clients),
+    // finish the recordings, deliver the queued events; then close, within the grace.
+    let grace = std::time::Duration::from_secs(settled.config.shutdown_grace);
+    let drain_recorder = recorder.clone();
+    let outbox = rooms.store().clone();
+    let mut wanted = Vec::new();
+    if settled.webhook.is_some() {
+        wanted.push(store::Consumer::Hook);
+    }
+    if settled.config.cdr {
+        wanted.push(store::Consumer::Cdr);
+    }
     tokio::spawn(async move {
         shutdown.await;
+        tracing::info!(grace_s = grace.as_secs(), "stopping: draining");
+        let drained = tokio::time::timeout(grace, async {
+            draining.drain().await;
+            if let Some(recorder) = &drain_recorder {
+                recorder
+                    .stop_all(recording::StopReason::ServerStopped)
+                    .await;
+            }
+            for consumer in wanted {
+                while outbox
+                    .pending_events(consumer, 0, 1)
+                    .await
+                    .is_ok_and(|p| !p.is_empty())
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        })
+        .await;
+        match drained {
+            Ok(()) => tracing::info!("stopping: drained"),
+            Err(_) => tracing::warn!(
+                grace_s = grace.as_secs(),
+                "stopping: the grace ran out; what is left stays queued for the next start"
+            ),
+        }
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -314,11 +354,17 @@ pub async fn run_with_doors(
     for side in side_servers {
         let _ = side.await;
     }
-    // Recordings in progress end with the server, their files finished.
+    // Recordings still in progress end with the server, their files finished; past the
+    // grace, what is unfinished is settled by the next start's recovery.
     if let Some(recorder) = &recorder {
-        recorder
-            .stop_all(recording::StopReason::ServerStopped)
-            .await;
+        let stopped = tokio::time::timeout(
+            grace,
+            recorder.stop_all(recording::StopReason::ServerStopped),
+        )
+        .await;
+        if stopped.is_err() {
+            tracing::warn!("recordings not finished within the grace; the next start settles them");
+        }
     }
     for consumer in consumers {
         let _ = consumer.await;

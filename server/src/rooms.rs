@@ -101,6 +101,9 @@ pub enum RoomsError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The server is stopping and admits nothing new.
+    #[error("the server is stopping")]
+    Draining,
 }
 
 impl From<RoomGone> for RoomsError {
@@ -130,6 +133,9 @@ pub enum AdmitError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The server is stopping and admits nobody.
+    #[error("the server is stopping")]
+    Draining,
 }
 
 /// All live rooms, with the store they are kept in (cheap to clone).
@@ -144,6 +150,8 @@ struct Inner {
     observer: Option<Arc<dyn Observer>>,
     grant_key: GrantKey,
     lifetimes: Lifetimes,
+    /// The server is stopping: no new room, grant or join.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Rooms {
@@ -190,8 +198,24 @@ impl Rooms {
                 observer,
                 grant_key,
                 lifetimes,
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         })
+    }
+
+    /// From now on no room is created, no participant granted entry and nobody joins: the
+    /// server is stopping.
+    pub fn drain(&self) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the server is stopping ([`Rooms::drain`]).
+    pub fn draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The store the rooms are kept in.
@@ -237,6 +261,9 @@ impl Rooms {
         options: RoomOptions,
         now: i64,
     ) -> Result<Room, RoomsError> {
+        if self.draining() {
+            return Err(RoomsError::Draining);
+        }
         let room = Room::new(id.clone(), now, options);
         if self.get(&id).is_some() {
             return Err(RoomsError::RoomExists(id));
@@ -270,6 +297,9 @@ impl Rooms {
         room: &RoomHandle,
         participant: Participant,
     ) -> Result<(), RoomsError> {
+        if self.draining() {
+            return Err(RoomsError::Draining);
+        }
         match self
             .inner
             .store
@@ -308,6 +338,9 @@ impl Rooms {
         info: crate::room::ActiveInfo,
         sink: Option<Sink>,
     ) -> Result<(RoomHandle, Participant, Vec<Participant>), AdmitError> {
+        if self.draining() {
+            return Err(AdmitError::Draining);
+        }
         let now = now_ms();
         let grant = self.inner.grant_key.verify(signed, now / 1000)?;
         if &grant.room != room_id {
@@ -334,6 +367,7 @@ impl Rooms {
         let id = participant.id.clone();
         match self.grant(&room, participant).await {
             Ok(()) => {}
+            Err(RoomsError::Draining) => return Err(AdmitError::Draining),
             Err(RoomsError::Store(e)) => return Err(AdmitError::Store(e)),
             Err(RoomsError::Room(RoomError::DuplicateParticipant(_))) => {
                 return Err(AdmitError::Duplicate(id));

@@ -274,6 +274,73 @@ test('ALWAYS records without a call; a server killed mid-recording leaves a play
   }
 });
 
+test('SIGTERM mid-call: browsers told, recording finished and playable, events delivered, draining reported', async () => {
+  const hook = await receiver();
+  const r = await rig({
+    args: ['--webhook', 'true', '--webhook-endpoint', hook.url,
+      '--webhook-events', '["participantLeft","recordingStatusChanged","sessionDestroyed"]',
+      '--shutdown-grace', '20'],
+  });
+  let { server } = r;
+  const { site, browser, recordings } = r;
+  try {
+    const ov = new OpenVidu(server.url, server.secret);
+    const session = await ov.createSession({ customSessionId: 'stopping' });
+    const { context, pages } = await publishers(browser, site, ov, session, ['ann', 'bob']);
+    const pending = await session.createConnection({ data: 'not yet joined' });
+    await sleep(1000);
+    const rec = await ov.startRecording('stopping', { outputMode: 'COMPOSED', name: 'mid-call', resolution: '640x480' });
+    await sleep(3000);
+    assert.equal((await fetch(`${server.url}/ready`)).status, 200);
+
+    // SIGTERM: the server drains, reports it, and exits by itself within the grace.
+    const started = Date.now();
+    let gone = false;
+    const exited = server.stop('SIGTERM').then(() => { gone = true; });
+    let draining = false;
+    while (!draining && !gone && Date.now() - started < 15000) {
+      const res = await fetch(`${server.url}/ready`).catch(() => null);
+      if (res && res.status === 503) draining = (await res.json()).status === 'DRAINING';
+      else await sleep(10);
+    }
+    assert.ok(draining, `/ready reported DRAINING while the server stopped:\n${server.log().split('\n').slice(-25).join('\n')}`);
+    await exited;
+    assert.ok(Date.now() - started < 20000, `stopped in ${Date.now() - started} ms`);
+
+    // The browsers were told the way OpenVidu tells them.
+    for (const page of pages) {
+      await waitFor(page, () => window.events.some((e) => e.type === 'sessionDisconnected'
+        && e.reason === 'openviduServerStopped'), null, 'sessionDisconnected(openviduServerStopped)');
+    }
+    // The events of the stop were delivered before the exit.
+    const events = hook.bodies.map((b) => b.body);
+    const left = events.filter((e) => e.event === 'participantLeft');
+    assert.equal(left.length, 2, JSON.stringify(events));
+    assert.ok(left.every((e) => e.reason === 'openviduServerStopped'));
+    const statuses = events.filter((e) => e.event === 'recordingStatusChanged' && e.id === rec.id).map((e) => e.status);
+    assert.ok(statuses.includes('stopped') && statuses.includes('ready'), JSON.stringify(statuses));
+    const ready = events.find((e) => e.event === 'recordingStatusChanged' && e.status === 'ready');
+    assert.equal(ready.reason, 'openviduServerStopped');
+    // The recording's file was finished before the exit: playable.
+    const file = path.join(recordings, rec.id, 'mid-call.mp4');
+    assert.ok(fs.existsSync(file), `${file} exists`);
+    assert.ok(Number(probe(file).format.duration) > 2);
+    decodes(file);
+    await context.close();
+
+    // The session and its pending connection are kept for the next start.
+    server = await r.start();
+    const again = new OpenVidu(server.url, server.secret);
+    await again.fetch();
+    const kept = again.activeSessions.find((s) => s.sessionId === 'stopping');
+    assert.ok(kept, 'the session survives a graceful stop');
+    assert.deepEqual(kept.connections.map((c) => c.connectionId), [pending.connectionId]);
+  } finally {
+    await hook.close();
+    await r.stop();
+  }
+});
+
 test('a full disk fails the recording with its reason and leaves nothing stuck', async () => {
   // The server alone sees a 128 KiB tmpfs on its recording folder (a mount namespace of its
   // own, gone with it).

@@ -355,6 +355,7 @@ impl RecordingListener for Announcer {
             Status::Stopped => {
                 let reason = match r.stop_reason() {
                     Some(StopReason::AutomaticStop) => EndReason::RecordingEnded,
+                    Some(StopReason::ServerStopped) => EndReason::ServerStopped,
                     _ => EndReason::LastParticipantLeft,
                 };
                 self.hold(&r.session_id, false, reason);

@@ -49,7 +49,10 @@ impl EndReason {
     pub fn is_eviction(self) -> bool {
         matches!(
             self,
-            EndReason::EvictedByModerator | EndReason::EvictedByApi | EndReason::ClosedByApi
+            EndReason::EvictedByModerator
+                | EndReason::EvictedByApi
+                | EndReason::ClosedByApi
+                | EndReason::ServerStopped
         )
     }
 }
@@ -303,7 +306,8 @@ impl Room {
             return Vec::new();
         }
         self.held = on;
-        if !on && self.ever_active && self.active.is_empty() {
+        // A server that stops keeps its rooms for the next start.
+        if !on && self.ever_active && self.active.is_empty() && reason != EndReason::ServerStopped {
             return self.close(reason);
         }
         Vec::new()
@@ -392,7 +396,12 @@ impl Room {
             .ok_or_else(|| RoomError::ParticipantNotFound(id.clone()))?;
         let mut events = Vec::new();
         self.leave(p, reason, &mut events);
-        if self.active.is_empty() && !self.held && !self.options.persistent {
+        // A server that stops puts everyone out but keeps its rooms for the next start.
+        if self.active.is_empty()
+            && !self.held
+            && !self.options.persistent
+            && reason != EndReason::ServerStopped
+        {
             events.extend(self.close(EndReason::LastParticipantLeft));
         }
         Ok(events)

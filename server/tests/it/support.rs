@@ -74,6 +74,10 @@ impl Server {
                 args.extend([flag.to_owned(), "off".to_owned()]);
             }
         }
+        // Tests stop servers whose webhook receivers are gone: a short drain.
+        if !extra.contains(&"--shutdown-grace") {
+            args.extend(["--shutdown-grace".to_owned(), "3".to_owned()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let config = Config::try_from_args(args).expect("valid flags");
         let listeners = Listeners::bind(&config).expect("bind 127.0.0.1:0");

@@ -65,6 +65,14 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
+    /// 503: the server is stopping.
+    pub fn stopping() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is stopping: no new sessions",
+        )
+    }
+
     /// 501: a feature of the service that Camerata does not have.
     pub fn unsupported(feature: &str) -> Self {
         Self::new(

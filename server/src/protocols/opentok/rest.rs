@@ -444,7 +444,10 @@ async fn create(
         .rooms()
         .create(RoomId::new(id.clone()), options, now)
         .await
-        .map_err(|e| ApiError::internal(format!("the session could not be created: {e}")))?;
+        .map_err(|e| match e {
+            crate::rooms::RoomsError::Draining => ApiError::stopping(),
+            e => ApiError::internal(format!("the session could not be created: {e}")),
+        })?;
     Ok((id, now))
 }
 

@@ -117,6 +117,9 @@ pub enum RestError {
     /// Something failed inside the server; the detail is logged, not returned.
     #[error("internal server error")]
     Internal(String),
+    /// The server is stopping and admits no new session, connection or join.
+    #[error("the server is stopping: no new sessions or connections")]
+    Stopping,
 }
 
 impl RestError {
@@ -148,6 +151,7 @@ impl RestError {
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             RecordingDisabled | IpcamUnsupported => StatusCode::NOT_IMPLEMENTED,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Stopping => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

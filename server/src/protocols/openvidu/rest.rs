@@ -302,6 +302,7 @@ pub(super) fn rooms_error(session: &str, e: RoomsError) -> RestError {
             RestError::ConnectionExists("(generated id)".into())
         }
         RoomsError::Store(e) => internal(e),
+        RoomsError::Draining => RestError::Stopping,
     }
 }
 
@@ -895,8 +896,16 @@ async fn config_cdr(State(s): State<RestState>) -> Response {
     text(s.settled().config.cdr.to_string())
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "UP", "disconnectedMediaNodes": [] }))
+/// `/openvidu/api/health`: `UP`, or `DRAINING` (503) once the server is stopping.
+async fn health(State(s): State<RestState>) -> Response {
+    if s.rooms().draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "DRAINING", "disconnectedMediaNodes": [] })),
+        )
+            .into_response();
+    }
+    Json(json!({ "status": "UP", "disconnectedMediaNodes": [] })).into_response()
 }
 
 async fn accept_certificate(headers: HeaderMap) -> Html<String> {

@@ -524,6 +524,7 @@ impl Connection {
             | Err(AdmitError::Join(crate::room::JoinError::GrantExpired(_))) => {
                 return Err(RpcError::TokenExpired(token.to_owned()));
             }
+            Err(AdmitError::Draining) => return Err(RpcError::Stopping),
             Err(AdmitError::WrongRoom) => {
                 return Err(RpcError::TokenForOtherSession(token.to_owned()));
             }

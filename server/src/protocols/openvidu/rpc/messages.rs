@@ -292,6 +292,9 @@ pub enum RpcError {
     /// The store failed.
     #[error("store failure: {0}")]
     Store(String),
+    /// The server is stopping and admits nobody.
+    #[error("the server is stopping: join again on another server or after its restart")]
+    Stopping,
 }
 
 impl RpcError {
@@ -320,6 +323,7 @@ impl RpcError {
             RpcError::FilterUnsupported => 406,
             RpcError::SpeechToTextUnsupported => 997,
             RpcError::Store(_) => 500,
+            RpcError::Stopping => 503,
         }
     }
 }
