@@ -43,8 +43,9 @@ async function startServer(opts = {}) {
   for (const flag of ['--janus-http-port', '--janus-ws-port']) {
     if (!args.includes(flag)) args.push(flag, 'off');
   }
-  // Tests stop servers whose webhook receivers may be gone: a short drain.
-  if (!args.includes('--shutdown-grace')) args.push('--shutdown-grace', '3');
+  // Tests stop servers whose webhook receivers may be gone: a short drain (the camerata
+  // binary's flag; the tests' second door takes only its own).
+  if (!opts.bin && !args.includes('--shutdown-grace')) args.push('--shutdown-grace', '3');
   const prefix = opts.prefix || [];
   const bin = opts.bin ? path.join(path.dirname(findBinary()), opts.bin) : findBinary();
   const command = prefix.length ? prefix[0] : bin;
