@@ -125,6 +125,12 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_JANUS_SLOWLINK_THRESHOLD", default_value_t = 0)]
     pub janus_slowlink_threshold: u32,
 
+    /// A separate address serving `GET /metrics` without credentials (for a scraper on a
+    /// private network); unset: `/metrics` is served on the main port behind the REST
+    /// credentials only.
+    #[arg(long, env = "CAMERATA_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Seconds a stopping server (SIGTERM) takes at most to put its participants out, finish
     /// its recordings and deliver its queued events before it exits.
     #[arg(long, env = "CAMERATA_SHUTDOWN_GRACE", default_value_t = 30)]

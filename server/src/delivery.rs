@@ -99,12 +99,59 @@ async fn post(http: &Http, hook: &Webhook, payloads: &dyn Payloads, event: &Even
     }
 }
 
-/// Delivers webhook events from the outbox until `stopping` turns true.
+/// The webhook sender's metrics (Prometheus types: atomic, cheap to clone).
+#[derive(Clone)]
+pub struct DeliveryMetrics {
+    /// Events delivered.
+    pub delivered: prometheus::IntCounter,
+    /// Attempts the receiver refused or that failed.
+    pub failures: prometheus::IntCounter,
+    /// Events dropped after `CAMERATA_WEBHOOK_RETRY_FOR`.
+    pub dropped: prometheus::IntCounter,
+    /// Seconds from an event to its delivery.
+    pub latency: prometheus::Histogram,
+}
+
+impl Default for DeliveryMetrics {
+    fn default() -> Self {
+        let counter = |name: &str, help: &str| {
+            prometheus::IntCounter::new(name, help).expect("a valid counter")
+        };
+        Self {
+            delivered: counter(
+                "camerata_webhook_delivered_total",
+                "Webhook events delivered",
+            ),
+            failures: counter(
+                "camerata_webhook_failures_total",
+                "Webhook attempts that failed or were refused",
+            ),
+            dropped: counter(
+                "camerata_webhook_dropped_total",
+                "Webhook events dropped after retrying for CAMERATA_WEBHOOK_RETRY_FOR",
+            ),
+            latency: prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(
+                    "camerata_webhook_delivery_seconds",
+                    "Seconds from an event to its webhook delivery",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+                ]),
+            )
+            .expect("a valid histogram"),
+        }
+    }
+}
+
+/// Delivers webhook events from the outbox until `stopping` turns true, counting into
+/// `metrics`.
 pub async fn send_webhooks(
     store: Store,
     hook: Webhook,
     payloads: Arc<dyn Payloads>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
+    metrics: DeliveryMetrics,
 ) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let https = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
@@ -179,8 +226,16 @@ pub async fn send_webhooks(
             in_flight += 1;
             let (http, hook, event) = (http.clone(), hook.clone(), head.event.clone());
             let payloads = payloads.clone();
+            let metrics = metrics.clone();
             attempts.spawn(async move {
                 let ok = post(&http, &hook, payloads.as_ref(), &event).await;
+                if ok {
+                    let waited = crate::rooms::now_ms().saturating_sub(event.created_at);
+                    metrics.latency.observe(waited.max(0) as f64 / 1000.0);
+                    metrics.delivered.inc();
+                } else {
+                    metrics.failures.inc();
+                }
                 (session, ok)
             });
         }
@@ -217,6 +272,7 @@ pub async fn send_webhooks(
                     q.attempts += 1;
                     let since = *q.failing_since.get_or_insert(now);
                     if now.duration_since(since) >= hook.retry_for {
+                        metrics.dropped.inc();
                         if let Some(e) = q.events.front() {
                             tracing::warn!(
                                 event = %e.event.name,

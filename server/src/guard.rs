@@ -158,6 +158,37 @@ impl AuthGuard {
     }
 }
 
+impl AuthGuard {
+    /// Checks a request's HTTP Basic credentials against `expected` (`user:password`
+    /// bytes, compared in constant time) through the guard: a blocked address is refused
+    /// unchecked, a failure counted, a success clears the address's failures.
+    pub fn check_basic(&self, req: &axum::extract::Request, expected: &[u8]) -> bool {
+        use base64::Engine;
+        use subtle::ConstantTimeEq;
+        let ip = source(req);
+        let now = Instant::now();
+        if self.verdict(ip, now) == Verdict::Blocked {
+            return false;
+        }
+        let given = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, cred) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("basic").then_some(cred.trim())
+            })
+            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok());
+        let ok = given.is_some_and(|g| bool::from(g.ct_eq(expected)));
+        if ok {
+            self.succeeded(ip);
+        } else {
+            self.failed(ip, now);
+        }
+        ok
+    }
+}
+
 /// The source address of a request served with connection info (the loopback address
 /// when there is none, as in tests that call a router directly).
 pub fn source(req: &axum::extract::Request) -> IpAddr {

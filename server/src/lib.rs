@@ -47,6 +47,7 @@ pub mod grant;
 pub mod guard;
 pub mod ice;
 pub mod media;
+pub mod metrics;
 pub mod ops;
 pub mod protocols;
 pub mod recording;
@@ -61,6 +62,9 @@ pub use config::{Config, Settled};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// The name of the side listener that serves `/metrics` alone (`CAMERATA_METRICS_BIND`).
+pub const METRICS_SIDE: &str = "metrics";
 
 /// Everything `run` needs besides the configuration: the bound listeners.
 pub struct Listeners {
@@ -120,7 +124,14 @@ impl Listeners {
         ]
         .into_iter()
         .flatten()
-        .collect();
+        .collect::<Vec<_>>();
+        let mut side = side;
+        if let Some(addr) = config.metrics_bind {
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (metrics)"))?;
+            l.set_nonblocking(true)?;
+            side.push((METRICS_SIDE, l));
+        }
         Ok(Self { http, side })
     }
 
@@ -201,16 +212,32 @@ pub async fn run_with_doors(
             default_ice_servers: settled.default_ice_servers.clone(),
         },
     );
+    let auth_guard = guard::AuthGuard::new(
+        settled.config.auth_failure_limit,
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(settled.config.auth_block_seconds),
+    );
+    let delivery_metrics = delivery::DeliveryMetrics::default();
+    let mut outbox_consumers = Vec::new();
+    if settled.webhook.is_some() {
+        outbox_consumers.push(store::Consumer::Hook);
+    }
+    if settled.config.cdr {
+        outbox_consumers.push(store::Consumer::Cdr);
+    }
+    let metrics = metrics::Metrics::new(
+        calls.clone(),
+        recording.as_ref().map(|(r, _)| r.clone()),
+        auth_guard.clone(),
+        settled.webhook.is_some().then(|| delivery_metrics.clone()),
+        outbox_consumers.clone(),
+    );
     let draining = calls.clone();
     let served = protocols::Served {
         calls,
         recorder: recording.as_ref().map(|(r, _)| r.clone()),
         stopping: stop_rx.clone(),
-        guard: guard::AuthGuard::new(
-            settled.config.auth_failure_limit,
-            std::time::Duration::from_secs(60),
-            std::time::Duration::from_secs(settled.config.auth_block_seconds),
-        ),
+        guard: auth_guard.clone(),
     };
     let mut app = ops::router(rooms.clone());
     let mut side_routes = Vec::new();
@@ -219,6 +246,17 @@ pub async fn run_with_doors(
         app = app.merge(routes.main);
         side_routes.extend(routes.side);
     }
+    // `/metrics`: behind the REST credentials on the main port, open on its own address.
+    let credentials = format!("OPENVIDUAPP:{}", settled.secret).into_bytes();
+    let metrics_guard = auth_guard.clone();
+    let authorized: metrics::Authorize =
+        Arc::new(move |req| metrics_guard.check_basic(req, &credentials));
+    app = app.merge(metrics::router(metrics.clone(), Some(authorized)));
+    side_routes.push((METRICS_SIDE, metrics::router(metrics.clone(), None)));
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        metrics.clone(),
+        metrics::track,
+    ));
     let recorder = recording.as_ref().map(|(r, _)| r.clone());
     let follower = recording.map(|(recorder, changes)| {
         tokio::spawn(calls::recording::follow(
@@ -234,13 +272,7 @@ pub async fn run_with_doors(
     let grace = std::time::Duration::from_secs(settled.config.shutdown_grace);
     let drain_recorder = recorder.clone();
     let outbox = rooms.store().clone();
-    let mut wanted = Vec::new();
-    if settled.webhook.is_some() {
-        wanted.push(store::Consumer::Hook);
-    }
-    if settled.config.cdr {
-        wanted.push(store::Consumer::Cdr);
-    }
+    let wanted = outbox_consumers;
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!(grace_s = grace.as_secs(), "stopping: draining");
@@ -307,6 +339,7 @@ pub async fn run_with_doors(
             hook,
             payloads,
             stop_rx.clone(),
+            delivery_metrics,
         )));
     }
     if let (true, Some(payloads)) = (settled.config.cdr, payloads) {

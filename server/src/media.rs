@@ -147,7 +147,7 @@ pub struct LocalCandidate {
 }
 
 /// Counts kept by the media loop.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MediaStats {
     /// Live peer connections.
     pub peers: usize,
@@ -163,6 +163,77 @@ pub struct MediaStats {
     pub retransmitted: u64,
     /// RTCP sender reports sent to subscribers.
     pub sender_reports: u64,
+    /// Packet and feedback totals since start.
+    pub counts: MediaCounts,
+    /// Peer connections by state and transport: (`connected`/`failed`/`connecting`,
+    /// `udp`/`tcp`, how many).
+    pub peers_by_state: Vec<(&'static str, &'static str, usize)>,
+}
+
+/// Totals the media loop counts as plain integers of its own (no atomic, no lock per
+/// packet), handed out by [`Media::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MediaCounts {
+    /// RTP packets received from publishers (of a stream they publish).
+    pub packets_received: u64,
+    /// Their bytes (header and payload).
+    pub bytes_received: u64,
+    /// RTP packets sent to subscribers.
+    pub packets_forwarded: u64,
+    /// Their bytes (as received; each subscriber's header differs by a few bytes at most).
+    pub bytes_forwarded: u64,
+    /// Packets subscribers asked again for (NACKed sequence numbers).
+    pub nacks_received: u64,
+    /// Keyframe requests (PLI, FIR) from subscribers.
+    pub keyframe_requests_received: u64,
+    /// Keyframe requests (PLI) sent to publishers.
+    pub keyframe_requests_sent: u64,
+}
+
+/// The media loop's histograms (Prometheus histograms: lock-free, observed once per event,
+/// never per packet); the metrics endpoint reads them.
+#[derive(Clone)]
+pub struct MediaHistograms {
+    /// Seconds from a keyframe request sent to a publisher to its keyframe arriving.
+    pub keyframe_latency: prometheus::Histogram,
+    /// Round-trip time subscribers' receiver reports give, seconds.
+    pub receiver_rtt: prometheus::Histogram,
+    /// Fraction of packets lost that subscribers' receiver reports give.
+    pub receiver_loss: prometheus::Histogram,
+}
+
+impl std::fmt::Debug for MediaHistograms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MediaHistograms")
+    }
+}
+
+impl Default for MediaHistograms {
+    fn default() -> Self {
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(name, help).buckets(buckets),
+            )
+            .expect("a valid histogram")
+        };
+        Self {
+            keyframe_latency: histogram(
+                "camerata_keyframe_request_latency_seconds",
+                "Seconds from a keyframe request sent to a publisher to its keyframe arriving",
+                vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            ),
+            receiver_rtt: histogram(
+                "camerata_receiver_rtt_seconds",
+                "Round-trip time from subscribers' RTCP receiver reports",
+                vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+            ),
+            receiver_loss: histogram(
+                "camerata_receiver_loss_fraction",
+                "Fraction of packets lost from subscribers' RTCP receiver reports",
+                vec![0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
+            ),
+        }
+    }
 }
 
 /// Starts peer connections and reaches the media loop (cheap to clone). The loop ends when
@@ -173,6 +244,7 @@ pub struct Media {
     next_stream: Arc<AtomicU64>,
     udp: SocketAddr,
     tcp: Option<SocketAddr>,
+    histograms: MediaHistograms,
 }
 
 /// One peer connection of a publisher or subscriber (cheap to clone; closed by
@@ -396,8 +468,10 @@ impl Media {
         // for space in a queue, and every other sender awaits its reply, so at most one command per
         // caller (plus the closes) is ever queued; the loop serves commands first.
         let (commands, receiver) = mpsc::unbounded_channel();
-        engine::spawn(udp, tcp, udp_addr, receiver)?;
+        let histograms = MediaHistograms::default();
+        engine::spawn(udp, tcp, udp_addr, receiver, histograms.clone())?;
         Ok(Self {
+            histograms,
             commands,
             next_stream: Arc::new(AtomicU64::new(1)),
             udp: udp_addr,
@@ -591,6 +665,11 @@ impl Media {
                 muted,
             })
             .map_err(|_| MediaError::Gone("the media loop has stopped"))
+    }
+
+    /// The loop's histograms, for the metrics.
+    pub fn histograms(&self) -> &MediaHistograms {
+        &self.histograms
     }
 
     /// The loop's counts, after every command sent before this one took effect.

@@ -60,6 +60,45 @@ pub struct Store {
     committed: tokio::sync::watch::Receiver<i64>,
     /// Tells the SQLite checkpointer to finish (SQLite only).
     stop_checkpoints: Option<std::sync::Arc<tokio::sync::watch::Sender<bool>>>,
+    /// The journal's queue depth and commit latency, for the metrics.
+    journal_metrics: JournalMetrics,
+}
+
+/// The journal's metrics (Prometheus types: atomic, cheap to clone).
+#[derive(Clone)]
+pub struct JournalMetrics {
+    /// Jobs waiting for the journal.
+    pub queued: prometheus::IntGauge,
+    /// Seconds each commit (one transaction) took.
+    pub commit_seconds: prometheus::Histogram,
+}
+
+impl std::fmt::Debug for JournalMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JournalMetrics")
+    }
+}
+
+impl JournalMetrics {
+    fn new() -> Self {
+        Self {
+            queued: prometheus::IntGauge::new(
+                "camerata_journal_queue_depth",
+                "Store jobs waiting for the journal",
+            )
+            .expect("a valid gauge"),
+            commit_seconds: prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(
+                    "camerata_journal_commit_seconds",
+                    "Seconds each journal transaction took to commit",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ]),
+            )
+            .expect("a valid histogram"),
+        }
+    }
 }
 
 /// How often the SQLite checkpointer moves the write-ahead log into the database file.
@@ -253,7 +292,14 @@ impl Store {
         // waits here is only changes already applied, committed in groups as they come.
         let (journal, queue) = mpsc::unbounded_channel();
         let (committed_tx, committed) = tokio::sync::watch::channel(last);
-        tokio::spawn(journal_writer(pool.clone(), queue, last, committed_tx));
+        let journal_metrics = JournalMetrics::new();
+        tokio::spawn(journal_writer(
+            pool.clone(),
+            queue,
+            last,
+            committed_tx,
+            journal_metrics.clone(),
+        ));
         let stop_checkpoints = match backend {
             Backend::Sqlite => {
                 let conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await?;
@@ -269,7 +315,13 @@ impl Store {
             journal,
             committed,
             stop_checkpoints,
+            journal_metrics,
         })
+    }
+
+    /// The journal's metrics.
+    pub fn journal_metrics(&self) -> &JournalMetrics {
+        &self.journal_metrics
     }
 
     /// Which database this is.
@@ -313,7 +365,9 @@ impl Store {
             return Durable::ready();
         }
         let (done, result) = oneshot::channel();
+        self.journal_metrics.queued.inc();
         if let Err(mpsc::error::SendError(job)) = self.journal.send(Job { writes, done }) {
+            self.journal_metrics.queued.dec();
             let _ = job
                 .done
                 .send(Err(StoreError::Database(sqlx::Error::PoolClosed)));
@@ -366,6 +420,18 @@ impl Store {
             id: id.to_owned(),
         }])
         .await
+    }
+
+    /// How many events `consumer` has not taken yet.
+    pub async fn pending_count(&self, consumer: Consumer) -> Result<i64, StoreError> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM outbox WHERE {} = 1",
+            consumer.column()
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 
     /// Up to `limit` events `consumer` has not taken yet, after `seq`, oldest first.
@@ -542,13 +608,22 @@ async fn journal_writer(
     mut queue: mpsc::UnboundedReceiver<Job>,
     mut last_seq: i64,
     committed: tokio::sync::watch::Sender<i64>,
+    metrics: JournalMetrics,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let timed = |result, started: std::time::Instant| {
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result
+    };
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        metrics.queued.sub(batch.len() as i64);
         let start = last_seq;
         if batch.len() > 1 {
             let writes: Vec<&Write> = batch.iter().flat_map(|j| &j.writes).collect();
-            match apply(&pool, &writes, &mut last_seq).await {
+            let started = std::time::Instant::now();
+            match timed(apply(&pool, &writes, &mut last_seq).await, started) {
                 Ok(()) => {
                     for job in batch.drain(..) {
                         let _ = job.done.send(Ok(()));
@@ -564,7 +639,8 @@ async fn journal_writer(
         for job in batch.drain(..) {
             let before = last_seq;
             let writes: Vec<&Write> = job.writes.iter().collect();
-            let result = apply(&pool, &writes, &mut last_seq).await;
+            let started = std::time::Instant::now();
+            let result = timed(apply(&pool, &writes, &mut last_seq).await, started);
             if result.is_err() {
                 last_seq = before;
             }

@@ -75,7 +75,8 @@ pub(super) fn engine(video: VideoChoice) -> Result<MediaEngine, MediaError> {
 }
 
 /// An interceptor that hands RTCP feedback the application acts on to it: keyframe requests
-/// (PLI, FIR) and, when asked for, NACKs (the server answers them from its own history of
+/// (PLI, FIR), receiver reports (for the metrics' loss and round-trip time) and, when asked
+/// for, NACKs (the server answers them from its own history of
 /// each stream). Inbound RTCP otherwise ends at the last interceptor; placed last, this one
 /// sees RTCP after every interceptor that acts on it and marks only that feedback for
 /// delivery.
@@ -122,7 +123,10 @@ impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::Tag
             let wanted: Vec<Box<dyn rtc::rtcp::Packet>> = packets
                 .iter()
                 .filter(|p| {
-                    is_keyframe_request(p.as_ref()) || (self.nacks && as_nack(p.as_ref()).is_some())
+                    is_keyframe_request(p.as_ref())
+                        || (self.nacks && as_nack(p.as_ref()).is_some())
+                        || p.as_any()
+                            .is::<rtc::rtcp::receiver_report::ReceiverReport>()
                 })
                 .cloned()
                 .collect();

@@ -35,6 +35,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
 use rtc::sansio::Protocol;
+use rtc::shared::marshal::MarshalSize;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -295,6 +296,9 @@ struct Fanout {
     /// answers it (whoever asked is connected and gets that keyframe), else it goes out
     /// when the gap ends.
     keyframe_wanted: Option<Instant>,
+    /// When a keyframe was last asked of the publisher and has not come yet (its latency
+    /// goes to the metrics).
+    keyframe_asked_at: Option<Instant>,
     /// A moderator stopped this kind: its packets are dropped, not forwarded.
     muted: bool,
     /// The publisher's last sequence number received, and the packets missing before it
@@ -451,6 +455,11 @@ struct Engine {
     next_reports: Instant,
     retransmitted: u64,
     sender_reports: u64,
+    /// Totals for the metrics: plain integers of this task, read by `Command::Stats`.
+    counts: super::MediaCounts,
+    /// Latencies and receiver reports for the metrics (lock-free; observed per event, not
+    /// per packet).
+    histograms: super::MediaHistograms,
 }
 
 /// Starts the loop on the bound sockets; `local` is the announced UDP address (ICE-TCP, when
@@ -460,6 +469,7 @@ pub(super) fn spawn(
     tcp: Option<std::net::TcpListener>,
     local: SocketAddr,
     commands: mpsc::UnboundedReceiver<Command>,
+    histograms: super::MediaHistograms,
 ) -> std::io::Result<()> {
     let send = udp.try_clone()?;
     let recv = tokio::net::UdpSocket::from_std(udp)?;
@@ -479,7 +489,8 @@ pub(super) fn spawn(
         tcp: HashMap::new(),
         sent: Vec::new(),
     };
-    let engine = Engine::new(net, local, local_tcp, Instant::now())?;
+    let mut engine = Engine::new(net, local, local_tcp, Instant::now())?;
+    engine.histograms = histograms;
     tokio::spawn(engine.run(recv, tcp_rx, commands));
     Ok(())
 }
@@ -568,6 +579,8 @@ impl Engine {
             next_reports: now + REPORT_INTERVAL,
             retransmitted: 0,
             sender_reports: 0,
+            counts: super::MediaCounts::default(),
+            histograms: super::MediaHistograms::default(),
         })
     }
 
@@ -819,9 +832,40 @@ impl Engine {
                     unclaimed_datagrams: self.unclaimed,
                     retransmitted: self.retransmitted,
                     sender_reports: self.sender_reports,
+                    counts: self.counts,
+                    peers_by_state: self.peers_by_state(),
                 });
             }
         }
+    }
+
+    /// Peer connections by state (`connected`, `failed`, `connecting`) and transport (`tcp`
+    /// when a TCP address is claimed, else `udp`), for the metrics.
+    fn peers_by_state(&self) -> Vec<(&'static str, &'static str, usize)> {
+        let mut counts: Vec<(&'static str, &'static str, usize)> = Vec::new();
+        for peer in self.peers.values() {
+            let status = peer.status.borrow();
+            let state = if status.failed {
+                "failed"
+            } else if status.connected {
+                "connected"
+            } else {
+                "connecting"
+            };
+            let transport = if peer.addresses.iter().any(|(_, tcp)| *tcp) {
+                "tcp"
+            } else {
+                "udp"
+            };
+            match counts
+                .iter_mut()
+                .find(|(s, t, _)| *s == state && *t == transport)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => counts.push((state, transport, 1)),
+            }
+        }
+        counts
     }
 
     /// Hands a new peer connection to whoever asked; closes it if they are gone.
@@ -1430,6 +1474,9 @@ impl Engine {
         if stream.publisher != Some(id) {
             return;
         }
+        let size = (packet.header.marshal_size() + packet.payload.len()) as u64;
+        self.counts.packets_received += 1;
+        self.counts.bytes_received += size;
         if index == AUDIO
             && let (Some(levels), Some(ext)) = (stream.speech.as_mut(), peer.audio_level)
             && let Some(level) = packet
@@ -1455,13 +1502,18 @@ impl Engine {
         if fanout.muted {
             return;
         }
-        if fanout.keyframe_wanted.is_some()
+        if (fanout.keyframe_wanted.is_some() || fanout.keyframe_asked_at.is_some())
             && index == VIDEO
             && stream
                 .video
                 .is_some_and(|codec| starts_keyframe(&packet.payload, codec))
         {
             fanout.keyframe_wanted = None;
+            if let Some(asked) = fanout.keyframe_asked_at.take() {
+                self.histograms
+                    .keyframe_latency
+                    .observe(now.duration_since(asked).as_secs_f64());
+            }
         }
         fanout.continuity.apply(&mut packet.header);
         // Header extensions are negotiated per peer connection (their ids differ between
@@ -1500,7 +1552,10 @@ impl Engine {
                 continue;
             };
             output.last_seq = Some(seq);
-            output.write(&mut sub.pc, &packet, now);
+            if output.write(&mut sub.pc, &packet, now) {
+                self.counts.packets_forwarded += 1;
+                self.counts.bytes_forwarded += size;
+            }
             self.net.flush(&mut sub.pc);
         }
     }
@@ -1514,6 +1569,7 @@ impl Engine {
         packets: &[Box<dyn rtc::rtcp::Packet>],
         now: Instant,
     ) {
+        self.receiver_reports(packets, now);
         let Some((stream, index)) = self.peers.get(&id).and_then(|p| {
             p.sinks
                 .iter()
@@ -1523,6 +1579,7 @@ impl Engine {
             return;
         };
         if index == VIDEO && packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+            self.counts.keyframe_requests_received += 1;
             self.request_keyframe(stream, now);
         }
         let (Some(s), Some(peer)) = (self.streams.get_mut(&stream), self.peers.get_mut(&id)) else {
@@ -1535,6 +1592,7 @@ impl Engine {
         for nack in packets.iter().filter_map(|p| as_nack(p.as_ref())) {
             for seq in nack.nacks.iter().copied().flatten() {
                 peer.nacked += 1;
+                self.counts.nacks_received += 1;
                 // The subscriber's numbering back to the stream's; only since its last
                 // resume, whose offset is the one it has.
                 if output
@@ -1551,6 +1609,36 @@ impl Engine {
             }
         }
         self.net.flush(&mut peer.pc);
+    }
+
+    /// The loss and round-trip time a subscriber's receiver reports give (about once a
+    /// second per track): the fraction lost, and now − LSR − DLSR in NTP short format.
+    fn receiver_reports(&mut self, packets: &[Box<dyn rtc::rtcp::Packet>], now: Instant) {
+        use rtc::rtcp::receiver_report::ReceiverReport;
+        let mut now_short = None;
+        for rr in packets
+            .iter()
+            .filter_map(|p| p.as_any().downcast_ref::<ReceiverReport>())
+        {
+            for report in &rr.reports {
+                self.histograms
+                    .receiver_loss
+                    .observe(f64::from(report.fraction_lost) / 256.0);
+                if report.last_sender_report != 0 {
+                    let now_short = *now_short
+                        .get_or_insert_with(|| ((self.wall.ntp(now) >> 16) & 0xFFFF_FFFF) as u32);
+                    let rtt = now_short
+                        .wrapping_sub(report.last_sender_report)
+                        .wrapping_sub(report.delay);
+                    // A clock step or a forged report gives a huge value: ignored.
+                    if rtt < 0x8000_0000 {
+                        self.histograms
+                            .receiver_rtt
+                            .observe(f64::from(rtt) / 65_536.0);
+                    }
+                }
+            }
+        }
     }
 
     /// Sends every subscriber a sender report for each of its tracks that has carried media:
@@ -1834,9 +1922,11 @@ impl Engine {
         }
         fanout.last_keyframe_request = Some(now);
         fanout.keyframe_wanted = None;
+        fanout.keyframe_asked_at.get_or_insert(now);
         let Some(peer) = self.peers.get_mut(&publisher) else {
             return;
         };
+        self.counts.keyframe_requests_sent += 1;
         if let Some(mut r) = peer.pc.rtp_receiver(receiver) {
             let _ = r.write_rtcp(
                 now,

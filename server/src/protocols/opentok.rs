@@ -65,12 +65,11 @@ impl ConnectionData {
     /// As a participant's door data.
     pub fn into_door_data(self) -> BTreeMap<String, serde_json::Value> {
         let mut m = BTreeMap::new();
-        if !self.layout.is_empty() {
-            m.insert(
-                DOOR.to_owned(),
-                serde_json::to_value(self).unwrap_or_default(),
-            );
-        }
+        // Always there, even empty: it also says the participant came in through this door.
+        m.insert(
+            DOOR.to_owned(),
+            serde_json::to_value(self).unwrap_or_default(),
+        );
         m
     }
 

@@ -161,6 +161,9 @@ pub struct ActiveInfo {
     pub platform: String,
     /// Data the client attached when joining.
     pub client_data: String,
+    /// The door it came through (`openvidu`, `janus`, …), for metrics and logs.
+    #[serde(default)]
+    pub door: String,
     /// What it publishes, in the order it started.
     #[serde(default)]
     pub streams: Vec<StreamInfo>,

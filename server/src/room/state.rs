@@ -724,6 +724,7 @@ mod tests {
             ip: "127.0.0.1".into(),
             platform: "test".into(),
             client_data: String::new(),
+            door: "test".to_owned(),
             streams: Vec::new(),
             subscriptions: Vec::new(),
         }

@@ -15,6 +15,7 @@ fn info() -> ActiveInfo {
         ip: "127.0.0.1".into(),
         platform: "test".into(),
         client_data: String::new(),
+        door: "test".into(),
         streams: Vec::new(),
         subscriptions: Vec::new(),
     }

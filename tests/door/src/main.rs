@@ -86,6 +86,7 @@ impl Session {
                     ip: "127.0.0.1".into(),
                     platform: "tiny".into(),
                     client_data: text(req, "name").unwrap_or_default(),
+                    door: "door".to_owned(),
                     streams: Vec::new(),
                     subscriptions: Vec::new(),
                 };

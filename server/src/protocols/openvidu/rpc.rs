@@ -505,6 +505,7 @@ impl Connection {
             ip: self.peer.ip().to_string(),
             platform: q.platform.clone().unwrap_or_else(|| "unknown".to_owned()),
             client_data: q.metadata.clone().unwrap_or_default(),
+            door: "openvidu".to_owned(),
             streams: Vec::new(),
             subscriptions: Vec::new(),
         };

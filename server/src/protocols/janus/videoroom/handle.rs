@@ -487,6 +487,7 @@ impl Task {
             ip: String::new(),
             platform: "Janus VideoRoom".into(),
             client_data: display.unwrap_or_default(),
+            door: "janus".to_owned(),
             streams: Vec::new(),
             subscriptions: Vec::new(),
         };
@@ -820,6 +821,7 @@ impl Task {
             ip: String::new(),
             platform: "Janus VideoRoom subscriber".into(),
             client_data: String::new(),
+            door: "janus".to_owned(),
             streams: Vec::new(),
             subscriptions: Vec::new(),
         };
