@@ -109,7 +109,14 @@ unshare -n bash -c 'set -e
   ip link set lt1 up
   exec node --test --test-concurrency=1 tests/janus/'
 
-# 9. A tiny smoke run of each benchmark (figures come from the benchmark commands in the
+# 9. A bounded run of every fuzz target (about 20 s each) from the committed seed corpus, in
+#    a loopback-only namespace; cargo-fuzz is installed when missing (crates.io). The long
+#    run is its own command: fuzz/run.sh SECONDS.
+log "fuzz (bounded runs)"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
+unshare -n bash -c 'set -e; ip link set lo up; exec bash fuzz/run.sh 20'
+
+# 10. A tiny smoke run of each benchmark (figures come from the benchmark commands in the
 #    README, not from here).
 log "benchmark smoke"
 "$ROOT/target/$CARGO_BUILD_TARGET/debug/restbench" --smoke

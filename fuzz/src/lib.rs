@@ -1,0 +1,222 @@
+//! The world every fuzz target runs in: one whole Camerata server in this process (REST,
+//! signaling, the Janus and OpenTok doors, the media loop with ICE-TCP on, an OpenTok
+//! project), on 127.0.0.1, started once; each input goes to it through a real socket, as
+//! a client or a peer would send it. The server's own threads are instrumented too, and a
+//! panic anywhere aborts the process (libFuzzer's panic hook), so a crash the input causes
+//! is a crash the fuzzer sees.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The REST secret of the fuzzed server.
+pub const SECRET: &str = "FUZZ_SECRET";
+/// Its OpenTok project.
+pub const PROJECT: (&str, &str) = ("47000001", "6d0c1a5b2f3e4d5c6b7a8f9e0d1c2b3a4f5e6d7c");
+/// The session the targets join.
+pub const SESSION: &str = "fuzz";
+
+/// The running server and a runtime to talk to it.
+pub struct World {
+    /// The runtime inputs are sent from.
+    pub rt: tokio::runtime::Runtime,
+    /// The HTTP address (REST, signaling, Janus, OpenTok).
+    pub http: SocketAddr,
+    /// The media port (UDP, and ICE-TCP on the same number).
+    pub media: SocketAddr,
+}
+
+static WORLD: OnceLock<World> = OnceLock::new();
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// The world, started on first use.
+pub fn world() -> &'static World {
+    WORLD.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let dir = std::env::temp_dir().join(format!("camerata-fuzz-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let media_port = free_udp_port();
+        let project = format!("{}:{}", PROJECT.0, PROJECT.1);
+        let args = [
+            "camerata",
+            "--port",
+            "0",
+            "--secret",
+            SECRET,
+            "--data-dir",
+            dir.to_str().expect("a UTF-8 temp path"),
+            "--janus-http-port",
+            "off",
+            "--janus-ws-port",
+            "off",
+            "--udp-port",
+            &media_port.to_string(),
+            "--ice-tcp",
+            "true",
+            "--opentok-project",
+            &project,
+            "--auth-failure-limit",
+            "0",
+            "--reconnect-grace",
+            "0",
+            "--shutdown-grace",
+            "1",
+        ];
+        let config = camerata_server::Config::try_from_args(args).expect("valid flags");
+        let listeners = camerata_server::Listeners::bind(&config).expect("bind");
+        let http = listeners.local_addr().expect("bound");
+        let settled = config.settle(http).expect("settles");
+        rt.spawn(async move {
+            let _ = camerata_server::run(settled, listeners, std::future::pending()).await;
+        });
+        let world = World {
+            rt,
+            http,
+            media: SocketAddr::from(([127, 0, 0, 1], media_port)),
+        };
+        world.rt.block_on(async {
+            for _ in 0..200 {
+                if request(http, "GET", "/ready", &[], b"").await.0 == 200 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let body = format!("{{\"customSessionId\":\"{SESSION}\"}}");
+            request(
+                http,
+                "POST",
+                "/openvidu/api/sessions",
+                &basic(),
+                body.as_bytes(),
+            )
+            .await;
+        });
+        world
+    })
+}
+
+/// The REST credentials header.
+pub fn basic() -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    let cred = base64::engine::general_purpose::STANDARD.encode(format!("OPENVIDUAPP:{SECRET}"));
+    vec![("authorization", format!("Basic {cred}"))]
+}
+
+/// A valid `X-OPENTOK-AUTH` header of the project.
+pub fn opentok_auth() -> Vec<(&'static str, String)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims =
+        serde_json::json!({"iss": PROJECT.0, "ist": "project", "iat": now, "exp": now + 300});
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(PROJECT.1.as_bytes()),
+    )
+    .expect("sign");
+    vec![("x-opentok-auth", jwt)]
+}
+
+/// One HTTP/1.1 request over a fresh connection; the status (0 when the server did not
+/// answer) and the body.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, Vec::new());
+    };
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    if s.write_all(head.as_bytes()).await.is_err() || s.write_all(body).await.is_err() {
+        return (0, Vec::new());
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.as_bytes().to_vec())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A fresh token URL for the fuzz session.
+pub async fn token(w: &World) -> String {
+    let (_, body) = request(
+        w.http,
+        "POST",
+        &format!("/openvidu/api/sessions/{SESSION}/connection"),
+        &basic(),
+        b"{}",
+    )
+    .await;
+    serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["token"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Sends `frames` over one signaling WebSocket, each answered (or 500 ms) before the next.
+pub async fn rpc(w: &World, frames: &[String]) {
+    use futures_util::{SinkExt, StreamExt};
+    let url = format!("ws://{}/openvidu", w.http);
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+        return;
+    };
+    for frame in frames {
+        if ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                frame.clone().into(),
+            ))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Some(Ok(m)) = ws.next().await {
+                if let tokio_tungstenite::tungstenite::Message::Text(t) = m
+                    && t.contains("\"id\"")
+                {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    let _ = ws.close(None).await;
+}
+
+/// A joinRoom frame with a fresh token.
+pub async fn join_frame(w: &World) -> String {
+    serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "joinRoom",
+        "params": {"token": token(w).await, "session": SESSION, "platform": "fuzz", "metadata": ""}})
+    .to_string()
+}
