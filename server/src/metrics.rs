@@ -180,6 +180,13 @@ impl Metrics {
             i.guard.refused(),
         ));
         out.push(gauge(
+            "camerata_tokio_tasks",
+            "Tasks alive in the server's runtime",
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks() as f64,
+        ));
+        out.push(gauge(
             "camerata_auth_blocked_addresses",
             "Source addresses blocked now after too many authentication failures",
             i.guard.blocked_now(now) as f64,

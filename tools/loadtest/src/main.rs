@@ -15,6 +15,7 @@
 mod media;
 mod peer;
 mod signaling;
+mod soak;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -70,6 +71,18 @@ struct Args {
     /// COMPOSED, or both (comma separated).
     #[arg(long, value_delimiter = ',')]
     record: Vec<String>,
+    /// Run the soak instead of the ladder (Camerata only): this many minutes of waves.
+    #[arg(long)]
+    soak_minutes: Option<f64>,
+    /// The soak's waves: SESSIONSxSIZE (one publisher, SIZE-1 subscribers, everyone signals).
+    #[arg(long, default_value = "100x4")]
+    soak_rooms: String,
+    /// Seconds each soak wave keeps its calls up.
+    #[arg(long, default_value_t = 30)]
+    soak_hold: u64,
+    /// Folder for the soak's report (`soak.md`) and samples (`soak.csv`).
+    #[arg(long, default_value = "target/loadtest")]
+    soak_out: PathBuf,
 }
 
 const SECRET: &str = "LOAD_SECRET";
@@ -147,6 +160,11 @@ fn wait_port(port: u16) -> anyhow::Result<()> {
 }
 
 fn start_camerata(args: &Args) -> anyhow::Result<(ServerProcess, String)> {
+    start_camerata_with(args, &[])
+}
+
+/// `start_camerata` with `extra` flags.
+fn start_camerata_with(args: &Args, extra: &[String]) -> anyhow::Result<(ServerProcess, String)> {
     let port = free_port()?;
     let dir = args.work.join(format!("camerata-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -170,6 +188,7 @@ fn start_camerata(args: &Args) -> anyhow::Result<(ServerProcess, String)> {
                 dir.join("recordings").to_string_lossy().into_owned(),
             ]
         })
+        .args(extra)
         .env("RUST_LOG", "warn")
         // Janus itself takes its ports 8088 and 8188 in the same namespace.
         .env("CAMERATA_JANUS_HTTP_PORT", "off")
@@ -884,6 +903,36 @@ fn main() -> anyhow::Result<()> {
         .find(|s| !["camerata", "camerata-janus", "janus"].contains(s))
     {
         bail!("--servers: camerata, camerata-janus, janus, all or both, not {other}");
+    }
+    if let Some(minutes) = args.soak_minutes {
+        let (rooms, size) = args
+            .soak_rooms
+            .split_once('x')
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            .filter(|(r, s)| *r > 0 && *s > 1)
+            .context("--soak-rooms is SESSIONSxSIZE, SIZE at least 2")?;
+        let settings = soak::Soak {
+            rooms,
+            size,
+            length: Duration::from_secs_f64(minutes * 60.0),
+            hold: Duration::from_secs(args.soak_hold),
+            every: Duration::from_secs(10),
+        };
+        let report = rt.block_on(soak::run(
+            &settings,
+            |extra| start_camerata_with(&args, extra),
+            args.camerata_client_ip,
+            &stream,
+        ))?;
+        let (md, csv) = report.render(&settings);
+        println!("{md}");
+        std::fs::create_dir_all(&args.soak_out)?;
+        std::fs::write(args.soak_out.join("soak.md"), &md)?;
+        std::fs::write(args.soak_out.join("soak.csv"), &csv)?;
+        rt.shutdown_timeout(Duration::from_secs(1));
+        return report
+            .verdict()
+            .map_err(|e| anyhow::anyhow!("soak failed: {e}"));
     }
     let mut rows = Vec::new();
     rt.block_on(async {

@@ -33,6 +33,20 @@ async fn call(
     auth: Option<&str>,
     body: Option<&Value>,
 ) -> anyhow::Result<(u16, Value)> {
+    let (status, bytes) = call_raw(http, method, url, auth, body).await?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+async fn call_raw(
+    http: &Http,
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<&Value>,
+) -> anyhow::Result<(u16, Bytes)> {
     let mut req = hyper::Request::builder().method(method).uri(url);
     if let Some(a) = auth {
         req = req.header("authorization", a);
@@ -44,10 +58,7 @@ async fn call(
         .await?;
     let status = res.status().as_u16();
     let bytes = res.into_body().collect().await?.to_bytes();
-    Ok((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    ))
+    Ok((status, bytes))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -77,6 +88,22 @@ impl Camerata {
             base: base.to_owned(),
             auth,
         }
+    }
+
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let (status, bytes) = call_raw(
+            &self.http,
+            "GET",
+            &format!("{}/metrics", self.base),
+            Some(&self.auth),
+            None,
+        )
+        .await?;
+        if status != 200 {
+            bail!("metrics: {status}");
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Creates a session; returns its id.
@@ -260,9 +287,11 @@ impl OvConn {
         Vec::new()
     }
 
-    /// Leaves the session.
+    /// Leaves the session and closes the socket (as openvidu-browser does; a socket left
+    /// open would keep its connection and task on the server).
     pub async fn leave(&self) {
         let _ = self.request("leaveRoom", json!({})).await;
+        let _ = self.out.send(Message::Close(None));
     }
 }
 
