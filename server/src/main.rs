@@ -2,6 +2,12 @@
 
 use camerata_server::{Config, Listeners, run};
 
+/// jemalloc hands freed memory back to the system after a few seconds, so a server that runs
+/// for months has the resident memory of its current load, not of its busiest moment (the
+/// soak in docs/soak.md measures it).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_args();
