@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_EACH=${1:-600}
 export RUSTC_BOOTSTRAP=1
-TARGETS=(rpc_frames rest_bodies sdp_offers tokens datagrams ice_tcp)
+TARGETS=(rpc_frames rest_bodies sdp_offers tokens datagrams peer_datagrams ice_tcp)
 cargo fuzz build -O
 for t in "${TARGETS[@]}"; do
   mkdir -p "../target/fuzz-corpus/$t"

@@ -220,3 +220,78 @@ pub async fn join_frame(w: &World) -> String {
         "params": {"token": token(w).await, "session": SESSION, "platform": "fuzz", "metadata": ""}})
     .to_string()
 }
+
+/// A publisher of the fuzz session whose media address is a socket of ours: joined over a
+/// signaling WebSocket kept open, publishing the offer Chromium made in the seed capture,
+/// its peer connection's address claimed with a STUN binding request naming the server's
+/// ICE username. Datagrams sent from `socket` then reach that peer connection (ICE, DTLS,
+/// SRTP) as a connected peer's do.
+pub struct Connected {
+    /// The claimed socket.
+    pub socket: tokio::net::UdpSocket,
+    /// When it was set up (it is set up again after a while: the server drops a peer
+    /// connection whose checks never complete).
+    pub since: std::time::Instant,
+    _signaling: tokio::task::JoinHandle<()>,
+}
+
+/// A STUN binding request whose USERNAME is `ufrag:fuzz` (no integrity: enough to claim the
+/// address; the ICE agent then judges the rest).
+fn binding_request(ufrag: &str) -> Vec<u8> {
+    let username = format!("{ufrag}:fuzz");
+    let padded = username.len().div_ceil(4) * 4;
+    let mut m = Vec::with_capacity(20 + 4 + padded);
+    m.extend_from_slice(&0x0001u16.to_be_bytes());
+    m.extend_from_slice(&((4 + padded) as u16).to_be_bytes());
+    m.extend_from_slice(&0x2112_A442u32.to_be_bytes());
+    m.extend_from_slice(b"camerata-fz1");
+    m.extend_from_slice(&0x0006u16.to_be_bytes());
+    m.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    m.extend_from_slice(username.as_bytes());
+    m.resize(20 + 4 + padded, 0);
+    m
+}
+
+/// Sets up a connected publisher (see [`Connected`]); `None` when the server refused.
+pub async fn connected(w: &World, offer: &str) -> Option<Connected> {
+    use futures_util::{SinkExt, StreamExt};
+    let url = format!("ws://{}/openvidu", w.http);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+    let send = |frame: String| tokio_tungstenite::tungstenite::Message::Text(frame.into());
+    ws.send(send(join_frame(w).await)).await.ok()?;
+    let publish = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "publishVideo",
+        "params": {"sdpOffer": offer, "doLoopback": false, "hasAudio": true, "hasVideo": true,
+            "audioActive": true, "videoActive": true, "typeOfVideo": "CAMERA", "frameRate": 30,
+            "videoDimensions": "{\"width\":640,\"height\":480}"}});
+    ws.send(send(publish.to_string())).await.ok()?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&t)
+                && v["id"] == 2
+            {
+                return v["result"]["sdpAnswer"].as_str().map(str::to_owned);
+            }
+        }
+        None
+    })
+    .await
+    .ok()??;
+    let ufrag = answer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))?
+        .to_owned();
+    // Keep the participant: the socket stays open, its frames read.
+    let signaling = tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.ok()?;
+    socket
+        .send_to(&binding_request(&ufrag), w.media)
+        .await
+        .ok()?;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    Some(Connected {
+        socket,
+        since: std::time::Instant::now(),
+        _signaling: signaling,
+    })
+}
