@@ -747,17 +747,21 @@ impl Calls {
         Ok(())
     }
 
+    /// The participant that publishes `stream` in `room`.
+    async fn publisher(room: &RoomHandle, stream: &StreamId) -> Result<ParticipantId, CallError> {
+        room.snapshot(false)
+            .await?
+            .publisher_of(stream)
+            .map(|p| p.id.clone())
+            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))
+    }
+
     /// The publisher of `stream` in `room` and the stream's fan-out.
     async fn fan_out(
         room: &RoomHandle,
         stream: &StreamId,
     ) -> Result<(ParticipantId, crate::media::StreamOut), CallError> {
-        let owner = room
-            .snapshot(false)
-            .await?
-            .publisher_of(stream)
-            .map(|p| p.id.clone())
-            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))?;
+        let owner = Self::publisher(room, stream).await?;
         let (_, out) = room
             .published_stream(&owner, stream)
             .await?
@@ -1046,12 +1050,7 @@ impl Calls {
         room: &RoomHandle,
         stream: &StreamId,
     ) -> Result<(), CallError> {
-        let owner = room
-            .snapshot(false)
-            .await?
-            .publisher_of(stream)
-            .map(|p| p.id.clone())
-            .ok_or_else(|| CallError::StreamNotPublished(stream.clone()))?;
+        let owner = Self::publisher(room, stream).await?;
         room.unpublish(&owner, stream, EndReason::UnpublishedByApi)
             .await??;
         Ok(())

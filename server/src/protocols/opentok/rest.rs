@@ -117,23 +117,44 @@ pub fn router(api: Api) -> axum::Router {
         .route("/session/{sid}/stream/{stream}", get(get_stream))
         .route("/session/{sid}/stream/{stream}/mute", post(mute_stream))
         .route("/session/{sid}/mute", post(mute_all))
-        .route("/session/{sid}/play-dtmf", any(unsupported_dtmf))
+        .route(
+            "/session/{sid}/play-dtmf",
+            unsupported("DTMF (SIP interconnect)"),
+        )
         .route(
             "/session/{sid}/connection/{cid}/play-dtmf",
-            any(unsupported_dtmf),
+            unsupported("DTMF (SIP interconnect)"),
         )
-        .route("/broadcast", any(unsupported_broadcast))
-        .route("/broadcast/", any(unsupported_broadcast))
-        .route("/broadcast/{*rest}", any(unsupported_broadcast))
-        .route("/dial", any(unsupported_sip))
-        .route("/captions", any(unsupported_captions))
-        .route("/captions/{*rest}", any(unsupported_captions))
-        .route("/render", any(unsupported_render))
-        .route("/render/{*rest}", any(unsupported_render))
-        .route("/connect", any(unsupported_audio_connector))
-        .route("/connect/{*rest}", any(unsupported_audio_connector))
-        .route("/callback", any(unsupported_callbacks))
-        .route("/callback/{*rest}", any(unsupported_callbacks))
+        .route(
+            "/broadcast",
+            unsupported("live streaming broadcast (HLS, RTMP)"),
+        )
+        .route(
+            "/broadcast/",
+            unsupported("live streaming broadcast (HLS, RTMP)"),
+        )
+        .route(
+            "/broadcast/{*rest}",
+            unsupported("live streaming broadcast (HLS, RTMP)"),
+        )
+        .route("/dial", unsupported("SIP interconnect"))
+        .route("/captions", unsupported("live captions"))
+        .route("/captions/{*rest}", unsupported("live captions"))
+        .route("/render", unsupported("Experience Composer (render)"))
+        .route(
+            "/render/{*rest}",
+            unsupported("Experience Composer (render)"),
+        )
+        .route("/connect", unsupported("Audio Connector"))
+        .route("/connect/{*rest}", unsupported("Audio Connector"))
+        .route(
+            "/callback",
+            unsupported("the callbacks API (configure the webhook with OPENVIDU_WEBHOOK)"),
+        )
+        .route(
+            "/callback/{*rest}",
+            unsupported("the callbacks API (configure the webhook with OPENVIDU_WEBHOOK)"),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             api.clone(),
             require_project,
@@ -761,30 +782,7 @@ async fn set_classes(
 // ---------------------------------------------------------------------------------------
 // Features of the service Camerata does not have: 501, after authentication.
 
-async fn unsupported_broadcast() -> ApiError {
-    ApiError::unsupported("live streaming broadcast (HLS, RTMP)")
-}
-
-async fn unsupported_sip() -> ApiError {
-    ApiError::unsupported("SIP interconnect")
-}
-
-async fn unsupported_dtmf() -> ApiError {
-    ApiError::unsupported("DTMF (SIP interconnect)")
-}
-
-async fn unsupported_captions() -> ApiError {
-    ApiError::unsupported("live captions")
-}
-
-async fn unsupported_render() -> ApiError {
-    ApiError::unsupported("Experience Composer (render)")
-}
-
-async fn unsupported_audio_connector() -> ApiError {
-    ApiError::unsupported("Audio Connector")
-}
-
-async fn unsupported_callbacks() -> ApiError {
-    ApiError::unsupported("the callbacks API (configure the webhook with OPENVIDU_WEBHOOK)")
+/// A route of a feature Camerata does not have: 501 naming `feature`, for any method.
+fn unsupported(feature: &'static str) -> axum::routing::MethodRouter<Api> {
+    any(move || async move { ApiError::unsupported(feature) })
 }
