@@ -115,7 +115,7 @@ unshare -n bash -c 'set -e
 log "fuzz (bounded runs)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
 # Built here, where crates.io is reachable; the namespace below has no network.
-(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O)
+(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O --sanitizer none)
 unshare -n bash -c 'set -e; ip link set lo up; exec bash fuzz/run.sh 20'
 
 # 10. A tiny smoke run of each benchmark (figures come from the benchmark commands in the

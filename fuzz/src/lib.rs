@@ -29,11 +29,18 @@ pub struct World {
 
 static WORLD: OnceLock<World> = OnceLock::new();
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free UDP port")
+/// A media port free for UDP and TCP (ICE-TCP uses the same number), below Linux's
+/// ephemeral range (32768 and up): a port the kernel handed out could be handed out again to
+/// one of the server's own sockets before the media socket binds it.
+fn free_media_port() -> u16 {
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    (0..10_000u16)
+        .map(|i| 20_000 + (start - 20_000 + i) % 10_000)
+        .find(|&p| {
+            std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+        })
+        .expect("a free media port")
 }
 
 /// The world, started on first use.
@@ -46,7 +53,7 @@ pub fn world() -> &'static World {
             .expect("a runtime");
         let dir = std::env::temp_dir().join(format!("camerata-fuzz-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let media_port = free_udp_port();
+        let media_port = free_media_port();
         let project = format!("{}:{}", PROJECT.0, PROJECT.1);
         let args = [
             "camerata",
@@ -77,31 +84,66 @@ pub fn world() -> &'static World {
         let listeners = camerata_server::Listeners::bind(&config).expect("bind");
         let http = listeners.local_addr().expect("bound");
         let settled = config.settle(http).expect("settles");
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         rt.spawn(async move {
-            let _ = camerata_server::run(settled, listeners, std::future::pending()).await;
+            let ended = camerata_server::run_with_ready(
+                settled,
+                listeners,
+                std::future::pending(),
+                ready_tx,
+            )
+            .await;
+            // The server never stops on its own: its end is a failure of the world.
+            panic!("the fuzzed server stopped: {ended:?}");
         });
         let world = World {
             rt,
             http,
             media: SocketAddr::from(([127, 0, 0, 1], media_port)),
         };
+        // Every input is worthless until the server serves and the fuzz session exists: a
+        // world that cannot get there fails loudly rather than fuzzing a closed door.
         world.rt.block_on(async {
-            for _ in 0..200 {
-                if request(http, "GET", "/ready", &[], b"").await.0 == 200 {
+            match tokio::time::timeout(Duration::from_secs(120), ready_rx).await {
+                Ok(Ok(Ok(()))) => {}
+                other => panic!("the fuzzed server did not start: {other:?}"),
+            }
+            let mut status = 0;
+            for _ in 0..600 {
+                status = request(http, "GET", "/ready", &[], b"").await.0;
+                if status == 200 {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let body = format!("{{\"customSessionId\":\"{SESSION}\"}}");
-            request(
-                http,
-                "POST",
-                "/openvidu/api/sessions",
-                &basic(),
-                body.as_bytes(),
-            )
-            .await;
+            assert_eq!(status, 200, "the fuzzed server is not ready on {http}");
+            let (status, answer) = create_session(http).await;
+            assert!(
+                status == 200 || status == 409,
+                "the fuzz session was not created: {status} {}",
+                String::from_utf8_lossy(&answer)
+            );
         });
+        // A participant that stays: the session then outlives each input's own participants
+        // (it closes with its last one, as in OpenVidu), and their events have an audience.
+        world.rt.block_on(async {
+            use futures_util::{SinkExt, StreamExt};
+            let url = format!("ws://{http}/openvidu");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("the keeper's signaling socket");
+            let join = join_frame(&world).await;
+            ws.send(tokio_tungstenite::tungstenite::Message::Text(join.into()))
+                .await
+                .expect("the keeper's join");
+            let answer = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+            let joined = matches!(&answer, Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) if t.contains("\"result\""));
+            assert!(joined, "the keeper could not join: {answer:?}");
+            world
+                .rt
+                .spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
+        });
+        eprintln!("fuzz world: http {http}, media {}", world.media);
         world
     })
 }
@@ -167,20 +209,39 @@ pub async fn request(
     (status, body)
 }
 
-/// A fresh token URL for the fuzz session.
-pub async fn token(w: &World) -> String {
-    let (_, body) = request(
-        w.http,
+/// Creates the fuzz session (200, or 409 when it exists).
+async fn create_session(http: SocketAddr) -> (u16, Vec<u8>) {
+    let body = format!("{{\"customSessionId\":\"{SESSION}\"}}");
+    request(
+        http,
         "POST",
-        &format!("/openvidu/api/sessions/{SESSION}/connection"),
+        "/openvidu/api/sessions",
         &basic(),
-        b"{}",
+        body.as_bytes(),
     )
-    .await;
-    serde_json::from_slice::<serde_json::Value>(&body)
+    .await
+}
+
+/// A fresh token URL for the fuzz session, created again when it has closed (a session
+/// closes when its last participant leaves, as in OpenVidu).
+pub async fn token(w: &World) -> String {
+    let path = format!("/openvidu/api/sessions/{SESSION}/connection");
+    let mut answer = request(w.http, "POST", &path, &basic(), b"{}").await;
+    if answer.0 == 404 {
+        create_session(w.http).await;
+        answer = request(w.http, "POST", &path, &basic(), b"{}").await;
+    }
+    // Without a token every join fails fast and the input never reaches what it fuzzes.
+    serde_json::from_slice::<serde_json::Value>(&answer.1)
         .ok()
         .and_then(|v| v["token"].as_str().map(str::to_owned))
-        .unwrap_or_default()
+        .unwrap_or_else(|| {
+            panic!(
+                "the fuzz session gave no token: {} {}",
+                answer.0,
+                String::from_utf8_lossy(&answer.1)
+            )
+        })
 }
 
 /// Sends `frames` over one signaling WebSocket, each answered (or 500 ms) before the next.
