@@ -131,6 +131,26 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 
+    /// Cluster mode: this node shares its rooms, placement and event delivery with the other
+    /// nodes on the same PostgreSQL database (refused with SQLite).
+    #[arg(long, env = "CAMERATA_CLUSTER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub cluster: bool,
+
+    /// This node's name in the cluster, unique and stable across restarts (a StatefulSet's
+    /// pod name); default: the host name.
+    #[arg(long, env = "CAMERATA_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// The base URL the other nodes reach this node's REST API on (node-to-node calls);
+    /// default: this node's public URL.
+    #[arg(long, env = "CAMERATA_CLUSTER_URL")]
+    pub cluster_url: Option<String>,
+
+    /// Seconds a node's lease lasts; it renews it every third of that, and a node whose lease
+    /// ran out is declared dead by the others.
+    #[arg(long, env = "CAMERATA_CLUSTER_LEASE", default_value_t = 10)]
+    pub cluster_lease: u64,
+
     /// Seconds a stopping server (SIGTERM) takes at most to put its participants out, finish
     /// its recordings and deliver its queued events before it exits.
     #[arg(long, env = "CAMERATA_SHUTDOWN_GRACE", default_value_t = 30)]
@@ -349,11 +369,24 @@ pub enum Tls {
     SelfSigned,
 }
 
+/// What a node of a cluster needs to know about itself.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// Its unique, stable name.
+    pub node_id: String,
+    /// The base URL other nodes call its REST API on (no trailing slash).
+    pub url: String,
+    /// How long its lease lasts.
+    pub lease: Duration,
+}
+
 /// A checked configuration, with the values derived from it.
 #[derive(Clone, Debug)]
 pub struct Settled {
     /// The configuration as given.
     pub config: Config,
+    /// This node's cluster settings, in cluster mode.
+    pub cluster: Option<ClusterSettings>,
     /// The API secret.
     pub secret: String,
     /// Whether the development secret is in use.
@@ -662,6 +695,7 @@ impl Config {
                 self.data_dir.join("camerata.db").display()
             )
         });
+        let cluster = self.cluster_settings(&database_url, &tls, &public_host, public_port)?;
         let forced_video_codec =
             <crate::room::VideoCodec as crate::spelling::WireEnum>::parse(&self.forced_video_codec)
                 .ok_or_else(|| ConfigError::Invalid {
@@ -738,6 +772,7 @@ impl Config {
         let opentok_projects = self.opentok_projects()?;
         let vonage_applications = self.vonage_applications()?;
         Ok(Settled {
+            cluster,
             opentok_projects,
             vonage_applications,
             dev_tokens,
@@ -754,6 +789,78 @@ impl Config {
             default_ice_servers,
             forced_video_codec,
         })
+    }
+
+    /// The cluster settings when `CAMERATA_CLUSTER` is on: PostgreSQL only, a node name
+    /// (default: the host name), the URL other nodes call, a lease of at least 3 s.
+    fn cluster_settings(
+        &self,
+        database_url: &str,
+        tls: &Tls,
+        public_host: &str,
+        public_port: u16,
+    ) -> Result<Option<ClusterSettings>, ConfigError> {
+        if !self.cluster {
+            return Ok(None);
+        }
+        let invalid = |name, message: String| ConfigError::Invalid { name, message };
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(invalid(
+                "CAMERATA_CLUSTER",
+                "a cluster shares one PostgreSQL database: set CAMERATA_DATABASE_URL to a postgres:// URL (SQLite is one machine's file)".into(),
+            ));
+        }
+        let node_id = match &self.node_id {
+            Some(id) => id.trim().to_owned(),
+            None => std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default(),
+        };
+        if node_id.is_empty()
+            || node_id.len() > 64
+            || !node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                "CAMERATA_NODE_ID",
+                format!("'{node_id}' is not a node name: 1-64 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        if self.cluster_lease < 3 {
+            return Err(invalid(
+                "CAMERATA_CLUSTER_LEASE",
+                format!("{} s is too short: at least 3", self.cluster_lease),
+            ));
+        }
+        let url = match &self.cluster_url {
+            Some(u) => u.trim().trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if matches!(tls, Tls::Off) {
+                    "http"
+                } else {
+                    "https"
+                };
+                if public_host.contains(':') {
+                    format!("{scheme}://[{public_host}]:{public_port}")
+                } else {
+                    format!("{scheme}://{public_host}:{public_port}")
+                }
+            }
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid(
+                "CAMERATA_CLUSTER_URL",
+                format!("'{url}' is not an http:// or https:// URL"),
+            ));
+        }
+        Ok(Some(ClusterSettings {
+            node_id,
+            url,
+            lease: Duration::from_secs(self.cluster_lease),
+        }))
     }
 
     /// The lifetimes of grants and idle rooms.

@@ -48,10 +48,25 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest pause between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-type Http = hyper_util::client::legacy::Client<
+/// An outgoing HTTP(S) client (webhooks, node-to-node calls).
+pub(crate) type Http = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<Bytes>,
 >;
+
+/// An outgoing client for http:// and https:// URLs, trusting the system's roots.
+pub(crate) fn http_client() -> std::io::Result<Http> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https),
+    )
+}
 
 /// One session's events waiting to be sent.
 #[derive(Default)]
@@ -153,18 +168,13 @@ pub async fn send_webhooks(
     mut stopping: tokio::sync::watch::Receiver<bool>,
     metrics: DeliveryMetrics,
 ) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let https = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-        Ok(b) => b.https_or_http().enable_http1().build(),
+    let http = match http_client() {
+        Ok(http) => Arc::new(http),
         Err(e) => {
             tracing::error!(error = %e, "webhook: no TLS root certificates; events stay queued");
             return;
         }
     };
-    let http: Http =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https);
-    let http = Arc::new(http);
     let hook = Arc::new(hook);
     let mut committed = store.committed_events();
     let mut queues: HashMap<String, Queue> = HashMap::new();

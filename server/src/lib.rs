@@ -41,6 +41,7 @@
 //! `rooms.rs`.
 
 pub mod calls;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod grant;
@@ -192,6 +193,7 @@ pub async fn run_with_doors(
         )),
     ];
     doors.extend(more);
+    let doors = Arc::new(doors);
     let (rooms, tls, media, recording) = match prepare(&settled, &doors).await {
         Ok(prepared) => {
             let _ = ready.send(Ok(()));
@@ -241,10 +243,43 @@ pub async fn run_with_doors(
     };
     let mut app = ops::router(rooms.clone());
     let mut side_routes = Vec::new();
-    for door in &doors {
+    for door in doors.iter() {
         let routes = door.routes(served.clone());
         app = app.merge(routes.main);
         side_routes.extend(routes.side);
+    }
+    // Cluster mode: every door's requests go through the cluster's routing, which serves
+    // them here or passes them to the node that has their room.
+    if let Some(settings) = settled.cluster.clone() {
+        let cluster =
+            cluster::Cluster::join(settings, &settled.public_url(), rooms.store().clone()).await?;
+        tokio::spawn(
+            cluster
+                .clone()
+                .keep(served.calls.clone(), stop_rx.clone(), || {
+                    std::process::exit(75)
+                }),
+        );
+        let routing = cluster::Routing {
+            cluster,
+            calls: served.calls.clone(),
+            locate: {
+                let doors = doors.clone();
+                Arc::new(
+                    move |method: &axum::http::Method, path: &str, body: Option<&[u8]>| {
+                        doors
+                            .iter()
+                            .map(|d| d.locate(method, path, body))
+                            .find(|l| *l != cluster::Locate::Here)
+                            .unwrap_or(cluster::Locate::Here)
+                    },
+                )
+            },
+        };
+        app = app.layer(axum::middleware::from_fn_with_state(
+            routing,
+            cluster::route,
+        ));
     }
     // `/metrics`: behind the REST credentials on the main port, open on its own address.
     let credentials = format!("OPENVIDUAPP:{}", settled.secret).into_bytes();
@@ -435,7 +470,8 @@ async fn prepare(
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data folder {}", dir.display()))?;
     }
-    let store = store::Store::open(&settled.database_url)
+    let node = settled.cluster.as_ref().map(|c| c.node_id.as_str());
+    let store = store::Store::open_as(&settled.database_url, node)
         .await
         .with_context(|| format!("cannot open database {}", redact(&settled.database_url)))?;
     use calls::recording::{Announcer, RoomFeed};

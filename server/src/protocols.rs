@@ -51,6 +51,25 @@ pub trait Door: Send + Sync {
     /// Its routes on the main port, and on the side ports it has (by the names of
     /// [`crate::Listeners::side`]).
     fn routes(&self, served: Served) -> Routes;
+    /// Which node of a cluster serves a request of this door ([`Locate`]); `body` is `None`
+    /// until the door asked for it with [`Locate::NeedBody`]. Default: this node.
+    fn locate(&self, _method: &axum::http::Method, _path: &str, _body: Option<&[u8]>) -> Locate {
+        Locate::Here
+    }
+}
+
+pub use crate::cluster::Locate;
+
+/// The room a JSON body names in `field` ([`Locate::NeedBody`] until the body is read; this
+/// node when it names none: the door answers the error).
+pub fn room_in_body(body: Option<&[u8]>, field: &str) -> Locate {
+    let Some(body) = body else {
+        return Locate::NeedBody;
+    };
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get(field).and_then(|s| s.as_str()).map(str::to_owned))
+        .map_or(Locate::Here, Locate::Room)
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's method):

@@ -43,12 +43,14 @@ pub trait Observer: Send + Sync {
     /// Events for what a command did to `room` at `now` (`room` as it is after it; the
     /// events carry everything that ended).
     fn changed(&self, room: &Room, events: &[RoomEvent], now: i64) -> Vec<crate::store::Event>;
-    /// Events for a participant that was in `room` when the server stopped.
+    /// Events for a participant that was in `room` when the server stopped (`reason`
+    /// `ServerStopped`) or when the cluster node that had the room died (`NodeCrashed`).
     fn vanished(
         &self,
         room: &Room,
         participant: &Participant,
         now: i64,
+        reason: EndReason,
     ) -> Vec<crate::store::Event>;
 }
 
@@ -68,11 +70,45 @@ impl Observer for Both {
         e
     }
 
-    fn vanished(&self, room: &Room, p: &Participant, now: i64) -> Vec<crate::store::Event> {
-        let mut e = self.0.vanished(room, p, now);
-        e.extend(self.1.vanished(room, p, now));
+    fn vanished(
+        &self,
+        room: &Room,
+        p: &Participant,
+        now: i64,
+        reason: EndReason,
+    ) -> Vec<crate::store::Event> {
+        let mut e = self.0.vanished(room, p, now, reason);
+        e.extend(self.1.vanished(room, p, now, reason));
         e
     }
+}
+
+/// Writes the events of participants that were in the calls of `rooms` when their server
+/// stopped or their node died, and forgets them, in one transaction.
+async fn forget_vanished(
+    store: &Store,
+    observer: Option<&Arc<dyn Observer>>,
+    rooms: &[Room],
+    gone: &[(RoomId, Participant)],
+    reason: EndReason,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let mut writes = Vec::new();
+    for (room_id, participant) in gone {
+        if let (Some(observer), Some(room)) = (observer, rooms.iter().find(|r| r.id() == room_id)) {
+            writes.extend(
+                observer
+                    .vanished(room, participant, now, reason)
+                    .into_iter()
+                    .map(Write::Event),
+            );
+        }
+        writes.push(Write::DeleteParticipant {
+            room: room_id.as_str().to_owned(),
+            id: participant.id.as_str().to_owned(),
+        });
+    }
+    store.write(writes).await
 }
 
 /// How long grants live and when idle rooms are dropped.
@@ -165,25 +201,14 @@ impl Rooms {
     ) -> Result<Self, StoreError> {
         let grant_key = store.grant_key().await?;
         let (rooms, gone) = store.load_rooms().await?;
-        let now = now_ms();
-        let mut writes = Vec::new();
-        for (room_id, participant) in &gone {
-            if let (Some(observer), Some(room)) =
-                (&observer, rooms.iter().find(|r| r.id() == room_id))
-            {
-                writes.extend(
-                    observer
-                        .vanished(room, participant, now)
-                        .into_iter()
-                        .map(Write::Event),
-                );
-            }
-            writes.push(Write::DeleteParticipant {
-                room: room_id.as_str().to_owned(),
-                id: participant.id.as_str().to_owned(),
-            });
-        }
-        store.write(writes).await?;
+        forget_vanished(
+            &store,
+            observer.as_ref(),
+            &rooms,
+            &gone,
+            EndReason::ServerStopped,
+        )
+        .await?;
         let registry = rooms
             .into_iter()
             .map(|room| {
@@ -201,6 +226,45 @@ impl Rooms {
                 draining: std::sync::atomic::AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Takes in the rooms this node came to own in the store without having them live (in a
+    /// cluster, those of a dead node it took over): the participants that were in their
+    /// calls leave with `NodeCrashed`; a room left with nobody, no pending grant and no
+    /// reason to outlive its calls closes with `NodeCrashed`; the others go live here, their
+    /// pending grants usable. The ids of the rooms taken in and of those closed.
+    pub async fn adopt(&self) -> Result<(Vec<RoomId>, Vec<RoomId>), RoomsError> {
+        let store = self.store().clone();
+        let live: std::collections::HashSet<String> = self
+            .all()
+            .iter()
+            .map(|h| h.id().as_str().to_owned())
+            .collect();
+        let (rooms, gone) = store.load_rooms_except(&live).await?;
+        let observer = self.inner.observer.clone();
+        forget_vanished(
+            &store,
+            observer.as_ref(),
+            &rooms,
+            &gone,
+            EndReason::NodeCrashed,
+        )
+        .await?;
+        let (mut taken, mut closed) = (Vec::new(), Vec::new());
+        for room in rooms {
+            let had_call = gone.iter().any(|(id, _)| id == room.id());
+            let idle = room.participants().next().is_none() && !room.options().persistent;
+            let handle = RoomHandle::spawn(room, store.clone(), observer.clone());
+            let id = handle.id().clone();
+            self.registry().insert(id.clone(), handle.clone());
+            if had_call && idle {
+                self.close(&handle, EndReason::NodeCrashed).await?;
+                closed.push(id);
+            } else {
+                taken.push(id);
+            }
+        }
+        Ok((taken, closed))
     }
 
     /// From now on no room is created, no participant granted entry and nobody joins: the

@@ -16,6 +16,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
+mod cluster;
+pub use cluster::{NodeRow, NodeState};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A store operation that failed.
@@ -62,6 +65,9 @@ pub struct Store {
     stop_checkpoints: Option<std::sync::Arc<tokio::sync::watch::Sender<bool>>>,
     /// The journal's queue depth and commit latency, for the metrics.
     journal_metrics: JournalMetrics,
+    /// This node's name in a cluster; empty alone. Rooms it inserts are owned by it and
+    /// outbox rows it writes are delivered by it; it loads and delivers only those.
+    node: std::sync::Arc<str>,
 }
 
 /// The journal's metrics (Prometheus types: atomic, cheap to clone).
@@ -160,6 +166,15 @@ pub enum Write {
     },
     /// Appends an event to the outbox.
     Event(Event),
+    /// Takes over a dead node (cluster mode): when its lease ran out (by the database's
+    /// clock) and no other node took it first, it is marked dead, its rooms become this
+    /// node's and its undelivered outbox rows are renumbered after everything in the outbox,
+    /// in their order, for this node to deliver. Nothing when another node took it or it
+    /// renewed its lease.
+    Claim {
+        /// The dead node.
+        dead: String,
+    },
 }
 
 /// An event for the outbox.
@@ -250,6 +265,11 @@ fn map_write_error(e: sqlx::Error) -> StoreError {
 impl Store {
     /// Opens the database at `url` and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_as(url, None).await
+    }
+
+    /// `open`, as the cluster node `node` (PostgreSQL) when one is named.
+    pub async fn open_as(url: &str, node: Option<&str>) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -283,10 +303,21 @@ impl Store {
             Backend::Postgres => options.max_connections(8).connect(url).await?,
         };
         MIGRATOR.run(&pool).await?;
-        let last: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM outbox")
-            .fetch_one(&pool)
-            .await?
-            .try_get("last")?;
+        let node: std::sync::Arc<str> = node.unwrap_or("").into();
+        if !node.is_empty() {
+            if backend != Backend::Postgres {
+                return Err(StoreError::UnsupportedUrl(format!(
+                    "{url} (a cluster needs PostgreSQL)"
+                )));
+            }
+            cluster::prepare_sequence(&pool).await?;
+        }
+        let last: i64 =
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM outbox WHERE node = $1")
+                .bind(&*node)
+                .fetch_one(&pool)
+                .await?
+                .try_get("last")?;
         // Unbounded on purpose: room tasks enqueue their changes without waiting (a room task
         // never awaits the database), and each job's caller awaits it being stored, so what
         // waits here is only changes already applied, committed in groups as they come.
@@ -295,6 +326,7 @@ impl Store {
         let journal_metrics = JournalMetrics::new();
         tokio::spawn(journal_writer(
             pool.clone(),
+            node.clone(),
             queue,
             last,
             committed_tx,
@@ -316,7 +348,13 @@ impl Store {
             committed,
             stop_checkpoints,
             journal_metrics,
+            node,
         })
+    }
+
+    /// This node's name in a cluster; `None` alone.
+    pub fn node(&self) -> Option<&str> {
+        (!self.node.is_empty()).then_some(&*self.node)
     }
 
     /// The journal's metrics.
@@ -340,22 +378,34 @@ impl Store {
     /// The key that signs join grants: created on first use, then kept, so grants issued
     /// before a restart stay valid after it.
     pub async fn grant_key(&self) -> Result<GrantKey, StoreError> {
+        Ok(GrantKey::from_bytes(
+            &self.secret_setting("grant_key").await?,
+        ))
+    }
+
+    /// The random key named `name` in the settings: created on first use by whichever
+    /// process asks first (every node of a cluster then reads the same), then kept.
+    pub(crate) async fn secret_setting(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         let fresh = base64::engine::general_purpose::STANDARD.encode(GrantKey::generate_secret());
         sqlx::query(
-            "INSERT INTO settings (name, value) VALUES ('grant_key', $1) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
-        .bind(fresh).execute(&self.pool).await?;
-        let row = sqlx::query("SELECT value FROM settings WHERE name = 'grant_key'")
+        .bind(name)
+        .bind(fresh)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
             .fetch_one(&self.pool)
             .await?;
         let text: String = row.try_get("value")?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text)
-            .map_err(|e| StoreError::Corrupt(format!("grant key: {e}")))?;
+            .map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))?;
         if bytes.len() != KEY_LEN {
-            return Err(StoreError::Corrupt("grant key has the wrong length".into()));
+            return Err(StoreError::Corrupt(format!("{name} has the wrong length")));
         }
-        Ok(GrantKey::from_bytes(&bytes))
+        Ok(bytes)
     }
 
     /// Hands `writes` to the journal, to be committed as one transaction after everything
@@ -425,10 +475,11 @@ impl Store {
     /// How many events `consumer` has not taken yet.
     pub async fn pending_count(&self, consumer: Consumer) -> Result<i64, StoreError> {
         let sql = format!(
-            "SELECT COUNT(*) AS n FROM outbox WHERE {} = 1",
+            "SELECT COUNT(*) AS n FROM outbox WHERE {} = 1 AND node = $1",
             consumer.column()
         );
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&*self.node)
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?)
@@ -443,12 +494,13 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = format!(
             "SELECT seq, id, session, name, body, created_at, hook_pending, cdr_pending \
-             FROM outbox WHERE {} = 1 AND seq > $1 ORDER BY seq LIMIT $2",
+             FROM outbox WHERE {} = 1 AND seq > $1 AND node = $3 ORDER BY seq LIMIT $2",
             consumer.column()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(after)
             .bind(limit)
+            .bind(&*self.node)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -502,14 +554,18 @@ impl Store {
         self.committed.clone()
     }
 
-    /// Every stored room with its pending participants, as they were last written, and the
+    /// Every stored room this node owns (every room, alone) with its pending participants, as
+    /// they were last written, and the
     /// participants that were active when the server stopped, with their room id. Those are
     /// not in the rooms: their media and signaling connections died with the process, and
     /// their grant was used. The caller forgets them (see `Write::DeleteParticipant`).
     pub async fn load_rooms(&self) -> Result<(Vec<Room>, Vec<(RoomId, Participant)>), StoreError> {
-        let rows = sqlx::query("SELECT id, created_at, options FROM rooms ORDER BY created_at")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, created_at, options FROM rooms WHERE owner = $1 ORDER BY created_at",
+        )
+        .bind(&*self.node)
+        .fetch_all(&self.pool)
+        .await?;
         let mut rooms = Vec::with_capacity(rows.len());
         let mut index = std::collections::HashMap::new();
         for row in rows {
@@ -519,9 +575,13 @@ impl Store {
             index.insert(id.clone(), rooms.len());
             rooms.push(Room::new(RoomId::new(id), created_at, options));
         }
-        let rows = sqlx::query("SELECT room_id, body FROM participants ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT p.room_id, p.body FROM participants p JOIN rooms r ON r.id = p.room_id \
+             WHERE r.owner = $1 ORDER BY p.created_at, p.id",
+        )
+        .bind(&*self.node)
+        .fetch_all(&self.pool)
+        .await?;
         let mut gone = Vec::new();
         for row in rows {
             let room_id: String = row.try_get("room_id")?;
@@ -536,6 +596,18 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             }
         }
+        Ok((rooms, gone))
+    }
+
+    /// The rooms this node owns that are not in `live` yet (rooms it took over from a dead
+    /// node), with the participants that were in them, as [`Store::load_rooms`].
+    pub async fn load_rooms_except(
+        &self,
+        live: &std::collections::HashSet<String>,
+    ) -> Result<(Vec<Room>, Vec<(RoomId, Participant)>), StoreError> {
+        let (mut rooms, mut gone) = self.load_rooms().await?;
+        rooms.retain(|r| !live.contains(r.id().as_str()));
+        gone.retain(|(r, _)| !live.contains(r.as_str()));
         Ok((rooms, gone))
     }
 }
@@ -605,6 +677,7 @@ impl Write {
 /// outbox number written.
 async fn journal_writer(
     pool: AnyPool,
+    node: std::sync::Arc<str>,
     mut queue: mpsc::UnboundedReceiver<Job>,
     mut last_seq: i64,
     committed: tokio::sync::watch::Sender<i64>,
@@ -623,7 +696,7 @@ async fn journal_writer(
         if batch.len() > 1 {
             let writes: Vec<&Write> = batch.iter().flat_map(|j| &j.writes).collect();
             let started = std::time::Instant::now();
-            match timed(apply(&pool, &writes, &mut last_seq).await, started) {
+            match timed(apply(&pool, &node, &writes, &mut last_seq).await, started) {
                 Ok(()) => {
                     for job in batch.drain(..) {
                         let _ = job.done.send(Ok(()));
@@ -640,7 +713,7 @@ async fn journal_writer(
             let before = last_seq;
             let writes: Vec<&Write> = job.writes.iter().collect();
             let started = std::time::Instant::now();
-            let result = timed(apply(&pool, &writes, &mut last_seq).await, started);
+            let result = timed(apply(&pool, &node, &writes, &mut last_seq).await, started);
             if result.is_err() {
                 last_seq = before;
             }
@@ -654,7 +727,12 @@ async fn journal_writer(
 
 /// Applies `writes` in one transaction; events take the numbers after `last_seq`. A run of
 /// participant inserts is one multi-row statement.
-async fn apply(pool: &AnyPool, writes: &[&Write], last_seq: &mut i64) -> Result<(), StoreError> {
+async fn apply(
+    pool: &AnyPool,
+    node: &str,
+    writes: &[&Write],
+    last_seq: &mut i64,
+) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     let mut i = 0;
     while i < writes.len() {
@@ -676,13 +754,16 @@ async fn apply(pool: &AnyPool, writes: &[&Write], last_seq: &mut i64) -> Result<
                 created_at,
                 options,
             } => {
-                sqlx::query("INSERT INTO rooms (id, created_at, options) VALUES ($1, $2, $3)")
-                    .bind(id.as_str())
-                    .bind(*created_at)
-                    .bind(options.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_write_error)?;
+                sqlx::query(
+                    "INSERT INTO rooms (id, created_at, options, owner) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id.as_str())
+                .bind(*created_at)
+                .bind(options.as_str())
+                .bind(node)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_write_error)?;
             }
             Write::UpdateRoom { id, options } => {
                 sqlx::query("UPDATE rooms SET options = $1 WHERE id = $2")
@@ -738,6 +819,32 @@ async fn apply(pool: &AnyPool, writes: &[&Write], last_seq: &mut i64) -> Result<
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
+            }
+            Write::Event(e) if !node.is_empty() => {
+                // Nodes share the outbox: its numbers come from one sequence, so a session's
+                // events stay in order when another node takes them over.
+                let seq: i64 = sqlx::query(
+                    "INSERT INTO outbox (seq, id, session, name, body, created_at, \
+                     hook_pending, cdr_pending, node) VALUES (nextval('outbox_seq'), $1, $2, \
+                     $3, $4, $5, $6, $7, $8) RETURNING seq",
+                )
+                .bind(e.id.as_str())
+                .bind(e.session.as_str())
+                .bind(e.name.as_str())
+                .bind(e.body.as_str())
+                .bind(e.created_at)
+                .bind(i64::from(e.hook))
+                .bind(i64::from(e.cdr))
+                .bind(node)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("seq")?;
+                *last_seq = (*last_seq).max(seq);
+            }
+            Write::Claim { dead } => {
+                if let Some(seq) = cluster::claim(&mut tx, node, dead).await? {
+                    *last_seq = (*last_seq).max(seq);
+                }
             }
             Write::Event(e) => {
                 *last_seq += 1;

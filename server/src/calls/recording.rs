@@ -144,7 +144,7 @@ impl Observer for RoomFeed {
         Vec::new()
     }
 
-    fn vanished(&self, _: &Room, _: &crate::room::Participant, _: i64) -> Vec<Event> {
+    fn vanished(&self, _: &Room, _: &crate::room::Participant, _: i64, _: EndReason) -> Vec<Event> {
         Vec::new()
     }
 }
@@ -155,6 +155,7 @@ fn close_reason(reason: EndReason) -> StopReason {
     match reason {
         EndReason::ClosedByApi => StopReason::SessionClosedByServer,
         EndReason::ServerStopped => StopReason::ServerStopped,
+        EndReason::NodeCrashed => StopReason::NodeCrashed,
         EndReason::RecordingEnded => StopReason::AutomaticStop,
         _ => StopReason::LastParticipantLeft,
     }

@@ -18,7 +18,7 @@ pub use credentials::{AuthError, ClientToken, Projects, TokenCheck};
 pub use error::ApiError;
 pub use ids::{new_session_id, session_project};
 
-use super::{Door, DoorEvents, Served};
+use super::{Door, DoorEvents, Locate, Served};
 use crate::config::Settled;
 use crate::room::{Role, Room};
 use serde::{Deserialize, Serialize};
@@ -106,6 +106,24 @@ impl Door for OpenTok {
 
     fn recording_notice_roles(&self) -> Vec<Role> {
         Vec::new()
+    }
+
+    fn locate(&self, method: &axum::http::Method, path: &str, body: Option<&[u8]>) -> Locate {
+        use axum::http::Method;
+        if method == Method::POST && path == "/session/create" {
+            return Locate::Create;
+        }
+        let Some(rest) = path.strip_prefix("/v2/project/") else {
+            return Locate::Here;
+        };
+        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').skip(1).collect();
+        match (method, segments.as_slice()) {
+            (_, ["session", sid, ..]) => Locate::Room((*sid).to_owned()),
+            (&Method::POST, ["archive"]) => super::room_in_body(body, "sessionId"),
+            (&Method::GET, ["archive"]) => Locate::Gather,
+            (_, ["archive", ..]) => Locate::Search,
+            _ => Locate::Here,
+        }
     }
 
     fn routes(&self, served: Served) -> super::Routes {

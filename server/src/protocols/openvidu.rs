@@ -17,7 +17,7 @@ pub use rest::{RestState, router};
 pub use webhook::OpenViduEvents;
 pub use wire::WireEnum;
 
-use super::{Door, DoorEvents, Served};
+use super::{Door, DoorEvents, Locate, Served};
 use crate::config::Settled;
 use crate::room::Role;
 use std::sync::Arc;
@@ -59,6 +59,30 @@ impl Door for OpenVidu {
                 Role::Moderator,
             ],
             _ => vec![Role::Publisher, Role::PublisherOnly, Role::Moderator],
+        }
+    }
+
+    fn locate(&self, method: &axum::http::Method, path: &str, body: Option<&[u8]>) -> Locate {
+        use axum::http::Method;
+        if path.starts_with("/openvidu/recordings/") {
+            return Locate::Search;
+        }
+        let Some(rest) = path
+            .strip_prefix("/openvidu/api/")
+            .or_else(|| path.strip_prefix("/api/"))
+        else {
+            return Locate::Here;
+        };
+        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            (&Method::POST, ["sessions"]) => Locate::Create,
+            (&Method::GET, ["sessions"] | ["recordings"]) => Locate::Gather,
+            (_, ["sessions", id, ..]) => Locate::Room((*id).to_owned()),
+            (&Method::POST, ["tokens"] | ["signal"] | ["recordings", "start"]) => {
+                super::room_in_body(body, "session")
+            }
+            (_, ["recordings", ..]) => Locate::Search,
+            _ => Locate::Here,
         }
     }
 

@@ -24,6 +24,8 @@ pub enum EndReason {
     ConnectionLost,
     /// The server is stopping.
     ServerStopped,
+    /// The cluster node that had the room died; another node took the room over.
+    NodeCrashed,
     /// The publisher stopped its stream.
     Unpublished,
     /// A moderator in the room stopped the stream.

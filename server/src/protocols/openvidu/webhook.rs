@@ -301,15 +301,16 @@ impl Observer for OpenViduEvents {
             .collect()
     }
 
-    fn vanished(&self, room: &Room, participant: &Participant, now: i64) -> Vec<Event> {
+    fn vanished(
+        &self,
+        room: &Room,
+        participant: &Participant,
+        now: i64,
+        reason: EndReason,
+    ) -> Vec<Event> {
         let mut fields = participant_fields(participant);
         let joined = participant.active().map_or(now, |a| a.joined_at);
-        ended(
-            &mut fields,
-            joined,
-            now,
-            super::wire::reason_name(EndReason::ServerStopped),
-        );
+        ended(&mut fields, joined, now, super::wire::reason_name(reason));
         self.event(room, "participantLeft", now, fields)
             .into_iter()
             .collect()

@@ -334,6 +334,7 @@ pub fn reason_name(r: EndReason) -> &'static str {
         EndReason::ClosedByApi => "sessionClosedByServer",
         EndReason::ConnectionLost => "networkDisconnect",
         EndReason::ServerStopped => "openviduServerStopped",
+        EndReason::NodeCrashed => "nodeCrashed",
         EndReason::Unpublished => "unpublish",
         EndReason::UnpublishedByModerator => "forceUnpublishByUser",
         EndReason::UnpublishedByApi => "forceUnpublishByServer",

@@ -1,0 +1,563 @@
+//! Cluster mode: nodes that share one PostgreSQL database and nothing else.
+//!
+//! Each node is a whole server. It enters the `nodes` table with a lease it renews every third
+//! of `CAMERATA_CLUSTER_LEASE`, writing its load (participants, forwarded kbit/s). PostgreSQL
+//! is the only coordination: a room's row names the node that owns it, the outbox rows name
+//! the node that delivers them, and a node whose lease ran out is taken over by the first
+//! survivor whose takeover commits (a row lock decides; see `store::Write::Claim`), which
+//! then owns its rooms and delivers its events, renumbered after its own so a session's
+//! events stay in order.
+//!
+//! Requests: every door's REST API answers on every node. [`route`], a middleware in front
+//! of the doors' routes, asks the door where a request belongs ([`Locate`]) and serves it
+//! here or passes it to the owner over a node-to-node call signed with the cluster key
+//! (HMAC-SHA256 over the node, the time, the method and the path; a key every node reads
+//! from the database). A signed request is always served where it arrives, so nothing is
+//! passed twice. Tokens are made by the owner, so they name its public address.
+//!
+//! Invariants: a node serves only rooms it owns (or rooms not stored); a node that finds
+//! its lease taken stops at once (it may have events another node now delivers: they are
+//! delivered at least once, never lost); nothing here is on the media path.
+
+use crate::calls::Calls;
+use crate::config::ClusterSettings;
+use crate::delivery::Http;
+use crate::store::{NodeRow, Store, Write};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The header of a node-to-node call: `node time signature`.
+pub const NODE_HEADER: &str = "x-camerata-node";
+/// The address of the client a node passes a request on for (read only when signed).
+pub const CLIENT_HEADER: &str = "x-camerata-client";
+/// How old a signed call may be.
+const SIGNATURE_AGE_MS: i64 = 60_000;
+/// The largest body passed on to another node.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+/// How long a node-to-node call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// What one forwarded kbit/s weighs against one participant in placement.
+const KBPS_PER_PARTICIPANT: i64 = 500;
+
+/// This node's part in the cluster (cheap to clone).
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: ClusterSettings,
+    store: Store,
+    key: Vec<u8>,
+    http: Http,
+}
+
+impl Cluster {
+    /// Enters the cluster: reads the cluster key and registers this node with a fresh lease.
+    pub async fn join(
+        settings: ClusterSettings,
+        public_url: &str,
+        store: Store,
+    ) -> anyhow::Result<Self> {
+        let key = store.secret_setting("cluster_key").await?;
+        store
+            .register_node(&settings.url, public_url, lease_ms(&settings))
+            .await?;
+        let http = crate::delivery::http_client()?;
+        tracing::info!(node = %settings.node_id, url = %settings.url, "joined the cluster");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings,
+                store,
+                key,
+                http,
+            }),
+        })
+    }
+
+    /// This node's name.
+    pub fn node_id(&self) -> &str {
+        &self.inner.settings.node_id
+    }
+
+    /// Renews the lease with the load every third of it and takes over nodes whose lease
+    /// ran out, until `stop`; calls `lost` when the cluster declared this node dead.
+    pub async fn keep(
+        self,
+        calls: Calls,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        lost: impl Fn() + Send + 'static,
+    ) {
+        let every = self.inner.settings.lease / 3;
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_bytes = None;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let (participants, bytes) = load(&calls).await;
+            let kbps = match last_bytes.replace(bytes) {
+                Some(before) => {
+                    (bytes.saturating_sub(before) * 8 / 1000) as i64 / every.as_secs().max(1) as i64
+                }
+                None => 0,
+            };
+            let store = &self.inner.store;
+            let lease = lease_ms(&self.inner.settings);
+            match store
+                .renew_node(lease, participants, kbps, calls.rooms().draining())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!(node = %self.node_id(), "the cluster declared this node dead and took its rooms: stopping");
+                    lost();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: cannot renew the lease");
+                    continue;
+                }
+            }
+            self.take_over_dead(&calls).await;
+        }
+    }
+
+    /// Takes over every node whose lease ran out (one survivor wins each), then takes its
+    /// rooms in.
+    async fn take_over_dead(&self, calls: &Calls) {
+        let Ok(nodes) = self.inner.store.nodes().await else {
+            return;
+        };
+        for dead in nodes.iter().filter(|n| {
+            n.state == crate::store::NodeState::Alive && !n.leased && n.id != self.node_id()
+        }) {
+            let claimed = self
+                .inner
+                .store
+                .write(vec![Write::Claim {
+                    dead: dead.id.clone(),
+                }])
+                .await;
+            if let Err(e) = claimed {
+                tracing::warn!(node = %dead.id, error = %e, "cluster: takeover failed");
+                continue;
+            }
+            match calls.rooms().adopt().await {
+                Ok((taken, closed)) if !(taken.is_empty() && closed.is_empty()) => {
+                    tracing::warn!(node = %dead.id, rooms_taken = taken.len(), rooms_closed = closed.len(), "cluster: took over a dead node");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(node = %dead.id, error = %e, "cluster: cannot take rooms in")
+                }
+            }
+        }
+    }
+
+    /// The node a new room goes to: the available one with the least load (rooms,
+    /// participants, forwarded bitrate), this node on a tie.
+    async fn place(&self) -> Option<NodeRow> {
+        let nodes = self.inner.store.nodes().await.ok()?;
+        nodes
+            .into_iter()
+            .filter(NodeRow::available)
+            .min_by_key(|n| {
+                (
+                    n.rooms + n.participants + n.forwarded_kbps / KBPS_PER_PARTICIPANT,
+                    n.id != self.node_id(),
+                    n.id.clone(),
+                )
+            })
+    }
+
+    /// The node that owns room `id` when it is another live node; `None`: this one.
+    async fn owner(&self, calls: &Calls, id: &str) -> Option<NodeRow> {
+        if calls
+            .rooms()
+            .get(&crate::room::RoomId::new(id.to_owned()))
+            .is_some()
+        {
+            return None;
+        }
+        let owner = self.inner.store.room_owner(id).await.ok()??;
+        if owner == self.node_id() {
+            return None;
+        }
+        let nodes = self.inner.store.nodes().await.ok()?;
+        nodes.into_iter().find(|n| n.id == owner && n.leased)
+    }
+
+    /// Live nodes (this one included) for listings and searches.
+    async fn live(&self) -> Vec<NodeRow> {
+        let mut nodes = self.inner.store.nodes().await.unwrap_or_default();
+        nodes.retain(|n| n.state == crate::store::NodeState::Alive && n.leased);
+        nodes
+    }
+
+    fn sign(&self, at: i64, method: &str, path: &str) -> String {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.inner.key)
+            .expect("HMAC takes any key length");
+        mac.update(format!("{}\n{at}\n{method}\n{path}", self.node_id()).as_bytes());
+        let sig: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{} {at} {sig}", self.node_id())
+    }
+
+    /// Whether `header` signs `method path` as a node of this cluster, recently.
+    fn verify(&self, header: &str, method: &str, path: &str) -> bool {
+        let mut parts = header.split(' ');
+        let (Some(node), Some(at), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        let Ok(at) = at.parse::<i64>() else {
+            return false;
+        };
+        if (crate::rooms::now_ms() - at).abs() > SIGNATURE_AGE_MS {
+            return false;
+        }
+        let Some(sig) = decode_hex(sig) else {
+            return false;
+        };
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.inner.key)
+            .expect("HMAC takes any key length");
+        mac.update(format!("{node}\n{at}\n{method}\n{path}").as_bytes());
+        mac.verify_slice(&sig).is_ok()
+    }
+
+    /// Passes a request on to `node`, signed; its answer, or why there is none.
+    async fn call(
+        &self,
+        node: &NodeRow,
+        method: &axum::http::Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        client: &str,
+    ) -> Result<Response, String> {
+        let mut request = hyper::Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path}", node.url));
+        for (name, value) in headers {
+            if !is_hop_header(name.as_str()) {
+                request = request.header(name, value);
+            }
+        }
+        let at = crate::rooms::now_ms();
+        request = request
+            .header(NODE_HEADER, self.sign(at, method.as_str(), path))
+            .header(CLIENT_HEADER, client);
+        let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, self.inner.http.request(request))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = answer.into_parts();
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
+
+/// Participants in this node's rooms, and the bytes its media loop forwarded so far.
+async fn load(calls: &Calls) -> (i64, u64) {
+    let mut participants = 0i64;
+    for handle in calls.rooms().all() {
+        if let Ok(room) = handle.snapshot(false).await {
+            participants += room.active_participants().count() as i64;
+        }
+    }
+    let bytes = calls
+        .media()
+        .stats()
+        .await
+        .map_or(0, |s| s.counts.bytes_forwarded);
+    (participants, bytes)
+}
+
+fn lease_ms(settings: &ClusterSettings) -> i64 {
+    i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn is_hop_header(name: &str) -> bool {
+    matches!(
+        name,
+        "host"
+            | "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "upgrade"
+            | "proxy-connection"
+            | NODE_HEADER
+            | CLIENT_HEADER
+    )
+}
+
+/// Where a request is served in a cluster, as a door reads it from its own paths and bodies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Locate {
+    /// This node, whatever the room (configuration, health, signaling, or not a room's).
+    Here,
+    /// The node that owns room `0`.
+    Room(String),
+    /// The door reads the room from the body: ask again with it.
+    NeedBody,
+    /// It creates a room: the node placement picks.
+    Create,
+    /// A listing: every live node's answer, merged (arrays joined, counts added).
+    Gather,
+    /// An item some node has (a recording): the first node that does not answer 404.
+    Search,
+}
+
+/// Where a request goes, as the doors read it (lib.rs asks each door in turn).
+pub type Locator = Arc<dyn Fn(&axum::http::Method, &str, Option<&[u8]>) -> Locate + Send + Sync>;
+
+/// What the routing middleware needs.
+#[derive(Clone)]
+pub struct Routing {
+    /// This node's cluster.
+    pub cluster: Cluster,
+    /// The call layer (which rooms are live here).
+    pub calls: Calls,
+    /// Where the doors say their requests belong.
+    pub locate: Locator,
+}
+
+/// The middleware in front of every door's routes in cluster mode: serves a request here or
+/// passes it to the node it belongs to (see the module's documentation).
+pub async fn route(State(r): State<Routing>, mut req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    if let Some(signed) = req.headers().get(NODE_HEADER).and_then(|v| v.to_str().ok()) {
+        if !r.cluster.verify(signed, method.as_str(), &path) {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "node-to-node call not signed by this cluster",
+            );
+        }
+        // The client it was passed on for: its address is the one the guard counts.
+        if let Some(ip) = req
+            .headers()
+            .get(CLIENT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<std::net::IpAddr>().ok())
+        {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(ip, 0)));
+        }
+        return next.run(req).await;
+    }
+    let plain = req.uri().path().to_owned();
+    let mut place = (r.locate)(&method, &plain, None);
+    if place == Locate::Here {
+        return next.run(req).await;
+    }
+    let client = crate::guard::source(&req).to_string();
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+    };
+    if place == Locate::NeedBody {
+        place = (r.locate)(&method, &plain, Some(&body));
+    }
+    let here = |parts, body: Bytes| next.run(Request::from_parts(parts, Body::from(body)));
+    let c = &r.cluster;
+    match place {
+        Locate::Here | Locate::NeedBody => here(parts, body).await,
+        Locate::Room(id) => match c.owner(&r.calls, &id).await {
+            None => here(parts, body).await,
+            Some(node) => passed(
+                c.call(&node, &method, &path, &parts.headers, body, &client)
+                    .await,
+                &node,
+            ),
+        },
+        Locate::Create => match c.place().await {
+            Some(node) if node.id != c.node_id() => passed(
+                c.call(&node, &method, &path, &parts.headers, body, &client)
+                    .await,
+                &node,
+            ),
+            _ => here(parts, body).await,
+        },
+        Locate::Gather => gather(c, &method, &path, &parts.headers, body, &client).await,
+        Locate::Search => {
+            let mut last = None;
+            for node in c.live().await {
+                match c
+                    .call(&node, &method, &path, &parts.headers, body.clone(), &client)
+                    .await
+                {
+                    Ok(answer) if answer.status() != StatusCode::NOT_FOUND => return answer,
+                    Ok(answer) => last = Some(answer),
+                    Err(e) => {
+                        tracing::warn!(node = %node.id, error = %e, "cluster: a node did not answer a search")
+                    }
+                }
+            }
+            match last {
+                Some(answer) => answer,
+                None => here(parts, body).await,
+            }
+        }
+    }
+}
+
+fn passed(answer: Result<Response, String>, node: &NodeRow) -> Response {
+    answer.unwrap_or_else(|e| {
+        refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "cluster node '{}' that has this room did not answer: {e}",
+                node.id
+            ),
+        )
+    })
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({"status": status.as_u16(), "message": message});
+    (
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A listing over every live node: their JSON objects merged, arrays joined and the counts
+/// (`numberOfElements`, `count`) added; a node that fails is left out (and logged).
+async fn gather(
+    c: &Cluster,
+    method: &axum::http::Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    client: &str,
+) -> Response {
+    let mut merged: Option<serde_json::Map<String, serde_json::Value>> = None;
+    let mut first_failure = None;
+    for node in c.live().await {
+        let answer = match c
+            .call(&node, method, path, headers, body.clone(), client)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(node = %node.id, error = %e, "cluster: a node did not answer a listing");
+                continue;
+            }
+        };
+        if !answer.status().is_success() {
+            first_failure.get_or_insert(answer);
+            continue;
+        }
+        let Ok(bytes) = answer.into_body().collect().await.map(|b| b.to_bytes()) else {
+            continue;
+        };
+        let Ok(serde_json::Value::Object(part)) = serde_json::from_slice(&bytes) else {
+            continue;
+        };
+        match &mut merged {
+            None => merged = Some(part),
+            Some(all) => merge(all, part),
+        }
+    }
+    match (merged, first_failure) {
+        (Some(all), _) => (
+            StatusCode::OK,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            serde_json::Value::Object(all).to_string(),
+        )
+            .into_response(),
+        (None, Some(failure)) => failure,
+        (None, None) => refuse(StatusCode::SERVICE_UNAVAILABLE, "no cluster node answered"),
+    }
+}
+
+/// Adds `part`'s arrays and counts to `all`.
+fn merge(
+    all: &mut serde_json::Map<String, serde_json::Value>,
+    part: serde_json::Map<String, serde_json::Value>,
+) {
+    for (k, v) in part {
+        match (all.get_mut(&k), v) {
+            (Some(serde_json::Value::Array(a)), serde_json::Value::Array(b)) => a.extend(b),
+            (Some(serde_json::Value::Number(a)), serde_json::Value::Number(b))
+                if k == "numberOfElements" || k == "count" =>
+            {
+                *a = (a.as_i64().unwrap_or(0) + b.as_i64().unwrap_or(0)).into();
+            }
+            (None, v) => {
+                all.insert(k, v);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_merge_arrays_and_counts() {
+        let mut all = serde_json::json!({"numberOfElements": 1, "content": [{"id": "a"}]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let part =
+            serde_json::json!({"numberOfElements": 2, "content": [{"id": "b"}, {"id": "c"}]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+        merge(&mut all, part);
+        assert_eq!(
+            serde_json::Value::Object(all),
+            serde_json::json!({"numberOfElements": 3, "content": [{"id": "a"}, {"id": "b"}, {"id": "c"}]})
+        );
+    }
+
+    #[test]
+    fn hex_decoding_refuses_odd_and_foreign_text() {
+        assert_eq!(decode_hex("00ff"), Some(vec![0, 255]));
+        assert_eq!(decode_hex("0"), None);
+        assert_eq!(decode_hex("zz"), None);
+        assert_eq!(decode_hex("é0"), None);
+    }
+}
