@@ -92,6 +92,7 @@ impl Cluster {
     pub async fn keep(
         self,
         calls: Calls,
+        recorder: Option<crate::recording::Recorder>,
         mut stop: tokio::sync::watch::Receiver<bool>,
         lost: impl Fn() + Send + 'static,
     ) {
@@ -128,13 +129,14 @@ impl Cluster {
                     continue;
                 }
             }
-            self.take_over_dead(&calls).await;
+            self.take_over_dead(&calls, recorder.as_ref()).await;
         }
     }
 
     /// Takes over every node whose lease ran out (one survivor wins each), then takes its
-    /// rooms in.
-    async fn take_over_dead(&self, calls: &Calls) {
+    /// rooms in and settles the recordings it left in the recording folder (when the nodes
+    /// share it; otherwise the dead node settles them at its restart).
+    async fn take_over_dead(&self, calls: &Calls, recorder: Option<&crate::recording::Recorder>) {
         let Ok(nodes) = self.inner.store.nodes().await else {
             return;
         };
@@ -159,6 +161,16 @@ impl Cluster {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(node = %dead.id, error = %e, "cluster: cannot take rooms in")
+                }
+            }
+            if let Some(recorder) = recorder.cloned() {
+                let node = dead.id.clone();
+                let settled =
+                    tokio::task::spawn_blocking(move || recorder.recover_of(Some(&node))).await;
+                if let Ok(settled) = settled
+                    && !settled.is_empty()
+                {
+                    tracing::warn!(node = %dead.id, recordings = settled.len(), "cluster: settled a dead node's recordings");
                 }
             }
         }
@@ -515,18 +527,35 @@ fn merge(
     all: &mut serde_json::Map<String, serde_json::Value>,
     part: serde_json::Map<String, serde_json::Value>,
 ) {
+    // Items two nodes both list (recordings in a folder they share) count once.
+    let mut repeated = 0i64;
+    let mut counts = Vec::new();
     for (k, v) in part {
         match (all.get_mut(&k), v) {
-            (Some(serde_json::Value::Array(a)), serde_json::Value::Array(b)) => a.extend(b),
-            (Some(serde_json::Value::Number(a)), serde_json::Value::Number(b))
+            (Some(serde_json::Value::Array(a)), serde_json::Value::Array(b)) => {
+                for item in b {
+                    let id = item.get("id").filter(|id| !id.is_null());
+                    if id.is_some_and(|id| a.iter().any(|x| x.get("id") == Some(id))) {
+                        repeated += 1;
+                    } else {
+                        a.push(item);
+                    }
+                }
+            }
+            (Some(serde_json::Value::Number(_)), serde_json::Value::Number(b))
                 if k == "numberOfElements" || k == "count" =>
             {
-                *a = (a.as_i64().unwrap_or(0) + b.as_i64().unwrap_or(0)).into();
+                counts.push((k, b.as_i64().unwrap_or(0)));
             }
             (None, v) => {
                 all.insert(k, v);
             }
             _ => {}
+        }
+    }
+    for (k, n) in counts {
+        if let Some(a) = all.get_mut(&k) {
+            *a = (a.as_i64().unwrap_or(0) + n - repeated).max(0).into();
         }
     }
 }
@@ -536,7 +565,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn listings_merge_arrays_and_counts() {
+    fn listings_merge_arrays_and_counts_each_item_once() {
         let mut all = serde_json::json!({"numberOfElements": 1, "content": [{"id": "a"}]})
             .as_object()
             .cloned()
@@ -547,6 +576,11 @@ mod tests {
                 .cloned()
                 .unwrap_or_default();
         merge(&mut all, part);
+        let shared = serde_json::json!({"numberOfElements": 1, "content": [{"id": "b"}]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        merge(&mut all, shared);
         assert_eq!(
             serde_json::Value::Object(all),
             serde_json::json!({"numberOfElements": 3, "content": [{"id": "a"}, {"id": "b"}, {"id": "c"}]})

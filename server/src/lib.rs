@@ -253,13 +253,12 @@ pub async fn run_with_doors(
     if let Some(settings) = settled.cluster.clone() {
         let cluster =
             cluster::Cluster::join(settings, &settled.public_url(), rooms.store().clone()).await?;
-        tokio::spawn(
-            cluster
-                .clone()
-                .keep(served.calls.clone(), stop_rx.clone(), || {
-                    std::process::exit(75)
-                }),
-        );
+        tokio::spawn(cluster.clone().keep(
+            served.calls.clone(),
+            served.recorder.clone(),
+            stop_rx.clone(),
+            || std::process::exit(75),
+        ));
         let routing = cluster::Routing {
             cluster,
             calls: served.calls.clone(),
@@ -532,6 +531,7 @@ async fn prepare(
             let settings = recording::RecorderSettings {
                 path: std::path::PathBuf::from(&settled.config.recording_path),
                 url: format!("{}openvidu/recordings/", settled.public_url()),
+                node: settled.cluster.as_ref().map(|c| c.node_id.clone()),
             };
             let recorder = recording::Recorder::new(settings, media.clone(), Some(announcer))
                 .with_context(|| {

@@ -128,6 +128,10 @@ pub struct Recording {
     /// What went wrong, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The cluster node that records it (none alone): after a crash, only that node at its
+    /// restart, or the node that took it over, settles it from its files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Recording {
@@ -237,6 +241,8 @@ pub struct RecorderSettings {
     pub path: PathBuf,
     /// The URL recordings are served under, ending in `/` (`<publicURL>openvidu/recordings/`).
     pub url: String,
+    /// This node's name in a cluster (none alone): its recordings carry it.
+    pub node: Option<String>,
 }
 
 /// The recordings of this server (cheap to clone).
@@ -427,6 +433,7 @@ impl Recorder {
             unique_session_id: format!("{}_{}", start.session, start.room_created_at),
             reason: None,
             error: None,
+            node: self.inner.settings.node.clone(),
         };
         let folder = self.folder(&id);
         std::fs::create_dir_all(&folder)?;
@@ -773,6 +780,13 @@ impl Recorder {
     /// stream files it wrote (they are playable up to their last cluster), or marks it failed
     /// when nothing can be made. Returns the recordings it settled.
     pub fn recover(&self) -> Vec<Recording> {
+        self.recover_of(self.inner.settings.node.as_deref())
+    }
+
+    /// `recover` for the unfinished recordings of the cluster node `node` only (this node's
+    /// at its start; a dead node's, in a folder the nodes share, when this one took it over).
+    /// Recordings of other nodes are theirs to finish, even in a shared folder.
+    pub fn recover_of(&self, node: Option<&str>) -> Vec<Recording> {
         let mut settled = Vec::new();
         let folders = std::fs::read_dir(&self.inner.settings.path)
             .into_iter()
@@ -783,7 +797,8 @@ impl Recorder {
             let Some(meta) = read_meta(&folder) else {
                 continue;
             };
-            if matches!(meta.status, Status::Ready | Status::Failed) {
+            if matches!(meta.status, Status::Ready | Status::Failed) || meta.node.as_deref() != node
+            {
                 continue;
             }
             let mut meta = meta;
