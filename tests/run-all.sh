@@ -92,6 +92,8 @@ npm run --silent typecheck
 log "node tests"
 export CAMERATA_BIN="$ROOT/target/$CARGO_BUILD_TARGET/debug/camerata"
 node --test --test-concurrency=1 tests/node/
+log "deployment files (Kubernetes schemas, settings the server reads)"
+target/pyenv/bin/python tests/deploy/check.py "$CAMERATA_BIN"
 
 # 7. Browser suites: the real openvidu-browser in headless Chromium, in a loopback-only
 #    network namespace.
