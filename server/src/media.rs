@@ -27,6 +27,8 @@ mod codec;
 mod engine;
 mod forward;
 mod net;
+mod relay;
+pub use relay::RelayKeys;
 
 pub use codec::{FeedbackToApplication, NACK_HISTORY, interceptors, is_keyframe_request};
 use engine::Command;
@@ -264,6 +266,10 @@ pub struct Tap {
     guard: TapGuard,
     packets: mpsc::Receiver<TapPacket>,
 }
+
+/// Keeps a relay of a stream to another node going; dropping it stops the relay.
+#[derive(Debug)]
+pub struct RelayGuard(#[allow(dead_code)] Handle<u64>);
 
 /// Keeps a [`Tap`]'s copy going; dropping it stops the copy (and ends its packets).
 #[derive(Debug)]
@@ -542,6 +548,61 @@ impl Media {
             })
             .await??;
         Ok((Endpoint::new(peer, &self.commands), answer))
+    }
+
+    /// Sends `stream` once to another node's media socket `to` over relay `relay` (this node
+    /// owns the stream); dropping the guard stops it. Asks the publisher for a keyframe.
+    pub async fn relay_out(
+        &self,
+        stream: &StreamOut,
+        relay: u64,
+        to: SocketAddr,
+        keys: RelayKeys,
+    ) -> Result<RelayGuard, MediaError> {
+        let found = self
+            .ask(|reply| Command::RelayOut {
+                stream: stream.0.key,
+                relay,
+                to,
+                keys,
+                reply,
+            })
+            .await?;
+        let guard = RelayGuard(Handle {
+            key: relay,
+            commands: self.commands.clone(),
+            on_drop: Command::DropRelay,
+        });
+        if found {
+            Ok(guard)
+        } else {
+            Err(MediaError::Gone("the stream is no longer published"))
+        }
+    }
+
+    /// A stream another node (at media socket `from`) relays here over relay `relay`: its
+    /// fan-out, which subscribers here subscribe to as to a local stream. It ends when the
+    /// last clone is dropped.
+    pub fn relay_in(
+        &self,
+        relay: u64,
+        from: SocketAddr,
+        keys: RelayKeys,
+        video: VideoChoice,
+    ) -> StreamOut {
+        let key = StreamKey(self.next_stream.fetch_add(1, Ordering::Relaxed));
+        let _ = self.commands.send(Command::RelayIn {
+            stream: key,
+            relay,
+            from,
+            keys,
+            video,
+        });
+        StreamOut(Arc::new(Handle {
+            key,
+            commands: self.commands.clone(),
+            on_drop: Command::DropStream,
+        }))
     }
 
     /// Starts copying `stream`'s packets to a recorder; asks its publisher for a keyframe.

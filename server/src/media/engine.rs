@@ -11,6 +11,7 @@
 use super::codec::{as_nack, engine as media_engine, is_keyframe_request, server_interceptors};
 use super::forward::{Continuity, History, RtpClock, starts_keyframe, stun_local_ufrag};
 use super::net::{self, TcpEvent};
+use super::relay::{self, Kind, MAX_DATAGRAM, Opener, RelayKeys, Sealer};
 use super::{
     Description, KEYFRAME_MIN_GAP, LocalCandidate, MediaError, MediaStats, PeerKey, PeerStatus,
     Speech, StreamKey, TapKey, VideoChoice,
@@ -163,6 +164,26 @@ pub(crate) enum Command {
     },
     /// Stop copying packets to a recorder (idempotent).
     DropTap(TapKey),
+    /// Send `stream` to another node's media socket `to` over relay `relay` (the owner's
+    /// side); replies false when the stream is gone. Asks its publisher for a keyframe.
+    RelayOut {
+        stream: StreamKey,
+        relay: u64,
+        to: SocketAddr,
+        keys: RelayKeys,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Receive a stream over relay `relay` from the owner's media socket `from` as `stream`,
+    /// whose subscribers then subscribe as to a local one (the edge's side).
+    RelayIn {
+        stream: StreamKey,
+        relay: u64,
+        from: SocketAddr,
+        keys: RelayKeys,
+        video: VideoChoice,
+    },
+    /// Stop sending on relay `relay` (idempotent).
+    DropRelay(u64),
 }
 
 /// ICE-TCP events queued to the loop. Senders: the connection tasks (accepts, frames,
@@ -321,6 +342,19 @@ struct Stream {
     /// The most video bits per second its publisher should send, told by REMB every report
     /// interval; `None`: no cap beyond the answer's.
     cap_bps: Option<u32>,
+    /// Other nodes this stream is relayed to: relay id, their media socket, the sealer.
+    relays: Vec<(u64, SocketAddr, Sealer)>,
+    /// The relay this stream comes from, when another node receives its publisher.
+    relay_in: Option<u64>,
+}
+
+/// A stream this loop receives from another node (see `Command::RelayIn`).
+struct RelayIn {
+    stream: StreamKey,
+    /// The owner's media socket: relay datagrams come from there, feedback goes there.
+    owner: SocketAddr,
+    opener: Opener,
+    sealer: Sealer,
 }
 
 /// The kinds asked for, audio first.
@@ -403,6 +437,16 @@ struct Net {
 }
 
 impl Net {
+    /// Sends one datagram of the loop's own (a relay's) on the UDP socket.
+    fn send_raw(&mut self, to: SocketAddr, datagram: &[u8]) {
+        match &self.udp {
+            Some(udp) => {
+                let _ = udp.send_to(datagram, to);
+            }
+            None => self.sent.push((to, BytesMut::from(datagram))),
+        }
+    }
+
     /// Sends everything `pc` has to send.
     fn flush(&mut self, pc: &mut RTCPeerConnection) {
         self.flush_checks(pc, |_| {});
@@ -460,6 +504,13 @@ struct Engine {
     /// Latencies and receiver reports for the metrics (lock-free; observed per event, not
     /// per packet).
     histograms: super::MediaHistograms,
+    /// Relays this loop sends streams on: relay id → the stream, the edge's media socket,
+    /// and the opener of the feedback it sends back.
+    relays_out: HashMap<u64, (StreamKey, SocketAddr, Opener)>,
+    /// Streams this loop receives over relays, by relay id.
+    relays_in: HashMap<u64, RelayIn>,
+    /// Where relay datagrams are sealed and opened (one buffer: nothing allocated per packet).
+    relay_buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
 /// Starts the loop on the bound sockets; `local` is the announced UDP address (ICE-TCP, when
@@ -581,6 +632,9 @@ impl Engine {
             sender_reports: 0,
             counts: super::MediaCounts::default(),
             histograms: super::MediaHistograms::default(),
+            relays_out: HashMap::new(),
+            relays_in: HashMap::new(),
+            relay_buf: Box::new([0u8; MAX_DATAGRAM]),
         })
     }
 
@@ -783,6 +837,12 @@ impl Engine {
                     if let Some(publisher) = stream.publisher {
                         self.close(publisher);
                     }
+                    for (relay, _, _) in &stream.relays {
+                        self.relays_out.remove(relay);
+                    }
+                    if let Some(relay) = stream.relay_in {
+                        self.relays_in.remove(&relay);
+                    }
                     // A subscriber's peer connection ends with the stream, unless it carries
                     // another stream still published (its dead sections are pruned later).
                     for output in stream.fanouts.iter().flat_map(|f| &f.outputs) {
@@ -821,6 +881,57 @@ impl Engine {
             Command::DropTap(id) => {
                 for s in self.streams.values_mut() {
                     s.taps.retain(|(tap, _)| *tap != id);
+                }
+            }
+            Command::RelayOut {
+                stream,
+                relay,
+                to,
+                keys,
+                reply,
+            } => {
+                let (sealer, opener) = keys.owner(relay);
+                let found = match self.streams.get_mut(&stream) {
+                    Some(s) => {
+                        s.relays.retain(|(r, _, _)| *r != relay);
+                        s.relays.push((relay, to, sealer));
+                        self.relays_out.insert(relay, (stream, to, opener));
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(found);
+                if found {
+                    // The edge's subscribers start at a keyframe.
+                    self.request_keyframe(stream, now);
+                }
+            }
+            Command::RelayIn {
+                stream,
+                relay,
+                from,
+                keys,
+                video,
+            } => {
+                let (opener, sealer) = keys.edge(relay);
+                let s = self.streams.entry(stream).or_default();
+                s.video = Some(video);
+                s.relay_in = Some(relay);
+                self.relays_in.insert(
+                    relay,
+                    RelayIn {
+                        stream,
+                        owner: from,
+                        opener,
+                        sealer,
+                    },
+                );
+            }
+            Command::DropRelay(relay) => {
+                if let Some((stream, _, _)) = self.relays_out.remove(&relay)
+                    && let Some(s) = self.streams.get_mut(&stream)
+                {
+                    s.relays.retain(|(r, _, _)| *r != relay);
                 }
             }
             Command::Stats(reply) => {
@@ -1260,6 +1371,10 @@ impl Engine {
 
     /// One datagram from `from` (`tcp`: a frame of an ICE-TCP connection).
     fn datagram(&mut self, from: SocketAddr, tcp: bool, data: &[u8], now: Instant) {
+        if !tcp && data.first() == Some(&relay::MAGIC[0]) {
+            self.relay_datagram(from, data, now);
+            return;
+        }
         // A STUN check names its peer connection by ICE username: that decides, and the
         // address is (re)claimed for it. Anything else goes where its address was claimed.
         let named = stun_local_ufrag(data).and_then(|ufrag| self.by_ufrag.get(ufrag).copied());
@@ -1301,6 +1416,92 @@ impl Engine {
             message: BytesMut::from(data),
         });
         self.service(id, now);
+    }
+
+    /// A datagram of a relay: media from an owner node (fanned out to this loop's
+    /// subscribers of the relayed stream), or feedback from an edge node (a keyframe request
+    /// for the publisher; NACKs answered from the stream's history over the relay).
+    fn relay_datagram(&mut self, from: SocketAddr, data: &[u8], now: Instant) {
+        let Some((id, _)) = relay::header(data).filter(|_| data.len() <= MAX_DATAGRAM) else {
+            self.unclaimed += 1;
+            return;
+        };
+        let len = data.len();
+        self.relay_buf[..len].copy_from_slice(data);
+        if let Some(r) = self.relays_in.get_mut(&id) {
+            if r.owner != from {
+                self.unclaimed += 1;
+                return;
+            }
+            let Some((kind, body)) = r.opener.open(&mut self.relay_buf[..], len) else {
+                self.unclaimed += 1;
+                return;
+            };
+            let index = match kind {
+                Kind::Audio => AUDIO,
+                Kind::Video => VIDEO,
+                Kind::Keyframe | Kind::Nack => return,
+            };
+            use rtc::shared::marshal::Unmarshal;
+            let Ok(packet) = rtc::rtp::Packet::unmarshal(&mut &body[..]) else {
+                return;
+            };
+            let stream = r.stream;
+            self.fan_out(stream, index, packet, None, now);
+            return;
+        }
+        let Some((stream, edge, opener)) = self.relays_out.get_mut(&id) else {
+            self.unclaimed += 1;
+            return;
+        };
+        if *edge != from {
+            self.unclaimed += 1;
+            return;
+        }
+        let stream = *stream;
+        let Some((kind, body)) = opener.open(&mut self.relay_buf[..], len) else {
+            self.unclaimed += 1;
+            return;
+        };
+        match kind {
+            Kind::Keyframe => {
+                self.counts.keyframe_requests_received += 1;
+                self.request_keyframe(stream, now);
+            }
+            Kind::Nack => {
+                let mut seqs = [0u16; 64];
+                let n = body.len().min(128) / 2;
+                for (i, pair) in body.chunks_exact(2).take(n).enumerate() {
+                    seqs[i] = u16::from_be_bytes([pair[0], pair[1]]);
+                }
+                self.resend(stream, id, &seqs[..n]);
+            }
+            Kind::Audio | Kind::Video => {}
+        }
+    }
+
+    /// Sends relay `relay` of `stream` again the video packets `seqs` its edge lacks, from
+    /// the stream's history.
+    fn resend(&mut self, stream: StreamKey, relay: u64, seqs: &[u16]) {
+        use rtc::shared::marshal::Marshal;
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let Some((_, to, sealer)) = s.relays.iter_mut().find(|(r, _, _)| *r == relay) else {
+            return;
+        };
+        for seq in seqs {
+            self.counts.nacks_received += 1;
+            let Some(kept) = s.fanouts[VIDEO].history.get(*seq) else {
+                continue;
+            };
+            if let Some(n) = sealer.seal(Kind::Video, &mut self.relay_buf, |out| {
+                kept.marshal_to(out).ok()
+            }) {
+                self.net.send_raw(*to, &self.relay_buf[..n]);
+                self.retransmitted += 1;
+            }
+        }
     }
 
     /// Routes `from` to peer connection `id` (taking it from another one if need be); false
@@ -1456,7 +1657,7 @@ impl Engine {
     }
 
     /// Sends a publisher's packet to every subscriber of its kind.
-    fn forward(&mut self, id: PeerKey, track: &str, mut packet: rtc::rtp::Packet, now: Instant) {
+    fn forward(&mut self, id: PeerKey, track: &str, packet: rtc::rtp::Packet, now: Instant) {
         let Some(peer) = self.peers.get(&id) else {
             return;
         };
@@ -1468,17 +1669,34 @@ impl Engine {
         else {
             return;
         };
-        let Some(stream) = self.streams.get_mut(&peer.stream) else {
+        let Some(stream) = self.streams.get(&peer.stream) else {
             return;
         };
         if stream.publisher != Some(id) {
             return;
         }
+        let (key, audio_level) = (peer.stream, peer.audio_level);
+        self.fan_out(key, index, packet, audio_level, now);
+    }
+
+    /// One packet of kind `index` of `stream` (from its publisher, or from the relay it
+    /// comes over) to its subscribers, recorders and relays.
+    fn fan_out(
+        &mut self,
+        key: StreamKey,
+        index: usize,
+        mut packet: rtc::rtp::Packet,
+        audio_level: Option<u8>,
+        now: Instant,
+    ) {
+        let Some(stream) = self.streams.get_mut(&key) else {
+            return;
+        };
         let size = (packet.header.marshal_size() + packet.payload.len()) as u64;
         self.counts.packets_received += 1;
         self.counts.bytes_received += size;
         if index == AUDIO
-            && let (Some(levels), Some(ext)) = (stream.speech.as_mut(), peer.audio_level)
+            && let (Some(levels), Some(ext)) = (stream.speech.as_mut(), audio_level)
             && let Some(level) = packet
                 .header
                 .extensions
@@ -1533,6 +1751,21 @@ impl Engine {
                 at: now,
             });
         }
+        if !stream.relays.is_empty() {
+            use rtc::shared::marshal::Marshal;
+            let kind = if index == VIDEO {
+                Kind::Video
+            } else {
+                Kind::Audio
+            };
+            for (_, to, sealer) in &mut stream.relays {
+                if let Some(n) =
+                    sealer.seal(kind, &mut self.relay_buf, |out| packet.marshal_to(out).ok())
+                {
+                    self.net.send_raw(*to, &self.relay_buf[..n]);
+                }
+            }
+        }
         let seq = packet.header.sequence_number;
         for output in &mut fanout.outputs {
             match output.paused {
@@ -1585,10 +1818,15 @@ impl Engine {
         let (Some(s), Some(peer)) = (self.streams.get_mut(&stream), self.peers.get_mut(&id)) else {
             return;
         };
+        let relayed = s.relay_in;
         let fanout = &mut s.fanouts[index];
         let Some(output) = fanout.outputs.iter_mut().find(|o| o.peer == id) else {
             return;
         };
+        // Packets a relayed stream's history lacks (lost between the nodes): the owner is
+        // asked for them, and sends them again over the relay.
+        let mut missing = [0u8; 128];
+        let mut n_missing = 0;
         for nack in packets.iter().filter_map(|p| as_nack(p.as_ref())) {
             for seq in nack.nacks.iter().copied().flatten() {
                 peer.nacked += 1;
@@ -1601,14 +1839,31 @@ impl Engine {
                 {
                     continue;
                 }
-                if let Some(kept) = fanout.history.get(seq.wrapping_add(output.skipped))
-                    && output.write(&mut peer.pc, kept, now)
-                {
-                    self.retransmitted += 1;
+                let wanted = seq.wrapping_add(output.skipped);
+                match fanout.history.get(wanted) {
+                    Some(kept) if output.write(&mut peer.pc, kept, now) => {
+                        self.retransmitted += 1;
+                    }
+                    Some(_) => {}
+                    None if relayed.is_some() && n_missing < missing.len() => {
+                        missing[n_missing..n_missing + 2].copy_from_slice(&wanted.to_be_bytes());
+                        n_missing += 2;
+                    }
+                    None => {}
                 }
             }
         }
         self.net.flush(&mut peer.pc);
+        if n_missing > 0
+            && let Some(r) = relayed.and_then(|relay| self.relays_in.get_mut(&relay))
+            && let Some(n) = r.sealer.seal(Kind::Nack, &mut self.relay_buf, |out| {
+                out.get_mut(..n_missing)?
+                    .copy_from_slice(&missing[..n_missing]);
+                Some(n_missing)
+            })
+        {
+            self.net.send_raw(r.owner, &self.relay_buf[..n]);
+        }
     }
 
     /// The loss and round-trip time a subscriber's receiver reports give (about once a
@@ -1910,6 +2165,28 @@ impl Engine {
             return;
         };
         let fanout = &mut s.fanouts[VIDEO];
+        if let Some(relay) = s.relay_in {
+            // A relayed stream: the request goes to the owner, which asks the publisher.
+            if let Some(last) = fanout.last_keyframe_request
+                && now < last + KEYFRAME_MIN_GAP
+            {
+                fanout.keyframe_wanted.get_or_insert(now);
+                self.next_wake = self.next_wake.min(last + KEYFRAME_MIN_GAP);
+                return;
+            }
+            fanout.last_keyframe_request = Some(now);
+            fanout.keyframe_wanted = None;
+            fanout.keyframe_asked_at.get_or_insert(now);
+            if let Some(r) = self.relays_in.get_mut(&relay)
+                && let Some(n) = r
+                    .sealer
+                    .seal(Kind::Keyframe, &mut self.relay_buf, |_| Some(0))
+            {
+                self.counts.keyframe_requests_sent += 1;
+                self.net.send_raw(r.owner, &self.relay_buf[..n]);
+            }
+            return;
+        }
         let (Some(publisher), Some((receiver, ssrc))) = (s.publisher, fanout.source) else {
             return;
         };

@@ -629,3 +629,223 @@ fn a_strangers_datagrams_are_counted_and_answered_with_nothing() {
     assert_eq!(stats.unclaimed_datagrams, 2);
     assert!(engine.net.sent.is_empty(), "nothing is sent to a stranger");
 }
+
+/// Two loops (an owner and an edge node) and their clients: datagrams go wherever they are
+/// addressed, loop to loop included; `drop_relay` decides which owner-to-edge relay
+/// datagrams the network loses.
+fn pump_two(
+    loops: [(&mut Engine, SocketAddr); 2],
+    clients: &mut [(&mut Client, SocketAddr)],
+    now: &mut Instant,
+    steps: usize,
+    drop_relay: &mut dyn FnMut(&[u8]) -> bool,
+) {
+    let [(a, a_addr), (b, b_addr)] = loops;
+    for _ in 0..steps {
+        for (c, server) in clients.iter_mut() {
+            while let Some(out) = c.pc.poll_write() {
+                if *server == a_addr {
+                    a.datagram(c.addr, false, &out.message, *now);
+                } else {
+                    b.datagram(c.addr, false, &out.message, *now);
+                }
+            }
+        }
+        for (from, sent) in [
+            (a_addr, std::mem::take(&mut a.net.sent)),
+            (b_addr, std::mem::take(&mut b.net.sent)),
+        ] {
+            for (to, message) in sent {
+                if to == b_addr {
+                    if !drop_relay(&message) {
+                        b.datagram(from, false, &message, *now);
+                    }
+                } else if to == a_addr {
+                    a.datagram(from, false, &message, *now);
+                } else if let Some((c, _)) = clients.iter_mut().find(|(c, _)| c.addr == to) {
+                    let _ = c.pc.handle_read(TaggedBytesMut {
+                        now: *now,
+                        transport: TransportContext {
+                            local_addr: to,
+                            peer_addr: from,
+                            ecn: None,
+                            transport_protocol: TransportProtocol::UDP,
+                        },
+                        message,
+                    });
+                }
+            }
+        }
+        *now += Duration::from_millis(2);
+        a.timers(*now);
+        b.timers(*now);
+        for (c, _) in clients.iter_mut() {
+            if c.pc.poll_timeout().is_some_and(|t| t <= *now) {
+                let _ = c.pc.handle_timeout(*now);
+            }
+            c.drain();
+        }
+    }
+}
+
+#[test]
+fn a_stream_relayed_to_another_node_reaches_its_subscribers_with_keyframes_and_nacks_passed_back() {
+    let mut now = Instant::now();
+    let (a_addr, b_addr) = (addr(SERVER), addr("127.0.0.1:40001"));
+    let mut owner = engine(now);
+    let mut edge = Engine::new(
+        Net {
+            udp: None,
+            tcp: HashMap::new(),
+            sent: Vec::new(),
+        },
+        b_addr,
+        None,
+        now,
+    )
+    .expect("an edge loop");
+    let (mut publisher, sender, ssrc) = publisher(&mut owner, StreamKey(1), now);
+    let keys = RelayKeys::derive(b"the cluster key", 77);
+    edge.command(
+        Command::RelayIn {
+            stream: StreamKey(9),
+            relay: 77,
+            from: a_addr,
+            keys: keys.clone(),
+            video: VideoChoice::Vp8,
+        },
+        now,
+    );
+    let relayed = ask(&mut owner, now, |reply| Command::RelayOut {
+        stream: StreamKey(1),
+        relay: 77,
+        to: b_addr,
+        keys,
+        reply,
+    });
+    assert!(relayed, "the owner relays a stream it has");
+
+    let mut subscriber = Client::new("127.0.0.1:50002", now);
+    subscriber
+        .pc
+        .add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .expect("a receiving transceiver");
+    let offer = subscriber.offer(now);
+    let (_, answer) = ask(&mut edge, now, |reply| Command::Subscribe {
+        stream: StreamKey(9),
+        offer,
+        video: VideoChoice::Vp8,
+        candidates_in_sdp: false,
+        reply,
+    })
+    .expect("the edge answers its subscriber");
+    subscriber.accept(&answer, true, now);
+    let mut keep_all = |_: &[u8]| false;
+    for _ in 0..100 {
+        pump_two(
+            [(&mut owner, a_addr), (&mut edge, b_addr)],
+            &mut [(&mut publisher, a_addr), (&mut subscriber, b_addr)],
+            &mut now,
+            50,
+            &mut keep_all,
+        );
+        if publisher.connected && subscriber.connected {
+            break;
+        }
+    }
+    assert!(
+        publisher.connected && subscriber.connected,
+        "both connected"
+    );
+
+    send_video(&mut publisher, sender, ssrc, 20, now);
+    pump_two(
+        [(&mut owner, a_addr), (&mut edge, b_addr)],
+        &mut [(&mut publisher, a_addr), (&mut subscriber, b_addr)],
+        &mut now,
+        20,
+        &mut keep_all,
+    );
+    assert_eq!(
+        subscriber.rtp.len(),
+        20,
+        "every packet relayed once and forwarded"
+    );
+    for (_, payload) in &subscriber.rtp {
+        assert_eq!(payload.as_slice(), &KEYFRAME[..], "the payload unchanged");
+    }
+    assert!(
+        publisher.keyframe_requests > 0,
+        "the edge's keyframe request reached the publisher through the owner"
+    );
+    assert!(owner.counts.keyframe_requests_received > 0);
+
+    // The network between the nodes loses three video packets: the subscriber NACKs them,
+    // the edge (whose history lacks them) asks the owner, the owner sends them again.
+    let mut lost = 0;
+    let mut lose_three = |d: &[u8]| {
+        let video = relay::header(d).is_some() && d.len() > 40;
+        if video && lost < 3 {
+            lost += 1;
+            return true;
+        }
+        false
+    };
+    send_video(&mut publisher, sender, ssrc, 10, now);
+    pump_two(
+        [(&mut owner, a_addr), (&mut edge, b_addr)],
+        &mut [(&mut publisher, a_addr), (&mut subscriber, b_addr)],
+        &mut now,
+        20,
+        &mut lose_three,
+    );
+    assert!(
+        subscriber.rtp.len() < 30,
+        "some packets were lost between the nodes"
+    );
+    pump_two(
+        [(&mut owner, a_addr), (&mut edge, b_addr)],
+        &mut [(&mut publisher, a_addr), (&mut subscriber, b_addr)],
+        &mut now,
+        500,
+        &mut keep_all,
+    );
+    assert_eq!(
+        subscriber.rtp.len(),
+        30,
+        "the lost packets came again through the owner"
+    );
+    assert!(owner.retransmitted >= 3);
+
+    // A stranger's datagram that looks like the relay's is refused; dropping the relay stops it.
+    let before = edge.unclaimed;
+    edge.datagram(
+        addr("127.0.0.1:50009"),
+        false,
+        &[
+            0xFF, b'C', b'R', 1, 0, 0, 0, 0, 0, 0, 0, 77, 0, 0, 0, 0, 0, 0, 0, 9, 1, 2, 3,
+        ],
+        now,
+    );
+    assert_eq!(edge.unclaimed, before + 1);
+    owner.command(Command::DropRelay(77), now);
+    send_video(&mut publisher, sender, ssrc, 5, now);
+    pump_two(
+        [(&mut owner, a_addr), (&mut edge, b_addr)],
+        &mut [(&mut publisher, a_addr), (&mut subscriber, b_addr)],
+        &mut now,
+        20,
+        &mut keep_all,
+    );
+    assert_eq!(
+        subscriber.rtp.len(),
+        30,
+        "nothing relayed after the relay was dropped"
+    );
+}
