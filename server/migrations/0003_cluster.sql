@@ -5,6 +5,7 @@ CREATE TABLE nodes (
     id TEXT PRIMARY KEY,
     url TEXT NOT NULL,
     public_url TEXT NOT NULL,
+    media TEXT NOT NULL,
     state TEXT NOT NULL,
     lease_until BIGINT NOT NULL,
     started_at BIGINT NOT NULL,

@@ -191,6 +191,43 @@ pub enum EntryRefused {
 /// ([`crate::room::RoomOptions::mute_new_audio`]).
 pub const MUTED_BY_ROOM: &str = "moderated";
 
+/// The node a signaling connection came through, when another node of a cluster passed it
+/// on (a request extension the cluster's routing sets; a door hands it to
+/// [`Calls::serve_via`]).
+#[derive(Clone, Debug)]
+pub struct Via(pub String);
+
+/// The media of members whose signaling another cluster node passes on: that node serves
+/// their subscriptions, receiving each stream once over a media relay.
+pub trait EdgeMedia: Send + Sync {
+    /// Subscribes there to `out` (a stream published here) with the client's `offer`.
+    fn subscribe(
+        &self,
+        out: &crate::media::StreamOut,
+        offer: String,
+        video: VideoChoice,
+        candidates_in_sdp: bool,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<(Endpoint, Description), crate::media::MediaError>,
+    >;
+}
+
+/// What a cluster adds to the call layer.
+pub trait ClusterHooks: Send + Sync {
+    /// The signaling base URL (`ws://host:port`) of another node that is to carry a new
+    /// participant of `room` with `role` (a subscriber of a room with `subscribers` already),
+    /// or `None`: this node.
+    fn place(
+        &self,
+        room: &str,
+        role: Role,
+        subscribers: usize,
+    ) -> futures_util::future::BoxFuture<'static, Option<String>>;
+    /// The media of members whose connection came through node `via`.
+    fn edge(&self, via: &str) -> Option<Arc<dyn EdgeMedia>>;
+}
+
 /// A participant in a room, as a door holds it: which room, who.
 #[derive(Clone)]
 pub struct Member {
@@ -201,6 +238,8 @@ pub struct Member {
     /// Its role at join time; permission checks read the current one, since the REST API
     /// may change it.
     pub role: Role,
+    /// Where its subscriptions are served when another node passes its signaling on.
+    pub via: Option<Arc<dyn EdgeMedia>>,
 }
 
 /// Where a participant stands across connections: bumped each time a connection takes it
@@ -224,6 +263,8 @@ struct Inner {
     resumable: Mutex<HashMap<String, Resumable>>,
     /// The checks of credentials minted outside this server, registered by doors.
     credential_checks: std::sync::RwLock<Vec<Arc<dyn CredentialCheck>>>,
+    /// The cluster's hooks, in cluster mode.
+    cluster: std::sync::OnceLock<Arc<dyn ClusterHooks>>,
 }
 
 /// The video codec a room forwards: its forced codec; VP8 when it forces none, since an SFU
@@ -267,8 +308,32 @@ impl Calls {
                 policy,
                 resumable: Mutex::new(HashMap::new()),
                 credential_checks: std::sync::RwLock::new(Vec::new()),
+                cluster: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Takes the cluster's hooks (cluster mode; once).
+    pub fn join_cluster(&self, hooks: Arc<dyn ClusterHooks>) {
+        let _ = self.inner.cluster.set(hooks);
+    }
+
+    /// The signaling base URL of another node that is to carry a new participant of `room`
+    /// with `role` (the cluster spreads a large room's subscribers), or `None`: this node.
+    pub async fn signaling_node(&self, room: &RoomHandle, role: Role) -> Option<String> {
+        let hooks = self.inner.cluster.get()?.clone();
+        let subscribers = room.snapshot(true).await.ok().map_or(0, |r| {
+            r.participants()
+                .filter(|p| p.role == Role::Subscriber)
+                .count()
+        });
+        hooks.place(room.id().as_str(), role, subscribers).await
+    }
+
+    /// `m`'s connection came through cluster node `via`: its subscriptions are served
+    /// there from now on.
+    pub fn serve_via(&self, m: &mut Member, via: &Via) {
+        m.via = self.inner.cluster.get().and_then(|h| h.edge(&via.0));
     }
 
     /// The live rooms.
@@ -342,6 +407,7 @@ impl Calls {
             room: handle,
             participant: me.id.clone(),
             role: me.role,
+            via: None,
         };
         tracing::info!(room = %room, participant = %me.id, role = ?me.role, "joined");
         Ok((member, me, others))
@@ -661,16 +727,17 @@ impl Calls {
             .room
             .prepare_subscribe(&m.participant, stream, crate::rooms::now_ms())
             .await??;
-        let (endpoint, answer): (Endpoint, Description) = self
-            .inner
-            .media
-            .subscribe(
-                &out,
-                offer,
-                self.video(&m.room).await,
-                candidates == Candidates::InSdp,
-            )
-            .await?;
+        let video = self.video(&m.room).await;
+        let in_sdp = candidates == Candidates::InSdp;
+        let (endpoint, answer): (Endpoint, Description) = match &m.via {
+            Some(edge) => edge.subscribe(&out, offer, video, in_sdp).await?,
+            None => {
+                self.inner
+                    .media
+                    .subscribe(&out, offer, video, in_sdp)
+                    .await?
+            }
+        };
         m.room
             .attach_subscriber(&m.participant, stream.clone(), endpoint)
             .await;

@@ -19,6 +19,8 @@
 //! its lease taken stops at once (it may have events another node now delivers: they are
 //! delivered at least once, never lost); nothing here is on the media path.
 
+mod edge;
+
 use crate::calls::Calls;
 use crate::config::ClusterSettings;
 use crate::delivery::Http;
@@ -37,6 +39,12 @@ use std::time::Duration;
 pub const NODE_HEADER: &str = "x-camerata-node";
 /// The address of the client a node passes a request on for (read only when signed).
 pub const CLIENT_HEADER: &str = "x-camerata-client";
+/// The node a signaling connection is passed on through (read only when signed).
+pub const VIA_HEADER: &str = "x-camerata-via";
+
+/// A request extension: the request is a node-to-node call this cluster signed (by that node).
+#[derive(Clone, Debug)]
+pub struct Signed(pub String);
 /// How old a signed call may be.
 const SIGNATURE_AGE_MS: i64 = 60_000;
 /// The largest body passed on to another node.
@@ -57,6 +65,21 @@ struct Inner {
     store: Store,
     key: Vec<u8>,
     http: Http,
+    /// This node's media loop (relays start and end there).
+    media: crate::media::Media,
+    /// Streams this node relays to edge nodes.
+    relays: edge::Relays,
+    /// What this node keeps as an edge of other nodes' rooms.
+    edge: edge::EdgeState,
+    /// Subscribers this node placed on each other node since it started (spreads a burst of
+    /// placements before the loads in the database catch up).
+    placed: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cluster({})", self.node_id())
+    }
 }
 
 impl Cluster {
@@ -65,10 +88,12 @@ impl Cluster {
         settings: ClusterSettings,
         public_url: &str,
         store: Store,
+        media: crate::media::Media,
     ) -> anyhow::Result<Self> {
         let key = store.secret_setting("cluster_key").await?;
+        let media_addr = media.udp_addr().to_string();
         store
-            .register_node(&settings.url, public_url, lease_ms(&settings))
+            .register_node(&settings.url, public_url, &media_addr, lease_ms(&settings))
             .await?;
         let http = crate::delivery::http_client()?;
         tracing::info!(node = %settings.node_id, url = %settings.url, "joined the cluster");
@@ -78,6 +103,10 @@ impl Cluster {
                 store,
                 key,
                 http,
+                media,
+                relays: Default::default(),
+                edge: Default::default(),
+                placed: Default::default(),
             }),
         })
     }
@@ -207,6 +236,45 @@ impl Cluster {
         }
         let nodes = self.inner.store.nodes().await.ok()?;
         nodes.into_iter().find(|n| n.id == owner && n.leased)
+    }
+
+    /// The routes this node serves other nodes (as an edge of their rooms).
+    pub fn routes(&self) -> axum::Router {
+        edge::routes(self.clone())
+    }
+
+    /// A signed JSON call to the node at `url`: its JSON answer, or why there is none.
+    async fn post_json<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        path: &str,
+        body: &Q,
+    ) -> Result<A, String> {
+        let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        let at = crate::rooms::now_ms();
+        let request = hyper::Request::post(format!("{url}{path}"))
+            .header(axum::http::header::CONTENT_TYPE, "application/json")
+            .header(NODE_HEADER, self.sign(at, "POST", path))
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, self.inner.http.request(request))
+            .await
+            .map_err(|_| format!("{url}{path} timed out"))?
+            .map_err(|e| e.to_string())?;
+        let status = answer.status();
+        let bytes = answer
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "{url}{path}: {status} {}",
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
     }
 
     /// Live nodes (this one included) for listings and searches.
@@ -375,6 +443,16 @@ pub async fn route(State(r): State<Routing>, mut req: Request, next: Next) -> Re
                 "node-to-node call not signed by this cluster",
             );
         }
+        let node = signed.split(' ').next().unwrap_or_default().to_owned();
+        req.extensions_mut().insert(Signed(node));
+        if let Some(via) = req
+            .headers()
+            .get(VIA_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+        {
+            req.extensions_mut().insert(crate::calls::Via(via));
+        }
         // The client it was passed on for: its address is the one the guard counts.
         if let Some(ip) = req
             .headers()
@@ -387,19 +465,28 @@ pub async fn route(State(r): State<Routing>, mut req: Request, next: Next) -> Re
         }
         return next.run(req).await;
     }
-    let plain = req.uri().path().to_owned();
-    let mut place = (r.locate)(&method, &plain, None);
+    let mut place = (r.locate)(&method, &path, None);
+    let client = crate::guard::source(&req).to_string();
+    // A signaling socket for a room another node owns (a subscriber placed here): passed on
+    // to the owner whole, frame by frame.
+    if req.headers().contains_key(axum::http::header::UPGRADE) {
+        if let Locate::Room(id) = &place
+            && let Some(node) = r.cluster.owner(&r.calls, id).await
+        {
+            return tunnel(&r.cluster, &node, req, &path, &client).await;
+        }
+        return next.run(req).await;
+    }
     if place == Locate::Here {
         return next.run(req).await;
     }
-    let client = crate::guard::source(&req).to_string();
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
     };
     if place == Locate::NeedBody {
-        place = (r.locate)(&method, &plain, Some(&body));
+        place = (r.locate)(&method, &path, Some(&body));
     }
     let here = |parts, body: Bytes| next.run(Request::from_parts(parts, Body::from(body)));
     let c = &r.cluster;
@@ -441,6 +528,136 @@ pub async fn route(State(r): State<Routing>, mut req: Request, next: Next) -> Re
                 None => here(parts, body).await,
             }
         }
+    }
+}
+
+/// Passes a client's WebSocket on to `node`, signed, marked as coming through this node.
+async fn tunnel(c: &Cluster, node: &NodeRow, req: Request, path: &str, client: &str) -> Response {
+    use axum::extract::FromRequestParts;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}{path}", node.url.replacen("http", "ws", 1));
+    let Ok(mut upstream) = url.as_str().into_client_request() else {
+        return refuse(StatusCode::BAD_GATEWAY, "bad node URL");
+    };
+    let signature = c.sign(crate::rooms::now_ms(), "GET", path);
+    for (name, value) in [
+        (NODE_HEADER, signature.as_str()),
+        (CLIENT_HEADER, client),
+        (VIA_HEADER, c.node_id()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            upstream.headers_mut().insert(name, v);
+        }
+    }
+    let connected =
+        tokio::time::timeout(CALL_TIMEOUT, tokio_tungstenite::connect_async(upstream)).await;
+    let Ok(Ok((owner, _))) = connected else {
+        return passed(Err("its signaling did not answer".into()), node);
+    };
+    let (mut parts, _) = req.into_parts();
+    match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade.on_upgrade(move |socket| pump(socket, owner)),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// Frames both ways between a client's socket and the owner's, until either closes.
+async fn pump(
+    client: axum::extract::ws::WebSocket,
+    owner: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) {
+    use axum::extract::ws::Message as C;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as O;
+    let (mut to_client, mut from_client) = client.split();
+    let (mut to_owner, mut from_owner) = owner.split();
+    let up = async {
+        while let Some(Ok(m)) = from_client.next().await {
+            let m = match m {
+                C::Text(t) => O::text(t.as_str()),
+                C::Binary(b) => O::Binary(b),
+                C::Ping(b) => O::Ping(b),
+                C::Pong(b) => O::Pong(b),
+                C::Close(_) => break,
+            };
+            if to_owner.send(m).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_owner.close().await;
+    };
+    let down = async {
+        while let Some(Ok(m)) = from_owner.next().await {
+            let m = match m {
+                O::Text(t) => C::Text(t.as_str().into()),
+                O::Binary(b) => C::Binary(b),
+                O::Ping(b) => C::Ping(b),
+                O::Pong(b) => C::Pong(b),
+                O::Close(_) => break,
+                O::Frame(_) => continue,
+            };
+            if to_client.send(m).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_client.close().await;
+    };
+    tokio::select! {
+        () = up => {}
+        () = down => {}
+    }
+}
+
+/// The signaling base (`ws://host:port`) of a node's public URL.
+fn ws_base(public_url: &str) -> String {
+    let url = public_url.trim_end_matches('/');
+    match url.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}"),
+        None => format!("ws://{}", url.strip_prefix("http://").unwrap_or(url)),
+    }
+}
+
+impl crate::calls::ClusterHooks for Cluster {
+    fn place(
+        &self,
+        _room: &str,
+        role: crate::room::Role,
+        subscribers: usize,
+    ) -> futures_util::future::BoxFuture<'static, Option<String>> {
+        let c = self.clone();
+        Box::pin(async move {
+            let limit = c.inner.settings.room_subscribers;
+            if role != crate::room::Role::Subscriber || limit == 0 || subscribers < limit {
+                return None;
+            }
+            let nodes = c.inner.store.nodes().await.ok()?;
+            let mut placed = c
+                .inner
+                .placed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let edge = nodes
+                .into_iter()
+                .filter(|n| n.available() && n.id != c.node_id())
+                .min_by_key(|n| {
+                    let here = placed.get(&n.id).copied().unwrap_or(0);
+                    (
+                        n.participants + n.forwarded_kbps / KBPS_PER_PARTICIPANT + here,
+                        n.id.clone(),
+                    )
+                })?;
+            *placed.entry(edge.id.clone()).or_default() += 1;
+            Some(ws_base(&edge.public_url))
+        })
+    }
+
+    fn edge(&self, via: &str) -> Option<Arc<dyn crate::calls::EdgeMedia>> {
+        Some(Arc::new(edge::EdgeLink {
+            cluster: self.clone(),
+            node: via.to_owned(),
+        }))
     }
 }
 

@@ -146,6 +146,12 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_CLUSTER_URL")]
     pub cluster_url: Option<String>,
 
+    /// Subscribers a room's owner carries itself (cluster mode): a room with as many gets its
+    /// next subscribers placed on the least loaded other node, which receives each of the
+    /// room's streams once over a media relay; 0: a room's participants all stay on its owner.
+    #[arg(long, env = "CAMERATA_CLUSTER_ROOM_SUBSCRIBERS", default_value_t = 100)]
+    pub cluster_room_subscribers: usize,
+
     /// Seconds a node's lease lasts; it renews it every third of that, and a node whose lease
     /// ran out is declared dead by the others.
     #[arg(long, env = "CAMERATA_CLUSTER_LEASE", default_value_t = 10)]
@@ -378,6 +384,8 @@ pub struct ClusterSettings {
     pub url: String,
     /// How long its lease lasts.
     pub lease: Duration,
+    /// Subscribers a room's owner carries before it places more on other nodes (0: never).
+    pub room_subscribers: usize,
 }
 
 /// A checked configuration, with the values derived from it.
@@ -860,6 +868,7 @@ impl Config {
             node_id,
             url,
             lease: Duration::from_secs(self.cluster_lease),
+            room_subscribers: self.cluster_room_subscribers,
         }))
     }
 

@@ -251,8 +251,15 @@ pub async fn run_with_doors(
     // Cluster mode: every door's requests go through the cluster's routing, which serves
     // them here or passes them to the node that has their room.
     if let Some(settings) = settled.cluster.clone() {
-        let cluster =
-            cluster::Cluster::join(settings, &settled.public_url(), rooms.store().clone()).await?;
+        let cluster = cluster::Cluster::join(
+            settings,
+            &settled.public_url(),
+            rooms.store().clone(),
+            served.calls.media().clone(),
+        )
+        .await?;
+        served.calls.join_cluster(Arc::new(cluster.clone()));
+        app = app.merge(cluster.routes());
         tokio::spawn(cluster.clone().keep(
             served.calls.clone(),
             served.recorder.clone(),

@@ -252,7 +252,28 @@ pub struct Media {
 /// One peer connection of a publisher or subscriber (cheap to clone; closed by
 /// [`Endpoint::close`] or when the last clone is dropped).
 #[derive(Clone, Debug)]
-pub struct Endpoint(Arc<Handle<PeerKey>>);
+pub struct Endpoint(Peer);
+
+/// Where an endpoint's peer connection is.
+#[derive(Clone, Debug)]
+enum Peer {
+    /// In this node's media loop.
+    Here(Arc<Handle<PeerKey>>),
+    /// In another node's (a subscriber a cluster's edge node serves).
+    Elsewhere(Arc<dyn RemoteEndpoint>),
+}
+
+/// A subscriber's peer connection that another node's media loop has (cluster mode): what
+/// the call layer may do with it from here. Dropping the last clone closes it there.
+pub trait RemoteEndpoint: Send + Sync + std::fmt::Debug {
+    /// Adds a candidate the browser trickled.
+    fn add_candidate(
+        &self,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), MediaError>>;
+}
 
 /// The fan-out of one published stream (cheap to clone; it ends when the last clone is
 /// dropped).
@@ -269,7 +290,14 @@ pub struct Tap {
 
 /// Keeps a relay of a stream to another node going; dropping it stops the relay.
 #[derive(Debug)]
-pub struct RelayGuard(#[allow(dead_code)] Handle<u64>);
+pub struct RelayGuard(Handle<u64>);
+
+impl RelayGuard {
+    /// The relay's id.
+    pub fn relay(&self) -> u64 {
+        self.0.key
+    }
+}
 
 /// Keeps a [`Tap`]'s copy going; dropping it stops the copy (and ends its packets).
 #[derive(Debug)]
@@ -323,13 +351,35 @@ impl<K: Copy> Drop for Handle<K> {
     }
 }
 
+impl StreamOut {
+    /// A number naming this stream in this node's media loop.
+    pub fn id(&self) -> u64 {
+        self.0.key.0
+    }
+}
+
 impl Endpoint {
     fn new(key: PeerKey, commands: &mpsc::UnboundedSender<Command>) -> Self {
-        Self(Arc::new(Handle {
+        Self(Peer::Here(Arc::new(Handle {
             key,
             commands: commands.clone(),
             on_drop: Command::ClosePeer,
-        }))
+        })))
+    }
+
+    /// An endpoint whose peer connection another node has.
+    pub fn elsewhere(remote: Arc<dyn RemoteEndpoint>) -> Self {
+        Self(Peer::Elsewhere(remote))
+    }
+
+    /// The local handle; what a subscriber on another node cannot do fails with why.
+    fn here(&self) -> Result<&Handle<PeerKey>, MediaError> {
+        match &self.0 {
+            Peer::Here(h) => Ok(h),
+            Peer::Elsewhere(_) => Err(MediaError::Stack(
+                "not available for a subscriber another cluster node serves".into(),
+            )),
+        }
     }
 
     /// Adds a candidate the browser trickled; an empty one (end of candidates) is ignored.
@@ -342,6 +392,12 @@ impl Endpoint {
         if candidate.is_empty() {
             return Ok(());
         }
+        if let Peer::Elsewhere(remote) = &self.0 {
+            return remote
+                .add_candidate(candidate, sdp_mid, sdp_mline_index)
+                .await;
+        }
+        let h = self.here()?;
         let (reply, answer) = oneshot::channel();
         let init = rtc::peer_connection::transport::RTCIceCandidateInit {
             candidate,
@@ -349,9 +405,8 @@ impl Endpoint {
             sdp_mline_index,
             ..Default::default()
         };
-        self.0
-            .commands
-            .send(Command::Candidate(self.0.key, init, reply))
+        h.commands
+            .send(Command::Candidate(h.key, init, reply))
             .map_err(|_| MediaError::Gone("the media loop has stopped"))?;
         answer
             .await
@@ -367,10 +422,10 @@ impl Endpoint {
         video: Option<bool>,
         on: bool,
     ) -> Result<(), MediaError> {
-        self.0
-            .commands
+        let h = self.here()?;
+        h.commands
             .send(Command::Sending {
-                peer: self.0.key,
+                peer: h.key,
                 stream: only.map(|s| s.0.key),
                 video,
                 on,
@@ -381,7 +436,11 @@ impl Endpoint {
     /// Whether `other` is a clone of this endpoint (one peer connection may carry several
     /// subscriptions).
     pub fn same(&self, other: &Endpoint) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        match (&self.0, &other.0) {
+            (Peer::Here(a), Peer::Here(b)) => Arc::ptr_eq(a, b),
+            (Peer::Elsewhere(a), Peer::Elsewhere(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// Adds `stream` (its audio and, `video_track`, its video) to this subscriber's peer
@@ -393,11 +452,11 @@ impl Endpoint {
         video_track: bool,
         video: VideoChoice,
     ) -> Result<Description, MediaError> {
+        let h = self.here()?;
         let (reply, answer) = oneshot::channel();
-        self.0
-            .commands
+        h.commands
             .send(Command::Extend {
-                peer: self.0.key,
+                peer: h.key,
                 stream: stream.0.key,
                 audio,
                 video_track,
@@ -413,11 +472,11 @@ impl Endpoint {
     /// Moves this subscriber's section `mid` to `stream` (a track of the same kind), without
     /// renegotiating: the subscriber sees one numbering and gets a keyframe.
     pub async fn switch(&self, mid: &str, stream: &StreamOut) -> Result<(), MediaError> {
+        let h = self.here()?;
         let (reply, answer) = oneshot::channel();
-        self.0
-            .commands
+        h.commands
             .send(Command::Switch {
-                peer: self.0.key,
+                peer: h.key,
                 mid: mid.to_owned(),
                 stream: stream.0.key,
                 reply,
@@ -432,11 +491,11 @@ impl Endpoint {
     /// Takes `stream` (`None`: every stream no longer published) off this subscriber's
     /// peer connection: the new offer, its sections inactive.
     pub async fn shrink(&self, stream: Option<&StreamOut>) -> Result<Description, MediaError> {
+        let h = self.here()?;
         let (reply, answer) = oneshot::channel();
-        self.0
-            .commands
+        h.commands
             .send(Command::Shrink {
-                peer: self.0.key,
+                peer: h.key,
                 stream: stream.map(|s| s.0.key),
                 reply,
             })
@@ -448,10 +507,10 @@ impl Endpoint {
 
     /// Gives a peer connection the server offered (`Media::offer`) the client's answer.
     pub async fn accept_answer(&self, answer: String) -> Result<(), MediaError> {
+        let h = self.here()?;
         let (reply, done) = oneshot::channel();
-        self.0
-            .commands
-            .send(Command::Answer(self.0.key, answer, reply))
+        h.commands
+            .send(Command::Answer(h.key, answer, reply))
             .map_err(|_| MediaError::Gone("the media loop has stopped"))?;
         done.await
             .map_err(|_| MediaError::Gone("the media loop has stopped"))?
@@ -459,7 +518,9 @@ impl Endpoint {
 
     /// Closes the peer connection now, whatever other clones exist.
     pub fn close(self) {
-        let _ = self.0.commands.send(Command::ClosePeer(self.0.key));
+        if let Peer::Here(h) = &self.0 {
+            let _ = h.commands.send(Command::ClosePeer(h.key));
+        }
     }
 }
 

@@ -51,8 +51,9 @@ pub trait Door: Send + Sync {
     /// Its routes on the main port, and on the side ports it has (by the names of
     /// [`crate::Listeners::side`]).
     fn routes(&self, served: Served) -> Routes;
-    /// Which node of a cluster serves a request of this door ([`Locate`]); `body` is `None`
-    /// until the door asked for it with [`Locate::NeedBody`]. Default: this node.
+    /// Which node of a cluster serves a request of this door ([`Locate`]), from its path
+    /// and query; `body` is `None` until the door asked for it with [`Locate::NeedBody`].
+    /// Default: this node.
     fn locate(&self, _method: &axum::http::Method, _path: &str, _body: Option<&[u8]>) -> Locate {
         Locate::Here
     }

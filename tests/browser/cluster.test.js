@@ -114,3 +114,84 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
   await decoding(pages[1], p.connectionId, 'the subscriber of the new session');
   await context.close();
 });
+
+test('a room larger than a node: subscribers on the other nodes get the publisher over the relay', async (t) => {
+  const pg = await startPostgres();
+  t.after(() => pg.stop());
+  const databaseUrl = pg.createDatabase('webinar');
+  const hook = await receiver();
+  t.after(() => hook.close());
+  const nodes = [];
+  t.after(async () => { for (const n of nodes) await n.stop('SIGKILL'); });
+  for (const i of [1, 2, 3]) {
+    // Each owner carries one subscriber of a room; the next ones go to the other nodes.
+    nodes.push(await startServer({ dir: tempDir(), databaseUrl, args: ['--cluster', 'true', '--node-id', `node${i}`,
+      '--cluster-lease', '3', '--cluster-room-subscribers', '1', '--udp-port', String(42100 + i),
+      '--webhook', 'true', '--webhook-endpoint', hook.url] }));
+  }
+  const site = await staticServer();
+  t.after(() => site.close());
+  const { browser, cleanup } = await launch();
+  t.after(cleanup);
+  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+  const url = `http://127.0.0.1:${site.address().port}/`;
+  const portOf = (token) => Number(new URL(token.replace(/^ws/, 'http')).port);
+
+  const ov = new OpenVidu(nodes[0].url, nodes[0].secret);
+  ov.enableProdMode();
+  const webinar = await ov.createSession({ customSessionId: 'webinar' });
+  const pub = await webinar.createConnection({ role: OpenViduRole.PUBLISHER });
+  const owner = portOf(pub.token);
+  const subs = [];
+  for (let i = 0; i < 3; i += 1) subs.push(await webinar.createConnection({ role: OpenViduRole.SUBSCRIBER }));
+  const ports = subs.map((s) => portOf(s.token));
+  assert.equal(ports[0], owner, 'the first subscriber stays on the owner');
+  assert.deepEqual(ports.slice(1).sort(), nodes.map((n) => n.port).filter((p) => p !== owner).sort(),
+    'the next subscribers are on the two other nodes');
+
+  const pages = [];
+  for (const [name, conn] of [['pub', pub], ['s1', subs[0]], ['s2', subs[1]], ['s3', subs[2]]]) {
+    const page = await context.newPage();
+    await page.goto(url);
+    await page.evaluate(() => { window.autoSubscribe = true; });
+    await page.evaluate(([tk, n]) => window.ovJoin(tk, n), [conn.token, name]);
+    pages.push(page);
+  }
+  await pages[0].evaluate(() => window.ovPublish());
+  for (const [i, page] of pages.slice(1).entries()) {
+    const s = await decoding(page, pub.connectionId, `subscriber ${i + 1} on port ${ports[i]}`);
+    // Its media comes from the media port of the node its token named: the edges fan out
+    // the stream they get over the relay.
+    const node = nodes.findIndex((n) => n.port === ports[i]);
+    assert.deepEqual([...new Set(s.ports)], [42101 + node], `subscriber ${i + 1}'s media from node ${node + 1}`);
+  }
+  // One room: everyone is in the owner's view, with their subscriptions; webhooks from it.
+  await webinar.fetch();
+  assert.equal(webinar.activeConnections.length, 4);
+  for (const s of subs) {
+    const c = webinar.activeConnections.find((x) => x.connectionId === s.connectionId);
+    assert.equal(c.subscribers.length, 1, `${s.connectionId} subscribes`);
+  }
+  const joined = hook.bodies.map((b) => b.body).filter((b) => b.event === 'participantJoined' && b.sessionId === 'webinar');
+  assert.equal(joined.length, 4);
+  // A signal reaches a subscriber on another node; a REST call on a third node puts one out.
+  await pages[2].evaluate(() => { window.events = window.events.filter((e) => e.type !== 'signal'); });
+  const edgeNode = nodes.find((n) => n.port === ports[1]);
+  const signal = await fetch(`${edgeNode.url}/openvidu/api/signal`, {
+    method: 'POST',
+    headers: { authorization: 'Basic ' + Buffer.from(`OPENVIDUAPP:${edgeNode.secret}`).toString('base64'), 'content-type': 'application/json' },
+    body: JSON.stringify({ session: 'webinar', type: 'hello', data: 'to all' }),
+  });
+  assert.equal(signal.status, 200);
+  await waitFor(pages[2], () => window.events.some((e) => e.type === 'signal' && e.data === 'to all'), null,
+    'the subscriber on another node gets the signal');
+  const other = new OpenVidu(nodes.find((n) => n.port === ports[2]).url, nodes[0].secret);
+  other.enableProdMode();
+  await other.fetch();
+  await other.activeSessions.find((s) => s.sessionId === 'webinar').forceDisconnect(subs[2].connectionId);
+  await waitFor(pages[3], () => window.events.some((e) => e.type === 'sessionDisconnected'
+    && e.reason === 'forceDisconnectByServer'), null, 'the subscriber on the third node is put out');
+  // The others still decode.
+  await decoding(pages[2], pub.connectionId, 'the subscriber on the second node, after');
+  await context.close();
+});

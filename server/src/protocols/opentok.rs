@@ -110,6 +110,7 @@ impl Door for OpenTok {
 
     fn locate(&self, method: &axum::http::Method, path: &str, body: Option<&[u8]>) -> Locate {
         use axum::http::Method;
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
         if method == Method::POST && path == "/session/create" {
             return Locate::Create;
         }

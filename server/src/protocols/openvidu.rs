@@ -64,6 +64,13 @@ impl Door for OpenVidu {
 
     fn locate(&self, method: &axum::http::Method, path: &str, body: Option<&[u8]>) -> Locate {
         use axum::http::Method;
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        // The signaling socket names its session in its query (openvidu-browser adds it).
+        if path == "/openvidu" {
+            return form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "sessionId")
+                .map_or(Locate::Here, |(_, v)| Locate::Room(v.into_owned()));
+        }
         if path.starts_with("/openvidu/recordings/") {
             return Locate::Search;
         }

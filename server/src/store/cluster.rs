@@ -26,6 +26,8 @@ pub struct NodeRow {
     pub url: String,
     /// The public URL its clients use.
     pub public_url: String,
+    /// Its media socket's announced address (relays from other nodes go there).
+    pub media: String,
     /// Alive or dead.
     pub state: NodeState,
     /// Whether its lease is still running by the database's clock.
@@ -120,13 +122,15 @@ impl Store {
         &self,
         url: &str,
         public_url: &str,
+        media: &str,
         lease_ms: i64,
     ) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO nodes (id, url, public_url, state, lease_until, started_at, \
+            "INSERT INTO nodes (id, url, public_url, media, state, lease_until, started_at, \
              participants, forwarded_kbps, draining, taken_by) \
-             VALUES ($1, $2, $3, 'alive', {NOW_MS} + $4, {NOW_MS}, 0, 0, 0, '') \
+             VALUES ($1, $2, $3, $5, 'alive', {NOW_MS} + $4, {NOW_MS}, 0, 0, 0, '') \
              ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, public_url = EXCLUDED.public_url, \
+             media = EXCLUDED.media, \
              state = 'alive', lease_until = EXCLUDED.lease_until, started_at = EXCLUDED.started_at, \
              participants = 0, forwarded_kbps = 0, draining = 0, taken_by = ''"
         );
@@ -135,6 +139,7 @@ impl Store {
             .bind(url)
             .bind(public_url)
             .bind(lease_ms)
+            .bind(media)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -167,7 +172,7 @@ impl Store {
     /// Every node the cluster knows, with its room count.
     pub async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
         let sql = format!(
-            "SELECT n.id, n.url, n.public_url, n.state, n.participants, n.forwarded_kbps, \
+            "SELECT n.id, n.url, n.public_url, n.media, n.state, n.participants, n.forwarded_kbps, \
              n.draining, CASE WHEN n.lease_until > {NOW_MS} THEN 1 ELSE 0 END AS leased, \
              (SELECT COUNT(*) FROM rooms r WHERE r.owner = n.id) AS rooms \
              FROM nodes n ORDER BY n.id"
@@ -181,6 +186,7 @@ impl Store {
                     id: r.try_get("id")?,
                     url: r.try_get("url")?,
                     public_url: r.try_get("public_url")?,
+                    media: r.try_get("media")?,
                     state: match r.try_get::<String, _>("state")?.as_str() {
                         "alive" => NodeState::Alive,
                         _ => NodeState::Dead,

@@ -578,6 +578,12 @@ pub(super) async fn grant_connection(
     req: ConnectionRequest,
 ) -> Rest<Participant> {
     let id = custom_connection_id(&req.data).unwrap_or_else(|| random_id("con_", 9));
+    // In a cluster, a large room's subscriber may be carried by another node: its token
+    // names that node.
+    let ws = match s.calls().signaling_node(h, req.role).await {
+        Some(node) => node,
+        None => s.settled().ws_url(),
+    };
     let request = GrantRequest {
         id: ParticipantId::new(id),
         role: req.role,
@@ -586,7 +592,6 @@ pub(super) async fn grant_connection(
         limits: req.limits,
         ice_servers: req.ice_servers,
     };
-    let ws = s.settled().ws_url();
     s.calls()
         .grant(h, request, |signed| {
             format!("{ws}?sessionId={}&token=tok_{signed}", h.id())

@@ -47,6 +47,7 @@ const VERSION: &str = "2.32.2";
 pub async fn upgrade(
     State(state): State<RestState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    via: Option<axum::Extension<crate::calls::Via>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
@@ -58,6 +59,7 @@ pub async fn upgrade(
             Connection {
                 state,
                 peer,
+                via: via.map(|axum::Extension(v)| v),
                 joined: None,
                 notices: None,
                 bucket: RATE_BURST,
@@ -79,6 +81,8 @@ struct Joined {
 struct Connection {
     state: RestState,
     peer: SocketAddr,
+    /// The cluster node that passed this connection on, when another did.
+    via: Option<crate::calls::Via>,
     joined: Option<Joined>,
     notices: Option<mpsc::Receiver<Arc<Notice>>>,
     bucket: f64,
@@ -512,7 +516,7 @@ impl Connection {
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
         let calls = self.state.calls().clone();
         let room = RoomId::new(session);
-        let (member, me, others) = match calls.join(&room, admission, info, tx).await {
+        let (mut member, me, others) = match calls.join(&room, admission, info, tx).await {
             Ok(admitted) => admitted,
             Err(AdmitError::RoomNotFound) => {
                 return Err(RpcError::SessionNotFound(session.to_owned()));
@@ -534,6 +538,9 @@ impl Connection {
                 return Err(invalid());
             }
         };
+        if let Some(via) = &self.via {
+            calls.serve_via(&mut member, via);
+        }
         let rpc_id = rpc_session_id();
         calls.keep_resumable(&rpc_id, &member);
         self.notices = Some(rx);

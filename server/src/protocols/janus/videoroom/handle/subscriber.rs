@@ -229,6 +229,7 @@ impl Task {
                     room: handle.clone(),
                     participant,
                     role: Role::Publisher,
+                    via: None,
                 },
                 false,
             ),

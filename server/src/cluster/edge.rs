@@ -1,0 +1,363 @@
+//! A room larger than a node: subscribers placed on another node (an edge) of the cluster.
+//!
+//! Their signaling still reaches the room's owner (the edge passes their WebSocket on, see
+//! `super::route`), so the room, its events, signals, moderation and recording stay in one
+//! place. Their media is the edge's: when such a member subscribes, the owner starts (or
+//! reuses) a media relay of the stream to the edge and asks the edge, over a signed call, to
+//! answer the member's offer with a peer connection fed by that relay. The owner keeps the
+//! subscription as an [`Endpoint`] whose peer connection is elsewhere; dropping it closes
+//! the edge's peer connection, and the relay stops with its last subscriber.
+
+use super::{Cluster, Signed};
+use crate::calls::EdgeMedia;
+use crate::media::{
+    Description, Endpoint, LocalCandidate, MediaError, RelayGuard, RelayKeys, RemoteEndpoint,
+    StreamOut, VideoChoice,
+};
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+/// The owner's relays, by (stream, edge node): alive while a subscription there uses them.
+pub(super) type Relays = Mutex<HashMap<(u64, String), Weak<RelayGuard>>>;
+
+/// What an edge keeps: the streams it receives by relay id (with how many subscriptions use
+/// each) and its subscriptions' peer connections by id.
+#[derive(Default)]
+pub(super) struct EdgeState {
+    streams: Mutex<HashMap<u64, (StreamOut, usize)>>,
+    subscriptions: Mutex<HashMap<String, (Endpoint, u64)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn codec_name(v: VideoChoice) -> &'static str {
+    match v {
+        VideoChoice::Vp8 => "VP8",
+        VideoChoice::Vp9 => "VP9",
+        VideoChoice::H264 => "H264",
+    }
+}
+
+fn codec(name: &str) -> Option<VideoChoice> {
+    Some(match name {
+        "VP8" => VideoChoice::Vp8,
+        "VP9" => VideoChoice::Vp9,
+        "H264" => VideoChoice::H264,
+        _ => return None,
+    })
+}
+
+/// A subscription request from an owner to an edge.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Subscribe {
+    relay: u64,
+    /// The owner's media socket (the relay comes from there).
+    from: String,
+    video: String,
+    offer: String,
+    candidates_in_sdp: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate {
+    candidate: String,
+    sdp_mid: String,
+    sdp_mline_index: u16,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Subscribed {
+    id: String,
+    sdp: String,
+    candidates: Vec<Candidate>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Trickle {
+    id: String,
+    candidate: String,
+    sdp_mid: Option<String>,
+    sdp_mline_index: Option<u16>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Close {
+    id: String,
+}
+
+/// The owner's link to one edge node: subscriptions of members whose connection came
+/// through it are made there.
+pub(super) struct EdgeLink {
+    pub(super) cluster: Cluster,
+    pub(super) node: String,
+}
+
+impl EdgeMedia for EdgeLink {
+    fn subscribe(
+        &self,
+        out: &StreamOut,
+        offer: String,
+        video: VideoChoice,
+        candidates_in_sdp: bool,
+    ) -> BoxFuture<'static, Result<(Endpoint, Description), MediaError>> {
+        let (cluster, node, out) = (self.cluster.clone(), self.node.clone(), out.clone());
+        Box::pin(async move {
+            let gone = || MediaError::Gone("the cluster node of this subscriber is gone");
+            let edge = cluster
+                .live()
+                .await
+                .into_iter()
+                .find(|n| n.id == node)
+                .ok_or_else(gone)?;
+            let to: std::net::SocketAddr = edge.media.parse().map_err(|_| gone())?;
+            let guard = cluster.relay(&out, &node, to).await?;
+            let request = Subscribe {
+                relay: guard.1,
+                from: cluster.inner.media.udp_addr().to_string(),
+                video: codec_name(video).to_owned(),
+                offer,
+                candidates_in_sdp,
+            };
+            let answer: Subscribed = cluster
+                .post_json(&edge.url, "/cluster/v1/subscribe", &request)
+                .await
+                .map_err(MediaError::Stack)?;
+            let (status_tx, status) = tokio::sync::watch::channel(Default::default());
+            let description = Description {
+                sdp: answer.sdp,
+                candidates: answer
+                    .candidates
+                    .into_iter()
+                    .map(|c| LocalCandidate {
+                        candidate: c.candidate,
+                        sdp_mid: c.sdp_mid,
+                        sdp_mline_index: c.sdp_mline_index,
+                    })
+                    .collect(),
+                status,
+                tracks: Vec::new(),
+            };
+            let remote = RemoteSubscription {
+                cluster,
+                url: edge.url,
+                id: answer.id,
+                _relay: guard.0,
+                _status: status_tx,
+            };
+            Ok((Endpoint::elsewhere(Arc::new(remote)), description))
+        })
+    }
+}
+
+/// A subscription whose peer connection an edge node has.
+#[derive(Debug)]
+struct RemoteSubscription {
+    cluster: Cluster,
+    url: String,
+    id: String,
+    /// Keeps the stream's relay to that node going.
+    _relay: Arc<RelayGuard>,
+    /// Its status never changes here (the edge watches the peer connection).
+    _status: tokio::sync::watch::Sender<crate::media::PeerStatus>,
+}
+
+impl RemoteEndpoint for RemoteSubscription {
+    fn add_candidate(
+        &self,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+    ) -> BoxFuture<'static, Result<(), MediaError>> {
+        let (cluster, url) = (self.cluster.clone(), self.url.clone());
+        let trickle = Trickle {
+            id: self.id.clone(),
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+        };
+        Box::pin(async move {
+            cluster
+                .post_json::<_, serde_json::Value>(&url, "/cluster/v1/candidate", &trickle)
+                .await
+                .map(|_| ())
+                .map_err(MediaError::Stack)
+        })
+    }
+}
+
+impl Drop for RemoteSubscription {
+    fn drop(&mut self) {
+        let (cluster, url) = (self.cluster.clone(), self.url.clone());
+        let close = Close {
+            id: std::mem::take(&mut self.id),
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = cluster
+                    .post_json::<_, serde_json::Value>(&url, "/cluster/v1/close", &close)
+                    .await
+                {
+                    tracing::warn!(error = %e, "cluster: an edge subscription was not closed");
+                }
+            });
+        }
+    }
+}
+
+impl Cluster {
+    /// The relay of `out` to `node` (media socket `to`): the running one, or a new one.
+    async fn relay(
+        &self,
+        out: &StreamOut,
+        node: &str,
+        to: std::net::SocketAddr,
+    ) -> Result<(Arc<RelayGuard>, u64), MediaError> {
+        let key = (out.id(), node.to_owned());
+        if let Some((guard, relay)) = lock(&self.inner.relays)
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .map(|g| {
+                let relay = g.relay();
+                (g, relay)
+            })
+        {
+            return Ok((guard, relay));
+        }
+        let relay: u64 = rand::random();
+        let keys = RelayKeys::derive(&self.inner.key, relay);
+        let guard = Arc::new(self.inner.media.relay_out(out, relay, to, keys).await?);
+        let mut relays = lock(&self.inner.relays);
+        relays.retain(|_, w| w.strong_count() > 0);
+        relays.insert(key, Arc::downgrade(&guard));
+        Ok((guard, relay))
+    }
+}
+
+/// The edge's routes, for signed node-to-node calls only.
+pub(super) fn routes(cluster: Cluster) -> axum::Router {
+    axum::Router::new()
+        .route("/cluster/v1/subscribe", axum::routing::post(subscribe))
+        .route("/cluster/v1/candidate", axum::routing::post(candidate))
+        .route("/cluster/v1/close", axum::routing::post(close))
+        .with_state(cluster)
+}
+
+fn refused(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"status": status.as_u16(), "message": message})),
+    )
+        .into_response()
+}
+
+async fn subscribe(
+    State(c): State<Cluster>,
+    signed: Option<Extension<Signed>>,
+    Json(q): Json<Subscribe>,
+) -> Response {
+    if signed.is_none() {
+        return refused(StatusCode::UNAUTHORIZED, "a node-to-node call");
+    }
+    let (Some(video), Ok(from)) = (codec(&q.video), q.from.parse()) else {
+        return refused(StatusCode::BAD_REQUEST, "unknown codec or address");
+    };
+    let media = c.inner.media.clone();
+    let out = {
+        let mut streams = lock(&c.inner.edge.streams);
+        let entry = streams.entry(q.relay).or_insert_with(|| {
+            let keys = RelayKeys::derive(&c.inner.key, q.relay);
+            (media.relay_in(q.relay, from, keys, video), 0)
+        });
+        entry.1 += 1;
+        entry.0.clone()
+    };
+    match media
+        .subscribe(&out, q.offer, video, q.candidates_in_sdp)
+        .await
+    {
+        Ok((endpoint, d)) => {
+            let id = format!("{:016x}", rand::random::<u64>());
+            lock(&c.inner.edge.subscriptions).insert(id.clone(), (endpoint, q.relay));
+            Json(Subscribed {
+                id,
+                sdp: d.sdp,
+                candidates: d
+                    .candidates
+                    .into_iter()
+                    .map(|l| Candidate {
+                        candidate: l.candidate,
+                        sdp_mid: l.sdp_mid,
+                        sdp_mline_index: l.sdp_mline_index,
+                    })
+                    .collect(),
+            })
+            .into_response()
+        }
+        Err(e) => {
+            release(&c, q.relay);
+            refused(StatusCode::BAD_REQUEST, &e.to_string())
+        }
+    }
+}
+
+/// One subscription fewer on relay `relay`: the relayed stream ends with its last.
+fn release(c: &Cluster, relay: u64) {
+    let mut streams = lock(&c.inner.edge.streams);
+    if let Some(entry) = streams.get_mut(&relay) {
+        entry.1 = entry.1.saturating_sub(1);
+        if entry.1 == 0 {
+            streams.remove(&relay);
+        }
+    }
+}
+
+async fn candidate(
+    State(c): State<Cluster>,
+    signed: Option<Extension<Signed>>,
+    Json(q): Json<Trickle>,
+) -> Response {
+    if signed.is_none() {
+        return refused(StatusCode::UNAUTHORIZED, "a node-to-node call");
+    }
+    let endpoint = lock(&c.inner.edge.subscriptions)
+        .get(&q.id)
+        .map(|(e, _)| e.clone());
+    let Some(endpoint) = endpoint else {
+        return refused(StatusCode::NOT_FOUND, "no such subscription");
+    };
+    match endpoint
+        .add_candidate(q.candidate, q.sdp_mid, q.sdp_mline_index)
+        .await
+    {
+        Ok(()) => Json(serde_json::json!({})).into_response(),
+        Err(e) => refused(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+async fn close(
+    State(c): State<Cluster>,
+    signed: Option<Extension<Signed>>,
+    Json(q): Json<Close>,
+) -> Response {
+    if signed.is_none() {
+        return refused(StatusCode::UNAUTHORIZED, "a node-to-node call");
+    }
+    let removed = lock(&c.inner.edge.subscriptions).remove(&q.id);
+    if let Some((endpoint, relay)) = removed {
+        endpoint.close();
+        release(&c, relay);
+    }
+    Json(serde_json::json!({})).into_response()
+}
