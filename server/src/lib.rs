@@ -28,6 +28,9 @@
 //! * [`recording`]: recording building blocks (a stream from RTP to WebM).
 //! * [`grant`]: signed join grants (JWT) carried inside tokens.
 //! * [`config`]: one typed configuration from flags and `OPENVIDU_*` environment.
+//! * [`cluster`]: cluster mode on PostgreSQL: leases, placement, the routing that passes a
+//!   request (or a signaling socket) to the node that owns its room, the takeover of a dead
+//!   node, a large room's subscribers served by other nodes over a media relay.
 //!
 //! ## Invariants most likely to be broken
 //!
