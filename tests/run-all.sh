@@ -135,5 +135,7 @@ unshare -n bash -c 'set -e
   ip link set lt1 up
   exec "$@"' loadtest "$ROOT/target/$CARGO_BUILD_TARGET/debug/loadtest" --smoke \
   --camerata-bin "$CAMERATA_BIN" --work "$ROOT/target/loadtest-smoke"
+# The cluster benchmark (1 and 2 nodes, 4 subscribers; its own PostgreSQL in its namespace).
+LOADTEST_BIN="$ROOT/target/$CARGO_BUILD_TARGET/debug/loadtest" bash tools/loadtest/cluster.sh --smoke
 
 log "all tests passed"

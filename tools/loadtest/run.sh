@@ -44,10 +44,13 @@ if [ $smoke = 0 ]; then
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/python" -c 'import matplotlib' 2>/dev/null || "$venv/bin/pip" install -q matplotlib==3.9.2
   "$venv/bin/python" tools/loadtest/chart.py target/loadtest/ladder.csv docs/benchmarks.png
+  # The cluster section (tools/loadtest/cluster.sh) is kept.
+  cluster=$(sed -n '/<!-- cluster:start -->/,/<!-- cluster:end -->/p' docs/benchmarks.md 2>/dev/null || true)
   {
     cat tools/loadtest/benchmarks-head.md
     cat target/loadtest/report.md
     echo '![CPU per forwarded packet and memory per subscriber against subscribers](benchmarks.png)'
+    if [ -n "$cluster" ]; then echo; echo "$cluster"; fi
   } > docs/benchmarks.md
   echo "wrote docs/benchmarks.md and docs/benchmarks.png"
 fi

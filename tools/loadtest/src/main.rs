@@ -12,6 +12,7 @@
 //! Run it through `tools/loadtest/run.sh`, which makes the network namespace (loopback plus
 //! the veth pair Janus needs) and installs what is missing.
 
+mod cluster;
 mod media;
 mod peer;
 mod signaling;
@@ -83,6 +84,22 @@ struct Args {
     /// Folder for the soak's report (`soak.md`) and samples (`soak.csv`).
     #[arg(long, default_value = "target/loadtest")]
     soak_out: PathBuf,
+    /// Run the cluster benchmark instead of the ladder: a PostgreSQL URL whose server the
+    /// nodes share (a database per run is created there).
+    #[arg(long)]
+    cluster_db: Option<String>,
+    /// The cluster sizes to measure, in order.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    cluster_nodes: Vec<usize>,
+    /// Subscribers of the cluster benchmark's one room.
+    #[arg(long, default_value_t = 60)]
+    cluster_subscribers: usize,
+    /// The psql client that creates the cluster benchmark's databases.
+    #[arg(long, default_value = "psql")]
+    psql: String,
+    /// Markdown section the cluster benchmark writes.
+    #[arg(long)]
+    cluster_report: Option<PathBuf>,
 }
 
 const SECRET: &str = "LOAD_SECRET";
@@ -166,7 +183,9 @@ fn start_camerata(args: &Args) -> anyhow::Result<(ServerProcess, String)> {
 /// `start_camerata` with `extra` flags.
 fn start_camerata_with(args: &Args, extra: &[String]) -> anyhow::Result<(ServerProcess, String)> {
     let port = free_port()?;
-    let dir = args.work.join(format!("camerata-{}", std::process::id()));
+    let dir = args
+        .work
+        .join(format!("camerata-{}-{port}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let child = std::process::Command::new(&args.camerata_bin)
@@ -933,6 +952,19 @@ fn main() -> anyhow::Result<()> {
         return report
             .verdict()
             .map_err(|e| anyhow::anyhow!("soak failed: {e}"));
+    }
+    if let Some(db) = &args.cluster_db {
+        if args.smoke {
+            args.cluster_subscribers = 4;
+            args.cluster_nodes = vec![1, 2];
+        }
+        let md = rt.block_on(cluster::run(&args, db, &stream))?;
+        println!("{md}");
+        if let Some(path) = &args.cluster_report {
+            std::fs::write(path, &md)?;
+        }
+        rt.shutdown_timeout(Duration::from_secs(1));
+        return Ok(());
     }
     let mut rows = Vec::new();
     rt.block_on(async {

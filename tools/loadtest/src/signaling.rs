@@ -189,10 +189,10 @@ impl Camerata {
             bail!("connection: {status} {v}");
         }
         let token = v["token"].as_str().context("token")?.to_owned();
-        let ws_url = format!(
-            "{}/openvidu?sessionId={session}",
-            self.base.replacen("http", "ws", 1)
-        );
+        // The token names the node that carries the participant (a cluster may place it on
+        // another node than the one asked): its signaling is there, as for openvidu-browser.
+        let node = token.split('?').next().unwrap_or_default();
+        let ws_url = format!("{node}/openvidu?sessionId={session}");
         let (ws, _) = tokio_tungstenite::connect_async(ws_url).await?;
         let conn = OvConn::spawn(ws);
         let joined = conn
