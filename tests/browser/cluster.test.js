@@ -193,5 +193,18 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
     && e.reason === 'forceDisconnectByServer'), null, 'the subscriber on the third node is put out');
   // The others still decode.
   await decoding(pages[2], pub.connectionId, 'the subscriber on the second node, after');
+  // SIGKILL of the second subscriber's node: the owner's publisher and its own subscriber go
+  // on; a new subscriber is placed on a live node and sees the publisher.
+  const edge = nodes.findIndex((n) => n.port === ports[1]);
+  await nodes[edge].stop('SIGKILL');
+  await decoding(pages[1], pub.connectionId, 'the subscriber on the owner, after the edge died');
+  await new Promise((r) => setTimeout(r, 3500)); // the dead node's lease runs out
+  const late = await webinar.createConnection({ role: OpenViduRole.SUBSCRIBER });
+  assert.notEqual(portOf(late.token), nodes[edge].port, 'not placed on the dead node');
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.evaluate(() => { window.autoSubscribe = true; });
+  await page.evaluate(([tk, n]) => window.ovJoin(tk, n), [late.token, 'late']);
+  await decoding(page, pub.connectionId, 'a subscriber that came after the edge died');
   await context.close();
 });
