@@ -32,9 +32,12 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
   t.after(() => hook.close());
   const nodes = [];
   t.after(async () => { for (const n of nodes) await n.stop('SIGKILL'); });
+  // One recording folder for the three nodes (a shared volume in a real cluster).
+  const recordings = tempDir();
   for (const i of [1, 2, 3]) {
     nodes.push(await startServer({ dir: tempDir(), databaseUrl, args: ['--cluster', 'true', '--node-id', `node${i}`,
-      '--cluster-lease', '3', '--udp-port', String(42000 + i), '--webhook', 'true', '--webhook-endpoint', hook.url] }));
+      '--cluster-lease', '3', '--udp-port', String(42000 + i), '--webhook', 'true', '--webhook-endpoint', hook.url,
+      '--recording', 'true', '--recording-path', recordings] }));
   }
   const site = await staticServer();
   t.after(() => site.close());
@@ -81,7 +84,10 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
   await waitFor(on2.pages.sub, () => window.events.some((e) => e.type === 'sessionDisconnected'
     && e.reason === 'forceDisconnectByServer'), null, 'the subscriber of node 2 is put out');
 
-  // SIGKILL of node 2 with its publisher in the call.
+  // Node 2's room is being recorded (started through node 1) when node 2 is killed with its
+  // publisher in the call.
+  const recording = await ov.startRecording(on2.session.sessionId, { outputMode: 'INDIVIDUAL', name: 'crash' });
+  await new Promise((r) => setTimeout(r, 2500));
   await nodes[1].stop('SIGKILL');
   const left = await (async () => {
     for (const deadline = Date.now() + 30000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
@@ -92,6 +98,20 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
     throw new Error(`no participantLeft for node 2's publisher: ${JSON.stringify(hook.bodies.map((b) => b.body.event))}`);
   })();
   assert.equal(left.reason, 'nodeCrashed');
+  // The survivor finished the recording from the files node 2 left in the shared folder.
+  const finished = await (async () => {
+    for (const deadline = Date.now() + 30000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) {
+      const r = await ov.getRecording(recording.id).catch(() => null);
+      if (r && ['ready', 'failed'].includes(r.status)) return r;
+    }
+    throw new Error('the crashed node\'s recording was not settled');
+  })();
+  assert.equal(finished.status, 'ready', JSON.stringify(finished));
+  assert.ok(finished.size > 0 && finished.duration > 0, JSON.stringify(finished));
+  const stopped = hook.bodies.map((b) => b.body).find((b) => b.event === 'recordingStatusChanged'
+    && b.id === recording.id && b.status === 'ready');
+  assert.ok(stopped, 'recordingStatusChanged ready delivered');
+  assert.equal(stopped.reason, 'nodeCrashed');
   // The other rooms go on.
   for (const room of rooms.filter((r) => r !== on2)) {
     await decoding(room.pages.sub, room.pub.connectionId, `subscriber on node ${room.node + 1} after the crash`);
