@@ -80,7 +80,8 @@ async function receiver() {
         if (!check()) waiting.push(check);
       });
     },
-    close: () => new Promise((resolve) => server.close(resolve)),
+    // Servers under test may keep connections open (keep-alive): closed here, not waited for.
+    close: () => new Promise((resolve) => { server.close(resolve); server.closeAllConnections(); }),
   };
 }
 

@@ -41,7 +41,8 @@ async function hookReceiver() {
     });
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${server.address().port}/hook`, events, ids, state, close: () => new Promise((r) => server.close(r)) };
+  const close = () => new Promise((r) => { server.close(r); server.closeAllConnections(); });
+  return { url: `http://127.0.0.1:${server.address().port}/hook`, events, ids, state, close };
 }
 
 async function until(what, check, ms = 20000) {
