@@ -244,6 +244,26 @@ pub async fn token(w: &World) -> String {
         })
 }
 
+/// Closes every session but the fuzz session, through the REST API.
+pub async fn close_sessions(w: &World) {
+    let (_, body) = request(w.http, "GET", "/openvidu/api/sessions", &basic(), b"").await;
+    let ids: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v["content"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|s| s["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    for id in ids.iter().filter(|id| *id != SESSION) {
+        // Session ids are letters, digits, `-` and `_` (the server refuses others).
+        let path = format!("/openvidu/api/sessions/{id}");
+        request(w.http, "DELETE", &path, &basic(), b"").await;
+    }
+}
+
 /// Sends `frames` over one signaling WebSocket, each answered (or 500 ms) before the next.
 pub async fn rpc(w: &World, frames: &[String]) {
     use futures_util::{SinkExt, StreamExt};
