@@ -24,21 +24,37 @@ async function decoding(page, id, who) {
   }
 }
 
-test('three nodes: browsers meet in rooms spread over the cluster, and survive a node', async (t) => {
+/** Three cluster nodes on a PostgreSQL of this namespace, with a webhook receiver; each
+ * node's media port is `udpBase + i`; `extra` flags for every node. Stopped by the test. */
+async function cluster(t, name, udpBase, extra = []) {
   const pg = await startPostgres();
   t.after(() => pg.stop());
-  const databaseUrl = pg.createDatabase('cluster');
+  const databaseUrl = pg.createDatabase(name);
   const hook = await receiver();
   t.after(() => hook.close());
   const nodes = [];
   t.after(async () => { for (const n of nodes) await n.stop('SIGKILL'); });
-  // One recording folder for the three nodes (a shared volume in a real cluster).
-  const recordings = tempDir();
   for (const i of [1, 2, 3]) {
     nodes.push(await startServer({ dir: tempDir(), databaseUrl, args: ['--cluster', 'true', '--node-id', `node${i}`,
-      '--cluster-lease', '3', '--udp-port', String(42000 + i), '--webhook', 'true', '--webhook-endpoint', hook.url,
-      '--recording', 'true', '--recording-path', recordings] }));
+      '--cluster-lease', '3', '--udp-port', String(udpBase + i), '--webhook', 'true', '--webhook-endpoint', hook.url,
+      ...extra] }));
   }
+  return { nodes, hook };
+}
+
+/** A page of the test site joined with `token` as `name`, subscribing to every stream. */
+async function joinPage(context, url, token, name) {
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.evaluate(() => { window.autoSubscribe = true; });
+  await page.evaluate(([tk, n]) => window.ovJoin(tk, n), [token, name]);
+  return page;
+}
+
+test('three nodes: browsers meet in rooms spread over the cluster, and survive a node', async (t) => {
+  // One recording folder for the three nodes (a shared volume in a real cluster).
+  const recordings = tempDir();
+  const { nodes, hook } = await cluster(t, 'cluster', 42000, ['--recording', 'true', '--recording-path', recordings]);
   const site = await staticServer();
   t.after(() => site.close());
   const { browser, cleanup } = await launch();
@@ -62,10 +78,7 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
   for (const room of rooms) {
     room.pages = {};
     for (const [name, conn] of [['pub', room.pub], ['sub', room.sub]]) {
-      const page = await context.newPage();
-      await page.goto(url);
-      await page.evaluate(() => { window.autoSubscribe = true; });
-      await page.evaluate(([tk, n]) => window.ovJoin(tk, n), [conn.token, name]);
+      const page = await joinPage(context, url, conn.token, name);
       room.pages[name] = page;
     }
     await room.pages.pub.evaluate(() => window.ovPublish());
@@ -124,10 +137,7 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
   assert.ok([nodes[0].port, nodes[2].port].includes(port), `the new session is on a survivor (${port})`);
   const pages = [];
   for (const [name, conn] of [['pub2', p], ['sub2', s]]) {
-    const page = await context.newPage();
-    await page.goto(url);
-    await page.evaluate(() => { window.autoSubscribe = true; });
-    await page.evaluate(([tk, n]) => window.ovJoin(tk, n), [conn.token, name]);
+    const page = await joinPage(context, url, conn.token, name);
     pages.push(page);
   }
   await pages[0].evaluate(() => window.ovPublish());
@@ -136,19 +146,8 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
 });
 
 test('a room larger than a node: subscribers on the other nodes get the publisher over the relay', async (t) => {
-  const pg = await startPostgres();
-  t.after(() => pg.stop());
-  const databaseUrl = pg.createDatabase('webinar');
-  const hook = await receiver();
-  t.after(() => hook.close());
-  const nodes = [];
-  t.after(async () => { for (const n of nodes) await n.stop('SIGKILL'); });
-  for (const i of [1, 2, 3]) {
-    // Each owner carries one subscriber of a room; the next ones go to the other nodes.
-    nodes.push(await startServer({ dir: tempDir(), databaseUrl, args: ['--cluster', 'true', '--node-id', `node${i}`,
-      '--cluster-lease', '3', '--cluster-room-subscribers', '1', '--udp-port', String(42100 + i),
-      '--webhook', 'true', '--webhook-endpoint', hook.url] }));
-  }
+  // Each owner carries one subscriber of a room; the next ones go to the other nodes.
+  const { nodes, hook } = await cluster(t, 'webinar', 42100, ['--cluster-room-subscribers', '1']);
   const site = await staticServer();
   t.after(() => site.close());
   const { browser, cleanup } = await launch();
@@ -171,10 +170,7 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
 
   const pages = [];
   for (const [name, conn] of [['pub', pub], ['s1', subs[0]], ['s2', subs[1]], ['s3', subs[2]]]) {
-    const page = await context.newPage();
-    await page.goto(url);
-    await page.evaluate(() => { window.autoSubscribe = true; });
-    await page.evaluate(([tk, n]) => window.ovJoin(tk, n), [conn.token, name]);
+    const page = await joinPage(context, url, conn.token, name);
     pages.push(page);
   }
   await pages[0].evaluate(() => window.ovPublish());
@@ -221,10 +217,7 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
   await new Promise((r) => setTimeout(r, 3500)); // the dead node's lease runs out
   const late = await webinar.createConnection({ role: OpenViduRole.SUBSCRIBER });
   assert.notEqual(portOf(late.token), nodes[edge].port, 'not placed on the dead node');
-  const page = await context.newPage();
-  await page.goto(url);
-  await page.evaluate(() => { window.autoSubscribe = true; });
-  await page.evaluate(([tk, n]) => window.ovJoin(tk, n), [late.token, 'late']);
+  const page = await joinPage(context, url, late.token, 'late');
   await decoding(page, pub.connectionId, 'a subscriber that came after the edge died');
   await context.close();
 });

@@ -2165,30 +2165,12 @@ impl Engine {
             return;
         };
         let fanout = &mut s.fanouts[VIDEO];
-        if let Some(relay) = s.relay_in {
-            // A relayed stream: the request goes to the owner, which asks the publisher.
-            if let Some(last) = fanout.last_keyframe_request
-                && now < last + KEYFRAME_MIN_GAP
-            {
-                fanout.keyframe_wanted.get_or_insert(now);
-                self.next_wake = self.next_wake.min(last + KEYFRAME_MIN_GAP);
-                return;
-            }
-            fanout.last_keyframe_request = Some(now);
-            fanout.keyframe_wanted = None;
-            fanout.keyframe_asked_at.get_or_insert(now);
-            if let Some(r) = self.relays_in.get_mut(&relay)
-                && let Some(n) = r
-                    .sealer
-                    .seal(Kind::Keyframe, &mut self.relay_buf, |_| Some(0))
-            {
-                self.counts.keyframe_requests_sent += 1;
-                self.net.send_raw(r.owner, &self.relay_buf[..n]);
-            }
-            return;
-        }
-        let (Some(publisher), Some((receiver, ssrc))) = (s.publisher, fanout.source) else {
-            return;
+        // Who is asked: the publisher's peer connection, or (a relayed stream) the owner
+        // node, which asks its publisher.
+        let publisher = match (s.relay_in, s.publisher, fanout.source) {
+            (Some(_), _, _) => None,
+            (None, Some(publisher), Some(source)) => Some((publisher, source)),
+            _ => return,
         };
         if let Some(last) = fanout.last_keyframe_request
             && now < last + KEYFRAME_MIN_GAP
@@ -2200,6 +2182,17 @@ impl Engine {
         fanout.last_keyframe_request = Some(now);
         fanout.keyframe_wanted = None;
         fanout.keyframe_asked_at.get_or_insert(now);
+        let Some((publisher, (receiver, ssrc))) = publisher else {
+            if let Some(r) = s.relay_in.and_then(|relay| self.relays_in.get_mut(&relay))
+                && let Some(n) = r
+                    .sealer
+                    .seal(Kind::Keyframe, &mut self.relay_buf, |_| Some(0))
+            {
+                self.counts.keyframe_requests_sent += 1;
+                self.net.send_raw(r.owner, &self.relay_buf[..n]);
+            }
+            return;
+        };
         let Some(peer) = self.peers.get_mut(&publisher) else {
             return;
         };
