@@ -820,48 +820,39 @@ async fn apply(
                     .execute(&mut *tx)
                     .await?;
             }
-            Write::Event(e) if !node.is_empty() => {
-                // Nodes share the outbox: its numbers come from one sequence, so a session's
-                // events stay in order when another node takes them over.
-                let seq: i64 = sqlx::query(
-                    "INSERT INTO outbox (seq, id, session, name, body, created_at, \
-                     hook_pending, cdr_pending, node) VALUES (nextval('outbox_seq'), $1, $2, \
-                     $3, $4, $5, $6, $7, $8) RETURNING seq",
-                )
-                .bind(e.id.as_str())
-                .bind(e.session.as_str())
-                .bind(e.name.as_str())
-                .bind(e.body.as_str())
-                .bind(e.created_at)
-                .bind(i64::from(e.hook))
-                .bind(i64::from(e.cdr))
-                .bind(node)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("seq")?;
-                *last_seq = (*last_seq).max(seq);
-            }
             Write::Claim { dead } => {
                 if let Some(seq) = cluster::claim(&mut tx, node, dead).await? {
                     *last_seq = (*last_seq).max(seq);
                 }
             }
             Write::Event(e) => {
-                *last_seq += 1;
-                sqlx::query(
-                    "INSERT INTO outbox (seq, id, session, name, body, created_at, \
-                     hook_pending, cdr_pending) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(*last_seq)
-                .bind(e.id.as_str())
-                .bind(e.session.as_str())
-                .bind(e.name.as_str())
-                .bind(e.body.as_str())
-                .bind(e.created_at)
-                .bind(i64::from(e.hook))
-                .bind(i64::from(e.cdr))
-                .execute(&mut *tx)
-                .await?;
+                // Alone, the one writer numbers the outbox; nodes of a cluster share it, so
+                // its numbers come from one sequence and a session's events stay in order
+                // when another node takes them over.
+                let seq = if node.is_empty() {
+                    "$9"
+                } else {
+                    "nextval('outbox_seq')"
+                };
+                let sql = format!(
+                    "INSERT INTO outbox (id, session, name, body, created_at, hook_pending, \
+                     cdr_pending, node, seq) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {seq}) \
+                     RETURNING seq"
+                );
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(e.id.as_str())
+                    .bind(e.session.as_str())
+                    .bind(e.name.as_str())
+                    .bind(e.body.as_str())
+                    .bind(e.created_at)
+                    .bind(i64::from(e.hook))
+                    .bind(i64::from(e.cdr))
+                    .bind(node);
+                if node.is_empty() {
+                    insert = insert.bind(*last_seq + 1);
+                }
+                let stored: i64 = insert.fetch_one(&mut *tx).await?.try_get("seq")?;
+                *last_seq = (*last_seq).max(stored);
             }
         }
     }

@@ -42,6 +42,16 @@ async function cluster(t, name, udpBase, extra = []) {
   return { nodes, hook };
 }
 
+/** Headless Chromium and the test site, closed when the test ends. */
+async function browsers(t) {
+  const site = await staticServer();
+  t.after(() => site.close());
+  const { browser, cleanup } = await launch();
+  t.after(cleanup);
+  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
+  return { context, url: `http://127.0.0.1:${site.address().port}/` };
+}
+
 /** A page of the test site joined with `token` as `name`, subscribing to every stream. */
 async function joinPage(context, url, token, name) {
   const page = await context.newPage();
@@ -55,12 +65,7 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
   // One recording folder for the three nodes (a shared volume in a real cluster).
   const recordings = tempDir();
   const { nodes, hook } = await cluster(t, 'cluster', 42000, ['--recording', 'true', '--recording-path', recordings]);
-  const site = await staticServer();
-  t.after(() => site.close());
-  const { browser, cleanup } = await launch();
-  t.after(cleanup);
-  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
-  const url = `http://127.0.0.1:${site.address().port}/`;
+  const { context, url } = await browsers(t);
 
   const ov = new OpenVidu(nodes[0].url, nodes[0].secret);
   ov.enableProdMode();
@@ -148,12 +153,7 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
 test('a room larger than a node: subscribers on the other nodes get the publisher over the relay', async (t) => {
   // Each owner carries one subscriber of a room; the next ones go to the other nodes.
   const { nodes, hook } = await cluster(t, 'webinar', 42100, ['--cluster-room-subscribers', '1']);
-  const site = await staticServer();
-  t.after(() => site.close());
-  const { browser, cleanup } = await launch();
-  t.after(cleanup);
-  const context = await browser.newContext({ permissions: ['camera', 'microphone'] });
-  const url = `http://127.0.0.1:${site.address().port}/`;
+  const { context, url } = await browsers(t);
   const portOf = (token) => Number(new URL(token.replace(/^ws/, 'http')).port);
 
   const ov = new OpenVidu(nodes[0].url, nodes[0].secret);

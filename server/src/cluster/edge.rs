@@ -15,7 +15,7 @@ use crate::media::{
     StreamOut, VideoChoice,
 };
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
@@ -251,27 +251,21 @@ pub(super) fn routes(cluster: Cluster) -> axum::Router {
         .route("/cluster/v1/subscribe", axum::routing::post(subscribe))
         .route("/cluster/v1/candidate", axum::routing::post(candidate))
         .route("/cluster/v1/close", axum::routing::post(close))
+        .route_layer(axum::middleware::from_fn(require_signed))
         .with_state(cluster)
 }
 
-fn refused(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(serde_json::json!({"status": status.as_u16(), "message": message})),
-    )
-        .into_response()
+/// Only signed node-to-node calls reach the edge's routes.
+async fn require_signed(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.extensions().get::<Signed>().is_none() {
+        return super::refuse(StatusCode::UNAUTHORIZED, "a node-to-node call");
+    }
+    next.run(req).await
 }
 
-async fn subscribe(
-    State(c): State<Cluster>,
-    signed: Option<Extension<Signed>>,
-    Json(q): Json<Subscribe>,
-) -> Response {
-    if signed.is_none() {
-        return refused(StatusCode::UNAUTHORIZED, "a node-to-node call");
-    }
+async fn subscribe(State(c): State<Cluster>, Json(q): Json<Subscribe>) -> Response {
     let (Some(video), Ok(from)) = (codec(&q.video), q.from.parse()) else {
-        return refused(StatusCode::BAD_REQUEST, "unknown codec or address");
+        return super::refuse(StatusCode::BAD_REQUEST, "unknown codec or address");
     };
     let media = c.inner.media.clone();
     let out = {
@@ -307,7 +301,7 @@ async fn subscribe(
         }
         Err(e) => {
             release(&c, q.relay);
-            refused(StatusCode::BAD_REQUEST, &e.to_string())
+            super::refuse(StatusCode::BAD_REQUEST, &e.to_string())
         }
     }
 }
@@ -323,37 +317,23 @@ fn release(c: &Cluster, relay: u64) {
     }
 }
 
-async fn candidate(
-    State(c): State<Cluster>,
-    signed: Option<Extension<Signed>>,
-    Json(q): Json<Trickle>,
-) -> Response {
-    if signed.is_none() {
-        return refused(StatusCode::UNAUTHORIZED, "a node-to-node call");
-    }
+async fn candidate(State(c): State<Cluster>, Json(q): Json<Trickle>) -> Response {
     let endpoint = lock(&c.inner.edge.subscriptions)
         .get(&q.id)
         .map(|(e, _)| e.clone());
     let Some(endpoint) = endpoint else {
-        return refused(StatusCode::NOT_FOUND, "no such subscription");
+        return super::refuse(StatusCode::NOT_FOUND, "no such subscription");
     };
     match endpoint
         .add_candidate(q.candidate, q.sdp_mid, q.sdp_mline_index)
         .await
     {
         Ok(()) => Json(serde_json::json!({})).into_response(),
-        Err(e) => refused(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => super::refuse(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 
-async fn close(
-    State(c): State<Cluster>,
-    signed: Option<Extension<Signed>>,
-    Json(q): Json<Close>,
-) -> Response {
-    if signed.is_none() {
-        return refused(StatusCode::UNAUTHORIZED, "a node-to-node call");
-    }
+async fn close(State(c): State<Cluster>, Json(q): Json<Close>) -> Response {
     let removed = lock(&c.inner.edge.subscriptions).remove(&q.id);
     if let Some((endpoint, relay)) = removed {
         endpoint.close();

@@ -299,27 +299,7 @@ fn a_publisher_reaches_a_subscriber_that_offers_with_time_as_input() {
     let mut engine = engine(now);
     let (mut publisher, sender, ssrc) = publisher(&mut engine, StreamKey(1), now);
 
-    let mut subscriber = Client::new("127.0.0.1:50002", now);
-    subscriber
-        .pc
-        .add_transceiver_from_kind(
-            RtpCodecKind::Video,
-            Some(RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                ..Default::default()
-            }),
-        )
-        .expect("a receiving transceiver");
-    let offer = subscriber.offer(now);
-    let (_, answer) = ask(&mut engine, now, |reply| Command::Subscribe {
-        stream: StreamKey(1),
-        offer,
-        video: VideoChoice::Vp8,
-        candidates_in_sdp: false,
-        reply,
-    })
-    .expect("the loop answers the subscriber");
-    subscriber.accept(&answer, true, now);
+    let mut subscriber = video_subscriber(&mut engine, StreamKey(1), "127.0.0.1:50002", now);
 
     connect(&mut engine, &mut publisher, &mut subscriber, &mut now);
 
@@ -630,102 +610,9 @@ fn a_strangers_datagrams_are_counted_and_answered_with_nothing() {
     assert!(engine.net.sent.is_empty(), "nothing is sent to a stranger");
 }
 
-/// Two loops (an owner and an edge node) and their clients: datagrams go wherever they are
-/// addressed, loop to loop included; `drop_relay` decides which owner-to-edge relay
-/// datagrams the network loses.
-fn pump_two(
-    loops: [(&mut Engine, SocketAddr); 2],
-    clients: &mut [(&mut Client, SocketAddr)],
-    now: &mut Instant,
-    steps: usize,
-    drop_relay: &mut dyn FnMut(&[u8]) -> bool,
-) {
-    let [(a, a_addr), (b, b_addr)] = loops;
-    for _ in 0..steps {
-        for (c, server) in clients.iter_mut() {
-            while let Some(out) = c.pc.poll_write() {
-                if *server == a_addr {
-                    a.datagram(c.addr, false, &out.message, *now);
-                } else {
-                    b.datagram(c.addr, false, &out.message, *now);
-                }
-            }
-        }
-        for (from, sent) in [
-            (a_addr, std::mem::take(&mut a.net.sent)),
-            (b_addr, std::mem::take(&mut b.net.sent)),
-        ] {
-            for (to, message) in sent {
-                if to == b_addr {
-                    if !drop_relay(&message) {
-                        b.datagram(from, false, &message, *now);
-                    }
-                } else if to == a_addr {
-                    a.datagram(from, false, &message, *now);
-                } else if let Some((c, _)) = clients.iter_mut().find(|(c, _)| c.addr == to) {
-                    let _ = c.pc.handle_read(TaggedBytesMut {
-                        now: *now,
-                        transport: TransportContext {
-                            local_addr: to,
-                            peer_addr: from,
-                            ecn: None,
-                            transport_protocol: TransportProtocol::UDP,
-                        },
-                        message,
-                    });
-                }
-            }
-        }
-        *now += Duration::from_millis(2);
-        a.timers(*now);
-        b.timers(*now);
-        for (c, _) in clients.iter_mut() {
-            if c.pc.poll_timeout().is_some_and(|t| t <= *now) {
-                let _ = c.pc.handle_timeout(*now);
-            }
-            c.drain();
-        }
-    }
-}
-
-#[test]
-fn a_stream_relayed_to_another_node_reaches_its_subscribers_with_keyframes_and_nacks_passed_back() {
-    let mut now = Instant::now();
-    let (a_addr, b_addr) = (addr(SERVER), addr("127.0.0.1:40001"));
-    let mut owner = engine(now);
-    let mut edge = Engine::new(
-        Net {
-            udp: None,
-            tcp: HashMap::new(),
-            sent: Vec::new(),
-        },
-        b_addr,
-        None,
-        now,
-    )
-    .expect("an edge loop");
-    let (mut publisher, sender, ssrc) = publisher(&mut owner, StreamKey(1), now);
-    let keys = RelayKeys::derive(b"the cluster key", 77);
-    edge.command(
-        Command::RelayIn {
-            stream: StreamKey(9),
-            relay: 77,
-            from: a_addr,
-            keys: keys.clone(),
-            video: VideoChoice::Vp8,
-        },
-        now,
-    );
-    let relayed = ask(&mut owner, now, |reply| Command::RelayOut {
-        stream: StreamKey(1),
-        relay: 77,
-        to: b_addr,
-        keys,
-        reply,
-    });
-    assert!(relayed, "the owner relays a stream it has");
-
-    let mut subscriber = Client::new("127.0.0.1:50002", now);
+/// A recv-only VP8 client at `at`, subscribed through `engine` to `stream`.
+fn video_subscriber(engine: &mut Engine, stream: StreamKey, at: &str, now: Instant) -> Client {
+    let mut subscriber = Client::new(at, now);
     subscriber
         .pc
         .add_transceiver_from_kind(
@@ -737,54 +624,158 @@ fn a_stream_relayed_to_another_node_reaches_its_subscribers_with_keyframes_and_n
         )
         .expect("a receiving transceiver");
     let offer = subscriber.offer(now);
-    let (_, answer) = ask(&mut edge, now, |reply| Command::Subscribe {
-        stream: StreamKey(9),
+    let (_, answer) = ask(engine, now, |reply| Command::Subscribe {
+        stream,
         offer,
         video: VideoChoice::Vp8,
         candidates_in_sdp: false,
         reply,
     })
-    .expect("the edge answers its subscriber");
+    .expect("the loop answers the subscriber");
     subscriber.accept(&answer, true, now);
+    subscriber
+}
+
+/// Two loops (an owner node with a publisher, an edge node with a subscriber) on one
+/// simulated network.
+struct TwoNodes {
+    owner: Engine,
+    edge: Engine,
+    publisher: Client,
+    subscriber: Client,
+    now: Instant,
+}
+
+impl TwoNodes {
+    const OWNER: &str = SERVER;
+    const EDGE: &str = "127.0.0.1:40001";
+
+    /// Moves `steps` ticks of 2 ms: datagrams go wherever they are addressed, loop to loop
+    /// included; `lose` decides which owner-to-edge datagrams the network loses.
+    fn pump(&mut self, steps: usize, lose: &mut dyn FnMut(&[u8]) -> bool) {
+        let (a_addr, b_addr) = (addr(Self::OWNER), addr(Self::EDGE));
+        for _ in 0..steps {
+            while let Some(out) = self.publisher.pc.poll_write() {
+                self.owner
+                    .datagram(self.publisher.addr, false, &out.message, self.now);
+            }
+            while let Some(out) = self.subscriber.pc.poll_write() {
+                self.edge
+                    .datagram(self.subscriber.addr, false, &out.message, self.now);
+            }
+            for (from, sent) in [
+                (a_addr, std::mem::take(&mut self.owner.net.sent)),
+                (b_addr, std::mem::take(&mut self.edge.net.sent)),
+            ] {
+                for (to, message) in sent {
+                    if to == b_addr {
+                        if !lose(&message) {
+                            self.edge.datagram(from, false, &message, self.now);
+                        }
+                    } else if to == a_addr {
+                        self.owner.datagram(from, false, &message, self.now);
+                    } else {
+                        let client = if to == self.publisher.addr {
+                            &mut self.publisher
+                        } else {
+                            &mut self.subscriber
+                        };
+                        let _ = client.pc.handle_read(TaggedBytesMut {
+                            now: self.now,
+                            transport: TransportContext {
+                                local_addr: to,
+                                peer_addr: from,
+                                ecn: None,
+                                transport_protocol: TransportProtocol::UDP,
+                            },
+                            message,
+                        });
+                    }
+                }
+            }
+            self.now += Duration::from_millis(2);
+            self.owner.timers(self.now);
+            self.edge.timers(self.now);
+            for c in [&mut self.publisher, &mut self.subscriber] {
+                if c.pc.poll_timeout().is_some_and(|t| t <= self.now) {
+                    let _ = c.pc.handle_timeout(self.now);
+                }
+                c.drain();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_stream_relayed_to_another_node_reaches_its_subscribers_with_keyframes_and_nacks_passed_back() {
+    let now = Instant::now();
+    let mut owner = engine(now);
+    let mut edge = Engine::new(
+        Net {
+            udp: None,
+            tcp: HashMap::new(),
+            sent: Vec::new(),
+        },
+        addr(TwoNodes::EDGE),
+        None,
+        now,
+    )
+    .expect("an edge loop");
+    let (publisher, sender, ssrc) = publisher(&mut owner, StreamKey(1), now);
+    let keys = RelayKeys::derive(b"the cluster key", 77);
+    edge.command(
+        Command::RelayIn {
+            stream: StreamKey(9),
+            relay: 77,
+            from: addr(TwoNodes::OWNER),
+            keys: keys.clone(),
+            video: VideoChoice::Vp8,
+        },
+        now,
+    );
+    let relayed = ask(&mut owner, now, |reply| Command::RelayOut {
+        stream: StreamKey(1),
+        relay: 77,
+        to: addr(TwoNodes::EDGE),
+        keys,
+        reply,
+    });
+    assert!(relayed, "the owner relays a stream it has");
+    let subscriber = video_subscriber(&mut edge, StreamKey(9), "127.0.0.1:50002", now);
+    let mut n = TwoNodes {
+        owner,
+        edge,
+        publisher,
+        subscriber,
+        now,
+    };
     let mut keep_all = |_: &[u8]| false;
     for _ in 0..100 {
-        pump_two(
-            [(&mut owner, a_addr), (&mut edge, b_addr)],
-            &mut [(&mut publisher, a_addr), (&mut subscriber, b_addr)],
-            &mut now,
-            50,
-            &mut keep_all,
-        );
-        if publisher.connected && subscriber.connected {
+        n.pump(50, &mut keep_all);
+        if n.publisher.connected && n.subscriber.connected {
             break;
         }
     }
     assert!(
-        publisher.connected && subscriber.connected,
+        n.publisher.connected && n.subscriber.connected,
         "both connected"
     );
 
-    send_video(&mut publisher, sender, ssrc, 20, now);
-    pump_two(
-        [(&mut owner, a_addr), (&mut edge, b_addr)],
-        &mut [(&mut publisher, a_addr), (&mut subscriber, b_addr)],
-        &mut now,
-        20,
-        &mut keep_all,
-    );
+    send_video(&mut n.publisher, sender, ssrc, 20, n.now);
+    n.pump(20, &mut keep_all);
     assert_eq!(
-        subscriber.rtp.len(),
+        n.subscriber.rtp.len(),
         20,
         "every packet relayed once and forwarded"
     );
-    for (_, payload) in &subscriber.rtp {
+    for (_, payload) in &n.subscriber.rtp {
         assert_eq!(payload.as_slice(), &KEYFRAME[..], "the payload unchanged");
     }
     assert!(
-        publisher.keyframe_requests > 0,
+        n.publisher.keyframe_requests > 0,
         "the edge's keyframe request reached the publisher through the owner"
     );
-    assert!(owner.counts.keyframe_requests_received > 0);
+    assert!(n.owner.counts.keyframe_requests_received > 0);
 
     // The network between the nodes loses three video packets: the subscriber NACKs them,
     // the edge (whose history lacks them) asks the owner, the owner sends them again.
@@ -797,54 +788,33 @@ fn a_stream_relayed_to_another_node_reaches_its_subscribers_with_keyframes_and_n
         }
         false
     };
-    send_video(&mut publisher, sender, ssrc, 10, now);
-    pump_two(
-        [(&mut owner, a_addr), (&mut edge, b_addr)],
-        &mut [(&mut publisher, a_addr), (&mut subscriber, b_addr)],
-        &mut now,
-        20,
-        &mut lose_three,
-    );
+    send_video(&mut n.publisher, sender, ssrc, 10, n.now);
+    n.pump(20, &mut lose_three);
     assert!(
-        subscriber.rtp.len() < 30,
+        n.subscriber.rtp.len() < 30,
         "some packets were lost between the nodes"
     );
-    pump_two(
-        [(&mut owner, a_addr), (&mut edge, b_addr)],
-        &mut [(&mut publisher, a_addr), (&mut subscriber, b_addr)],
-        &mut now,
-        500,
-        &mut keep_all,
-    );
+    n.pump(500, &mut keep_all);
     assert_eq!(
-        subscriber.rtp.len(),
+        n.subscriber.rtp.len(),
         30,
         "the lost packets came again through the owner"
     );
-    assert!(owner.retransmitted >= 3);
+    assert!(n.owner.retransmitted >= 3);
 
     // A stranger's datagram that looks like the relay's is refused; dropping the relay stops it.
-    let before = edge.unclaimed;
-    edge.datagram(
-        addr("127.0.0.1:50009"),
-        false,
-        &[
-            0xFF, b'C', b'R', 1, 0, 0, 0, 0, 0, 0, 0, 77, 0, 0, 0, 0, 0, 0, 0, 9, 1, 2, 3,
-        ],
-        now,
-    );
-    assert_eq!(edge.unclaimed, before + 1);
-    owner.command(Command::DropRelay(77), now);
-    send_video(&mut publisher, sender, ssrc, 5, now);
-    pump_two(
-        [(&mut owner, a_addr), (&mut edge, b_addr)],
-        &mut [(&mut publisher, a_addr), (&mut subscriber, b_addr)],
-        &mut now,
-        20,
-        &mut keep_all,
-    );
+    let before = n.edge.unclaimed;
+    let forged = [
+        0xFF, b'C', b'R', 1, 0, 0, 0, 0, 0, 0, 0, 77, 0, 0, 0, 0, 0, 0, 0, 9, 1, 2, 3,
+    ];
+    n.edge
+        .datagram(addr("127.0.0.1:50009"), false, &forged, n.now);
+    assert_eq!(n.edge.unclaimed, before + 1);
+    n.owner.command(Command::DropRelay(77), n.now);
+    send_video(&mut n.publisher, sender, ssrc, 5, n.now);
+    n.pump(20, &mut keep_all);
     assert_eq!(
-        subscriber.rtp.len(),
+        n.subscriber.rtp.len(),
         30,
         "nothing relayed after the relay was dropped"
     );
