@@ -23,10 +23,15 @@ mkdir -p ../target/fuzz-logs
 for t in "${TARGETS[@]}"; do
   mkdir -p "../target/fuzz-corpus/$t"
   log="../target/fuzz-logs/$t.log"
+  # The fuzzed server's data folder (its SQLite file grows with what the inputs create) goes
+  # in a folder of this target's run, removed after it.
+  export TMPDIR="$PWD/../target/fuzz-tmp/$t"
+  rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
   echo "==> fuzz $t (${SECONDS_EACH}s)"
   status=0
   cargo fuzz run -O --sanitizer "$SANITIZER" "$t" "../target/fuzz-corpus/$t" "corpus/$t" -- \
     -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1 || status=$?
+  rm -rf "$TMPDIR"
   grep -E '^(fuzz world|#[0-9]+ +(INITED|DONE)|stat::number_of_executed_units|stat::average_exec_per_sec|==[0-9]+==|.*panicked|.*SUMMARY|Done )' "$log" || true
   if [ "$status" -ne 0 ]; then
     tail -n 30 "$log" >&2
