@@ -28,6 +28,8 @@ command -v janus >/dev/null 2>&1 || missing+=(janus)
 # The VideoRoom demo page and janus.js that the Janus browser suite runs unmodified.
 [ -f /usr/share/janus/demos/videoroomtest.html ] || missing+=(janus-demos)
 [ -f /usr/share/javascript/janus-gateway/janus.min.js ] || missing+=(libjs-janus-gateway)
+# The front the cluster tests put before their nodes, as an operator does.
+[ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -q
@@ -92,7 +94,7 @@ npm run --silent typecheck
 log "node tests"
 export CAMERATA_BIN="$ROOT/target/$CARGO_BUILD_TARGET/debug/camerata"
 node --test --test-concurrency=1 tests/node/
-log "deployment files (Kubernetes schemas, settings the server reads)"
+log "deployment files (Kubernetes schemas, settings the server reads, the HAProxy front)"
 target/pyenv/bin/python tests/deploy/check.py "$CAMERATA_BIN"
 
 # 7. Browser suites: the real openvidu-browser in headless Chromium, in a loopback-only

@@ -529,10 +529,15 @@ impl Calls {
     }
 
     /// Resumes the participant kept under `key` on a new connection whose notices go to
-    /// `sink`; `None` when there is none to resume (never kept, left, or evicted).
-    pub async fn resume(&self, key: &str, sink: Sink) -> Option<(Member, u64)> {
+    /// `sink`; `None` when there is none to resume (never kept, left, or evicted). The new
+    /// connection may come through another cluster node than the old one (`via`; `None`:
+    /// straight to this node): its subscriptions are served where it came through from now
+    /// on, so a client whose node died gets its media again from the node it reconnected to.
+    pub async fn resume(&self, key: &str, sink: Sink, via: Option<&Via>) -> Option<(Member, u64)> {
+        let edge = via.and_then(|v| self.inner.cluster.get().and_then(|h| h.edge(&v.0)));
         let taken = self.resumable().get_mut(key).map(|r| {
             r.epoch += 1;
+            r.member.via = edge;
             (r.member.clone(), r.epoch)
         });
         let (member, epoch) = taken?;

@@ -93,6 +93,12 @@ pub struct Config {
     #[arg(long, env = "CAMERATA_UDP_PORT_RANGE")]
     pub udp_port_range: Option<String>,
 
+    /// The IP address media candidates announce, when browsers reach the media port on
+    /// another address than DOMAIN_OR_PUBLIC_IP's (a cluster node whose name points at a
+    /// front that carries its signaling only); default: that name's address.
+    #[arg(long, env = "CAMERATA_MEDIA_IP")]
+    pub media_ip: Option<std::net::IpAddr>,
+
     /// Also offer ICE over TCP (a passive candidate on the media port number), for networks
     /// that block UDP.
     #[arg(long, env = "CAMERATA_ICE_TCP", default_value = "false", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
@@ -747,7 +753,7 @@ impl Config {
             (None, Some(range)) => range,
             (None, None) => (0, 0),
         };
-        let announced_ip = match public_host.parse::<std::net::IpAddr>() {
+        let announced_ip = match self.media_ip.map_or_else(|| public_host.parse(), Ok) {
             Ok(ip) => ip,
             Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(public_host.as_str(), 0))
                 .ok()
@@ -1043,6 +1049,12 @@ mod tests {
         // The announced address is the bind address on loopback.
         let s = cfg(&[]).settle(local()).expect("settles");
         assert_eq!(s.announced_ip, std::net::IpAddr::from([127, 0, 0, 1]));
+        // Unless another media address is given (a node behind a signaling front).
+        let s = cfg(&["--domain", "video1.example.com", "--media-ip", "192.0.2.7"])
+            .settle(local())
+            .expect("settles");
+        assert_eq!(s.announced_ip, std::net::IpAddr::from([192, 0, 2, 7]));
+        assert_eq!(s.public_host, "video1.example.com");
     }
 }
 

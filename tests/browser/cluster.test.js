@@ -1,22 +1,31 @@
 'use strict';
 // Three Camerata nodes sharing one PostgreSQL, in this loopback-only namespace, with the
-// unmodified openvidu-browser in headless Chromium: sessions created through node 1 land on
-// every node; browsers joining with those tokens reach the node of their room and see each
-// other's media; a REST call on node 3 puts out a browser of node 2; SIGKILL of node 2: its
-// browser's connection drops, the survivor that takes its rooms sends `nodeCrashed`, and a
-// new session lands on a survivor, where browsers meet again.
+// unmodified openvidu-browser in headless Chromium, each node public behind the front an
+// operator puts before a cluster (HAProxy: a node's address reaches the others while it is
+// down): sessions created through node 1 land on every node; browsers joining with those
+// tokens reach the node of their room and see each other's media; a REST call on node 3 puts
+// out a browser of node 2; SIGKILL of node 2: its browser's connection drops, the survivor
+// that takes its rooms sends `nodeCrashed`, browsers holding its pending tokens meet on a
+// survivor, and a new session lands on a survivor. A room larger than a node: subscribers on
+// the other nodes get the publisher over the relay, and those of a node that dies reconnect
+// through their client's own reconnect and see the publisher again.
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { OpenVidu, OpenViduRole } = require('openvidu-node-client');
 const { launch, staticServer, waitFor, receiver } = require('./support');
-const { startServer, tempDir } = require('../node/support/server');
+const { startServer, tempDir, freePort } = require('../node/support/server');
 const { startPostgres } = require('../node/support/postgres');
+const { startFront } = require('../node/support/front');
 
-async function decoding(page, id, who) {
+/** Resolves once `page` decodes more and more frames from `id` (`from`: only while its media
+ * comes from those ports). */
+async function decoding(page, id, who, from = null) {
   let first;
   for (const deadline = Date.now() + 25000; ; await page.waitForTimeout(250)) {
     const s = (await page.evaluate(() => window.ovStats()))[id];
-    if (s && s.frames > 0) {
+    if (from && s && !(s.ports && s.ports.length && s.ports.every((p) => from.includes(p)))) {
+      first = undefined;
+    } else if (s && s.frames > 0) {
       if (!first) first = s.frames;
       else if (s.frames > first) return s;
     }
@@ -24,8 +33,9 @@ async function decoding(page, id, who) {
   }
 }
 
-/** Three cluster nodes on a PostgreSQL of this namespace, with a webhook receiver; each
- * node's media port is `udpBase + i`; `extra` flags for every node. Stopped by the test. */
+/** Three cluster nodes on a PostgreSQL of this namespace, with a webhook receiver, public on
+ * the front's ports (`front`: what their tokens name); each node's media port is
+ * `udpBase + i`; `extra` flags for every node. Stopped by the test. */
 async function cluster(t, name, udpBase, extra = []) {
   const pg = await startPostgres();
   t.after(() => pg.stop());
@@ -35,10 +45,17 @@ async function cluster(t, name, udpBase, extra = []) {
   const nodes = [];
   t.after(async () => { for (const n of nodes) await n.stop('SIGKILL'); });
   for (const i of [1, 2, 3]) {
-    nodes.push(await startServer({ dir: tempDir(), databaseUrl, args: ['--cluster', 'true', '--node-id', `node${i}`,
+    // The node listens on `port`; its public address is its port on the front; the other
+    // nodes call it on its own.
+    const [port, front] = [await freePort(), await freePort()];
+    const node = await startServer({ dir: tempDir(), databaseUrl, port, args: ['--cluster', 'true', '--node-id', `node${i}`,
+      '--https-port', String(front), '--cluster-url', `http://127.0.0.1:${port}`,
       '--cluster-lease', '3', '--udp-port', String(udpBase + i), '--webhook', 'true', '--webhook-endpoint', hook.url,
-      ...extra] }));
+      ...extra] });
+    nodes.push(Object.assign(node, { front, name: `node${i}` }));
   }
+  const front = await startFront(nodes);
+  t.after(() => front.stop());
   return { nodes, hook };
 }
 
@@ -75,7 +92,7 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
     const pub = await session.createConnection({ role: OpenViduRole.PUBLISHER });
     const sub = await session.createConnection({ role: OpenViduRole.SUBSCRIBER });
     const port = Number(new URL(pub.token.replace(/^ws/, 'http')).port);
-    rooms.push({ session, pub, sub, node: nodes.findIndex((n) => n.port === port) });
+    rooms.push({ session, pub, sub, node: nodes.findIndex((n) => n.front === port) });
   }
   assert.deepEqual(rooms.map((r) => r.node).sort(), [0, 1, 2], 'one session on each node');
 
@@ -105,6 +122,9 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
   // Node 2's room is being recorded (started through node 1) when node 2 is killed with its
   // publisher in the call.
   const recording = await ov.startRecording(on2.session.sessionId, { outputMode: 'INDIVIDUAL', name: 'crash' });
+  // Two tokens of node 2's room not used yet: they name node 2's public address.
+  const pending = [await on2.session.createConnection({ role: OpenViduRole.PUBLISHER }),
+    await on2.session.createConnection({ role: OpenViduRole.SUBSCRIBER })];
   await new Promise((r) => setTimeout(r, 2500));
   await nodes[1].stop('SIGKILL');
   const left = await (async () => {
@@ -134,12 +154,23 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
   for (const room of rooms.filter((r) => r !== on2)) {
     await decoding(room.pages.sub, room.pub.connectionId, `subscriber on node ${room.node + 1} after the crash`);
   }
+  // Browsers holding node 2's pending tokens, unchanged, land on a survivor through node 2's
+  // public address and meet in its room, which a survivor took over.
+  const late = [];
+  for (const [name, conn] of [['pub-late', pending[0]], ['sub-late', pending[1]]]) {
+    late.push(await joinPage(context, url, conn.token, name));
+  }
+  await late[0].evaluate(() => window.ovPublish());
+  await decoding(late[1], pending[0].connectionId, 'a pending token of the dead node, used after it died');
+  await on2.session.fetch();
+  assert.deepEqual(on2.session.activeConnections.map((c) => c.connectionId).sort(),
+    pending.map((c) => c.connectionId).sort(), 'node 2\'s room lives on a survivor with its late browsers');
   // A new session lands on a survivor; browsers meet there.
   const again = await ov.createSession();
   const p = await again.createConnection({ role: OpenViduRole.PUBLISHER });
   const s = await again.createConnection({ role: OpenViduRole.SUBSCRIBER });
   const port = Number(new URL(p.token.replace(/^ws/, 'http')).port);
-  assert.ok([nodes[0].port, nodes[2].port].includes(port), `the new session is on a survivor (${port})`);
+  assert.ok([nodes[0].front, nodes[2].front].includes(port), `the new session is on a survivor (${port})`);
   const pages = [];
   for (const [name, conn] of [['pub2', p], ['sub2', s]]) {
     const page = await joinPage(context, url, conn.token, name);
@@ -165,7 +196,7 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
   for (let i = 0; i < 3; i += 1) subs.push(await webinar.createConnection({ role: OpenViduRole.SUBSCRIBER }));
   const ports = subs.map((s) => portOf(s.token));
   assert.equal(ports[0], owner, 'the first subscriber stays on the owner');
-  assert.deepEqual(ports.slice(1).sort(), nodes.map((n) => n.port).filter((p) => p !== owner).sort(),
+  assert.deepEqual(ports.slice(1).sort(), nodes.map((n) => n.front).filter((p) => p !== owner).sort(),
     'the next subscribers are on the two other nodes');
 
   const pages = [];
@@ -178,7 +209,7 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
     const s = await decoding(page, pub.connectionId, `subscriber ${i + 1} on port ${ports[i]}`);
     // Its media comes from the media port of the node its token named: the edges fan out
     // the stream they get over the relay.
-    const node = nodes.findIndex((n) => n.port === ports[i]);
+    const node = nodes.findIndex((n) => n.front === ports[i]);
     assert.deepEqual([...new Set(s.ports)], [42101 + node], `subscriber ${i + 1}'s media from node ${node + 1}`);
   }
   // One room: everyone is in the owner's view, with their subscriptions; webhooks from it.
@@ -192,7 +223,7 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
   assert.equal(joined.length, 4);
   // A signal reaches a subscriber on another node; a REST call on a third node puts one out.
   await pages[2].evaluate(() => { window.events = window.events.filter((e) => e.type !== 'signal'); });
-  const edgeNode = nodes.find((n) => n.port === ports[1]);
+  const edgeNode = nodes.find((n) => n.front === ports[1]);
   const signal = await fetch(`${edgeNode.url}/openvidu/api/signal`, {
     method: 'POST',
     headers: { authorization: 'Basic ' + Buffer.from(`OPENVIDUAPP:${edgeNode.secret}`).toString('base64'), 'content-type': 'application/json' },
@@ -201,7 +232,7 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
   assert.equal(signal.status, 200);
   await waitFor(pages[2], () => window.events.some((e) => e.type === 'signal' && e.data === 'to all'), null,
     'the subscriber on another node gets the signal');
-  const other = new OpenVidu(nodes.find((n) => n.port === ports[2]).url, nodes[0].secret);
+  const other = new OpenVidu(nodes.find((n) => n.front === ports[2]).url, nodes[0].secret);
   other.enableProdMode();
   await other.fetch();
   await other.activeSessions.find((s) => s.sessionId === 'webinar').forceDisconnect(subs[2].connectionId);
@@ -210,13 +241,19 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
   // The others still decode.
   await decoding(pages[2], pub.connectionId, 'the subscriber on the second node, after');
   // SIGKILL of the second subscriber's node: the owner's publisher and its own subscriber go
-  // on; a new subscriber is placed on a live node and sees the publisher.
-  const edge = nodes.findIndex((n) => n.port === ports[1]);
+  // on; the subscriber of the dead node reconnects through its client's own reconnect (its
+  // node's address now reaches a survivor) and sees the publisher again, its media from a
+  // live node; a new subscriber is placed on a live node and sees the publisher.
+  const edge = nodes.findIndex((n) => n.front === ports[1]);
   await nodes[edge].stop('SIGKILL');
   await decoding(pages[1], pub.connectionId, 'the subscriber on the owner, after the edge died');
+  await waitFor(pages[2], () => window.events.some((e) => e.type === 'reconnected'), null,
+    'the subscriber of the dead node reconnects');
+  const live = nodes.map((n, i) => 42101 + i).filter((_, i) => i !== edge);
+  await decoding(pages[2], pub.connectionId, 'the subscriber of the dead node, reconnected', live);
   await new Promise((r) => setTimeout(r, 3500)); // the dead node's lease runs out
   const late = await webinar.createConnection({ role: OpenViduRole.SUBSCRIBER });
-  assert.notEqual(portOf(late.token), nodes[edge].port, 'not placed on the dead node');
+  assert.notEqual(portOf(late.token), nodes[edge].front, 'not placed on the dead node');
   const page = await joinPage(context, url, late.token, 'late');
   await decoding(page, pub.connectionId, 'a subscriber that came after the edge died');
   await context.close();

@@ -5,17 +5,8 @@
 // through the REST credentials on the main port and, without them, on CAMERATA_METRICS_BIND.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const net = require('node:net');
 const { launch, receiver, staticServer, waitFor } = require('./support');
-const { startServer, http: rest } = require('../node/support/server');
-
-/** A free port on 127.0.0.1. */
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
+const { startServer, http: rest, freePort } = require('../node/support/server');
 
 /** Parses the text format into { 'name{labels}': value }. */
 function parse(text) {

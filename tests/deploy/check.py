@@ -1,11 +1,13 @@
 """Offline checks of deploy/: every Kubernetes manifest validates against the Kubernetes
-schemas (kubernetes-validate --strict), and every setting the manifests and the systemd
-environment file give the server is one the binary reads (its --help lists the variables).
+schemas (kubernetes-validate --strict), every setting the manifests and the systemd
+environment file give the server is one the binary reads (its --help lists the variables),
+and HAProxy accepts the cluster front's configuration (haproxy -c).
 
 Usage: python tests/deploy/check.py CAMERATA_BINARY
 """
 import glob
 import re
+import shutil
 import subprocess
 import sys
 
@@ -48,6 +50,7 @@ for line in open(f"{ROOT}/deploy/systemd/camerata.env"):
 unknown = sorted(f"{k} ({p})" for k, p in given.items() if k not in known and k not in own)
 if unknown:
     sys.exit("settings the server does not read: " + ", ".join(unknown))
+subprocess.run([shutil.which("haproxy") or "/usr/sbin/haproxy", "-c", "-q", "-f", f"{ROOT}/deploy/haproxy/haproxy.cfg"], check=True)
 unit = open(f"{ROOT}/deploy/systemd/camerata.service").read()
 assert "EnvironmentFile=/etc/camerata/camerata.env" in unit
 print(f"deploy: {len(manifests)} manifests valid, {len(given)} settings known to the server")

@@ -14,22 +14,13 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const net = require('node:net');
 const util = require('node:util');
 const WebSocket = require('ws');
-const { startServer } = require('../node/support/server');
+const { startServer, freePort } = require('../node/support/server');
 
 const IFACE = process.env.JANUS_IFACE || 'lt0';
 const OFFER = fs.readFileSync(path.join(__dirname, 'chromium-offer.sdp'), 'utf8')
   .split(/\r?\n/).filter((l) => l).join('\r\n') + '\r\n';
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
 
 /** Janus 1.1.2 with only the VideoRoom plugin and the HTTP and WebSocket transports. */
 async function startJanus() {

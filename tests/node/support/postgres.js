@@ -4,9 +4,9 @@
 // data folder, a free port, stopped by its PID.
 const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const { freePort } = require('./server');
 
 function pgBin() {
   const root = '/usr/lib/postgresql';
@@ -14,14 +14,6 @@ function pgBin() {
   const bin = versions.map((v) => path.join(root, v, 'bin')).find((b) => fs.existsSync(path.join(b, 'initdb')));
   if (!bin) throw new Error('PostgreSQL is not installed (the test command installs it)');
   return bin;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
 }
 
 /** Starts PostgreSQL; resolves to `{ url(db), createDatabase(name), stop() }`. */

@@ -3,6 +3,7 @@
 // by its PID.
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
+const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
@@ -92,6 +93,15 @@ async function startServer(opts = {}) {
   };
 }
 
+/** A free port on 127.0.0.1 (for a process told its port in advance). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
 /** A raw HTTP call with Basic auth (for what the SDK cannot express). */
 async function http(server, method, pathname, body, headers = {}) {
   const auth = 'Basic ' + Buffer.from(`OPENVIDUAPP:${server.secret}`).toString('base64');
@@ -106,4 +116,4 @@ async function http(server, method, pathname, body, headers = {}) {
   return { status: res.status, text, json };
 }
 
-module.exports = { startServer, http, tempDir, SECRET, ROOT };
+module.exports = { startServer, http, freePort, tempDir, SECRET, ROOT };

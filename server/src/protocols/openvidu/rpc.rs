@@ -574,7 +574,12 @@ impl Connection {
     async fn connect(&mut self, q: messages::Connect) -> Reply {
         let rpc_id = q.session_id;
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
-        let Some((member, epoch)) = self.state.calls().resume(&rpc_id, tx).await else {
+        let Some((member, epoch)) = self
+            .state
+            .calls()
+            .resume(&rpc_id, tx, self.via.as_ref())
+            .await
+        else {
             return Err(RpcError::Reconnection);
         };
         self.notices = Some(rx);
