@@ -207,7 +207,7 @@ impl Cluster {
 
     /// The node a new room goes to: the available one with the least load (rooms,
     /// participants, forwarded bitrate), this node on a tie.
-    async fn place(&self) -> Option<NodeRow> {
+    pub(crate) async fn place(&self) -> Option<NodeRow> {
         let nodes = self.inner.store.nodes().await.ok()?;
         nodes
             .into_iter()
@@ -222,7 +222,7 @@ impl Cluster {
     }
 
     /// The node that owns room `id` when it is another live node; `None`: this one.
-    async fn owner(&self, calls: &Calls, id: &str) -> Option<NodeRow> {
+    pub(crate) async fn owner(&self, calls: &Calls, id: &str) -> Option<NodeRow> {
         if calls
             .rooms()
             .get(&crate::room::RoomId::new(id.to_owned()))
@@ -244,7 +244,7 @@ impl Cluster {
     }
 
     /// A signed JSON call to the node at `url`: its JSON answer, or why there is none.
-    async fn post_json<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
+    pub(crate) async fn post_json<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
         &self,
         url: &str,
         path: &str,
@@ -278,7 +278,7 @@ impl Cluster {
     }
 
     /// Live nodes (this one included) for listings and searches.
-    async fn live(&self) -> Vec<NodeRow> {
+    pub(crate) async fn live(&self) -> Vec<NodeRow> {
         let mut nodes = self.inner.store.nodes().await.unwrap_or_default();
         nodes.retain(|n| n.state == crate::store::NodeState::Alive && n.leased);
         nodes
@@ -531,28 +531,46 @@ pub async fn route(State(r): State<Routing>, mut req: Request, next: Next) -> Re
     }
 }
 
+/// A node-to-node WebSocket (client side).
+pub(crate) type NodeSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Cluster {
+    /// A WebSocket to `path` on `node`, signed as this node, with `headers` added.
+    pub(crate) async fn socket(
+        &self,
+        node: &NodeRow,
+        path: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<NodeSocket, String> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}{path}", node.url.replacen("http", "ws", 1));
+        let mut upstream = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| format!("bad node URL {url}: {e}"))?;
+        let signature = self.sign(crate::rooms::now_ms(), "GET", path);
+        let signed = [(NODE_HEADER, signature.as_str())];
+        for &(name, value) in signed.iter().chain(headers) {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                upstream.headers_mut().insert(name, v);
+            }
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, tokio_tungstenite::connect_async(upstream)).await {
+            Ok(Ok((socket, _))) => Ok(socket),
+            Ok(Err(e)) => Err(format!("{url}: {e}")),
+            Err(_) => Err(format!("{url} timed out")),
+        }
+    }
+}
+
 /// Passes a client's WebSocket on to `node`, signed, marked as coming through this node.
 async fn tunnel(c: &Cluster, node: &NodeRow, req: Request, path: &str, client: &str) -> Response {
     use axum::extract::FromRequestParts;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("{}{path}", node.url.replacen("http", "ws", 1));
-    let Ok(mut upstream) = url.as_str().into_client_request() else {
-        return refuse(StatusCode::BAD_GATEWAY, "bad node URL");
-    };
-    let signature = c.sign(crate::rooms::now_ms(), "GET", path);
-    for (name, value) in [
-        (NODE_HEADER, signature.as_str()),
-        (CLIENT_HEADER, client),
-        (VIA_HEADER, c.node_id()),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            upstream.headers_mut().insert(name, v);
-        }
-    }
-    let connected =
-        tokio::time::timeout(CALL_TIMEOUT, tokio_tungstenite::connect_async(upstream)).await;
-    let Ok(Ok((owner, _))) = connected else {
-        return passed(Err("its signaling did not answer".into()), node);
+    let headers = [(CLIENT_HEADER, client), (VIA_HEADER, c.node_id())];
+    let owner = match c.socket(node, path, &headers).await {
+        Ok(owner) => owner,
+        Err(e) => return passed(Err(format!("its signaling did not answer: {e}")), node),
     };
     let (mut parts, _) = req.into_parts();
     match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
@@ -562,12 +580,7 @@ async fn tunnel(c: &Cluster, node: &NodeRow, req: Request, path: &str, client: &
 }
 
 /// Frames both ways between a client's socket and the owner's, until either closes.
-async fn pump(
-    client: axum::extract::ws::WebSocket,
-    owner: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) {
+async fn pump(client: axum::extract::ws::WebSocket, owner: NodeSocket) {
     use axum::extract::ws::Message as C;
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message as O;
@@ -671,6 +684,14 @@ fn passed(answer: Result<Response, String>, node: &NodeRow) -> Response {
             ),
         )
     })
+}
+
+/// Only signed node-to-node calls pass (a route layer for the routes nodes serve each other).
+pub(crate) async fn require_signed(req: Request, next: Next) -> Response {
+    if req.extensions().get::<Signed>().is_none() {
+        return refuse(StatusCode::UNAUTHORIZED, "a node-to-node call");
+    }
+    next.run(req).await
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {

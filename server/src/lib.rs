@@ -262,6 +262,9 @@ pub async fn run_with_doors(
         )
         .await?;
         served.calls.join_cluster(Arc::new(cluster.clone()));
+        for door in doors.iter() {
+            door.join_cluster(&cluster);
+        }
         app = app.merge(cluster.routes());
         tokio::spawn(cluster.clone().keep(
             served.calls.clone(),

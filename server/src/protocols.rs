@@ -57,6 +57,9 @@ pub trait Door: Send + Sync {
     fn locate(&self, _method: &axum::http::Method, _path: &str, _body: Option<&[u8]>) -> Locate {
         Locate::Here
     }
+    /// The node joined `cluster` (after [`Door::routes`]): for a door that routes inside
+    /// its own protocol. Default: nothing.
+    fn join_cluster(&self, _cluster: &crate::cluster::Cluster) {}
 }
 
 pub use crate::cluster::Locate;

@@ -16,6 +16,8 @@ const { launch, staticServer, waitFor, receiver } = require('./support');
 const { startServer, tempDir, freePort } = require('../node/support/server');
 const { startPostgres } = require('../node/support/postgres');
 const { startFront } = require('../node/support/front');
+const { demoServer, createRoom, joinDemo, flowing, listener } = require('./janus-support');
+const { http: rest } = require('../node/support/server');
 
 /** Resolves once `page` decodes more and more frames from `id` (`from`: only while its media
  * comes from those ports). */
@@ -56,7 +58,9 @@ async function cluster(t, name, udpBase, extra = []) {
   }
   const front = await startFront(nodes);
   t.after(() => front.stop());
-  return { nodes, hook };
+  /** The node that owns each room, as the database says. */
+  const owners = () => Object.fromEntries(pg.query(name, 'SELECT id, owner FROM rooms'));
+  return { nodes, hook, owners };
 }
 
 /** Headless Chromium and the test site, closed when the test ends. */
@@ -256,5 +260,46 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
   assert.notEqual(portOf(late.token), nodes[edge].front, 'not placed on the dead node');
   const page = await joinPage(context, url, late.token, 'late');
   await decoding(page, pub.connectionId, 'a subscriber that came after the edge died');
+  await context.close();
+});
+
+test('the Janus door in a cluster: demo pages on two nodes meet in a room a third node owns', async (t) => {
+  const { nodes, owners } = await cluster(t, 'janus', 42200);
+  const { context } = await browsers(t);
+  const janus = (n) => `${n.url}/janus`;
+  // Rooms created through node 1's Janus API spread over the nodes by load.
+  const rooms = [5151, 5152, 5153];
+  for (const room of rooms) await createRoom(room, {}, janus(nodes[0]));
+  const owner = owners();
+  assert.deepEqual(rooms.map((r) => owner[r]).sort(), ['node1', 'node2', 'node3'], JSON.stringify(owner));
+  const room = rooms.find((r) => owner[r] === 'node2');
+  // Every node's Janus API answers for every room: a participant joins it through each.
+  for (const n of nodes) {
+    const ear = await listener(room, 90 + nodes.indexOf(n), janus(n));
+    await ear.until((d) => d.videoroom === 'joined' && d.room === room, `joined through ${n.name}`);
+    await ear.close();
+  }
+  // Demo pages talking to node 1 and to node 3 join node 2's room and receive each other.
+  const sites = [];
+  for (const n of [nodes[0], nodes[2]]) {
+    const site = await demoServer(janus(n));
+    t.after(() => site.close());
+    sites.push(`http://127.0.0.1:${site.address().port}/videoroomtest.html?room=${room}`);
+  }
+  const ann = await joinDemo(context, sites[0], 'ann');
+  const bob = await joinDemo(context, sites[1], 'bob');
+  assert.equal((await flowing(ann, 'ann, through node 1')).display, 'bob');
+  assert.equal((await flowing(bob, 'bob, through node 3')).display, 'ann');
+  // One room, node 2's: the OpenVidu REST API of node 3 sees both publishers in it.
+  const session = await rest(nodes[2], 'GET', `/openvidu/api/sessions/${room}`);
+  assert.equal(session.status, 200, session.text);
+  assert.deepEqual(session.json.connections.content.filter((c) => c.publishers.length)
+    .map((c) => c.clientData).sort(), ['ann', 'bob']);
+  // SIGKILL of node 2: a participant that joined through node 1 is told its room's node died.
+  const ear = await listener(room, 99, janus(nodes[0]));
+  await ear.until((d) => d.videoroom === 'joined', 'the last participant joined');
+  await nodes[1].stop('SIGKILL');
+  await ear.until((d) => d.leaving === 'ok' && d.reason === 'nodeCrashed', 'the room\'s node died');
+  await ear.close();
   await context.close();
 });

@@ -8,7 +8,7 @@
 //! subscription as an [`Endpoint`] whose peer connection is elsewhere; dropping it closes
 //! the edge's peer connection, and the relay stops with its last subscriber.
 
-use super::{Cluster, Signed};
+use super::Cluster;
 use crate::calls::EdgeMedia;
 use crate::media::{
     Description, Endpoint, LocalCandidate, MediaError, RelayGuard, RelayKeys, RemoteEndpoint,
@@ -251,16 +251,8 @@ pub(super) fn routes(cluster: Cluster) -> axum::Router {
         .route("/cluster/v1/subscribe", axum::routing::post(subscribe))
         .route("/cluster/v1/candidate", axum::routing::post(candidate))
         .route("/cluster/v1/close", axum::routing::post(close))
-        .route_layer(axum::middleware::from_fn(require_signed))
+        .route_layer(axum::middleware::from_fn(super::require_signed))
         .with_state(cluster)
-}
-
-/// Only signed node-to-node calls reach the edge's routes.
-async fn require_signed(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if req.extensions().get::<Signed>().is_none() {
-        return super::refuse(StatusCode::UNAUTHORIZED, "a node-to-node call");
-    }
-    next.run(req).await
 }
 
 async fn subscribe(State(c): State<Cluster>, Json(q): Json<Subscribe>) -> Response {

@@ -1,7 +1,9 @@
-//! The Janus door (work in progress, issue 14): the Janus core API over HTTP at `/janus` on
-//! the main port and over WebSocket (`janus-protocol`, by upgrading `GET /janus`), with
-//! sessions, handles, the long poll, the session timeout and Janus's error codes. The VideoRoom requests are not served yet: a `message` is answered with
-//! Janus's error 462 naming that.
+//! The Janus door: the Janus core API over HTTP at `/janus` on the main port (and Janus's
+//! own ports when free) and over WebSocket (`janus-protocol`, by upgrading `GET /janus`),
+//! with sessions, handles, the long poll, the session timeout and Janus's error codes, and
+//! the VideoRoom plugin over the call layer. In a cluster, VideoRoom requests reach the node
+//! that owns their room (`videoroom/cluster.rs`); sessions and handles stay where the client
+//! made them.
 
 mod api;
 mod auth;
@@ -31,6 +33,8 @@ pub struct Janus {
     session_timeout: Duration,
     auth: Auth,
     slowlink: u32,
+    /// Set when the node joins a cluster.
+    cluster: std::sync::Arc<std::sync::OnceLock<crate::cluster::Cluster>>,
 }
 
 impl Janus {
@@ -42,6 +46,7 @@ impl Janus {
             session_timeout,
             auth,
             slowlink,
+            cluster: std::sync::Arc::default(),
         }
     }
 }
@@ -55,13 +60,16 @@ impl Door for Janus {
         Vec::new()
     }
 
+    fn join_cluster(&self, cluster: &crate::cluster::Cluster) {
+        let _ = self.cluster.set(cluster.clone());
+    }
+
     fn routes(&self, served: Served) -> super::Routes {
+        let plugin =
+            videoroom::VideoRoom::new(served.calls.clone(), self.slowlink, self.cluster.clone());
         let sessions = api::Sessions::new(self.session_timeout)
             .with_auth(self.auth.clone())
-            .with_plugin(videoroom::VideoRoom::new(
-                served.calls.clone(),
-                self.slowlink,
-            ));
+            .with_plugin(plugin.clone());
         let watched = sessions.clone();
         let mut stopping = served.stopping.clone();
         tokio::spawn(async move {
@@ -78,7 +86,7 @@ impl Door for Janus {
             stopping: served.stopping,
         };
         super::Routes {
-            main: http::router(state.clone()),
+            main: http::router(state.clone()).merge(videoroom::cluster_routes(plugin)),
             side: vec![
                 (HTTP_SIDE, http::router(state)),
                 (WS_SIDE, ws::any_path(sessions)),

@@ -38,6 +38,11 @@ async function startPostgres() {
       execFileSync(path.join(bin, 'psql'), [url(), '-q', '-c', `CREATE DATABASE ${name}`], { stdio: 'ignore' });
       return url(name);
     },
+    /** The rows `sql` selects in database `db`, each as its columns. */
+    query(db, sql) {
+      const out = execFileSync(path.join(bin, 'psql'), [url(db), '-At', '-F', '\t', '-c', sql], { encoding: 'utf8' });
+      return out.split('\n').filter((l) => l).map((l) => l.split('\t'));
+    },
     /** Stops it by its PID (fast shutdown) and removes its folder. */
     async stop() {
       try { process.kill(pid, 'SIGINT'); } catch { /* gone */ }

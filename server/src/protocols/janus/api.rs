@@ -112,6 +112,9 @@ pub struct Address {
     /// The request came over a WebSocket (which binds the sessions it creates or claims);
     /// else over HTTP.
     pub over_socket: bool,
+    /// It came from another node of the cluster (a signed socket): no Janus credentials
+    /// are asked, the node checked its client's.
+    pub trusted: bool,
 }
 
 /// The reply to one request.
@@ -297,7 +300,7 @@ impl Sessions {
             }
             (p, b) => p.or(b),
         };
-        if verb != "info" && verb != "ping" {
+        if verb != "info" && verb != "ping" && !address.trusted {
             let attach = if verb == "attach" {
                 o.get("plugin").and_then(Value::as_str)
             } else {
@@ -522,6 +525,7 @@ mod tests {
             session: Some(id),
             handle: None,
             over_socket: false,
+            ..Address::default()
         };
         let attached = ask(
             &s,
@@ -581,6 +585,7 @@ mod tests {
                 session: Some(5),
                 handle: None,
                 over_socket: false,
+                ..Address::default()
             },
             json!({"janus": "keepalive", "transaction": "t"}),
         );
@@ -592,6 +597,7 @@ mod tests {
             session: Some(id),
             handle: Some(h),
             over_socket: false,
+            ..Address::default()
         };
         assert_eq!(
             code(&ask(
@@ -624,6 +630,7 @@ mod tests {
                     session: Some(id),
                     handle: Some(h + 1),
                     over_socket: false,
+                    ..Address::default()
                 },
                 json!({"janus": "detach", "transaction": "t"})
             )),

@@ -73,11 +73,13 @@ async fn root(State(st): State<HttpState>, body: Bytes) -> Response {
 /// everything behind a proxy), else Janus's 450.
 async fn get_root(
     State(st): State<HttpState>,
+    signed: Option<axum::Extension<crate::cluster::Signed>>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match ws {
-        Ok(ws) => super::ws::upgrade(st.sessions.clone(), &headers, ws),
+        // A cluster node's socket for a handle whose client it checked already.
+        Ok(ws) => super::ws::upgrade(st.sessions.clone(), &headers, ws, signed.is_some()),
         Err(_) => reply(&json!({ "janus": "error",
             "error": { "code": 450, "reason": "Unsupported method GET on /janus" } })),
     }
@@ -106,6 +108,7 @@ async fn on_session(
         session: Some(session),
         handle: None,
         over_socket: false,
+        ..Address::default()
     };
     reply(&st.sessions.request(address, &body).await)
 }
@@ -122,6 +125,7 @@ async fn on_handle(
         session: Some(session),
         handle: Some(handle),
         over_socket: false,
+        ..Address::default()
     };
     reply(&st.sessions.request(address, &body).await)
 }

@@ -13,8 +13,11 @@
 //! Lock rule: the plugin's small memory (private ids, who is a subscriber stand-in, stream
 //! mids) is behind one short lock, never held across `.await`.
 
+mod cluster;
 mod handle;
 mod params;
+
+pub use cluster::routes as cluster_routes;
 
 pub use handle::Job;
 pub use params::VrError;
@@ -237,6 +240,8 @@ struct Inner {
     calls: Calls,
     memory: Mutex<Memory>,
     slowlink: u32,
+    /// The cluster this node is part of, once it joined one.
+    cluster: Arc<std::sync::OnceLock<crate::cluster::Cluster>>,
 }
 
 /// The requests answered at once.
@@ -282,13 +287,19 @@ const UNSUPPORTED: [&str; 9] = [
 
 impl VideoRoom {
     /// The plugin over `calls`; `slowlink` packets lost in a second on a peer connection
-    /// make a `slowlink` event (0: none, as Janus's `slowlink_threshold`).
-    pub fn new(calls: Calls, slowlink: u32) -> Self {
+    /// make a `slowlink` event (0: none, as Janus's `slowlink_threshold`); `cluster` is set
+    /// when the node joins a cluster (requests about other nodes' rooms go there).
+    pub fn new(
+        calls: Calls,
+        slowlink: u32,
+        cluster: Arc<std::sync::OnceLock<crate::cluster::Cluster>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 calls,
                 memory: Mutex::default(),
                 slowlink,
+                cluster,
             }),
         }
     }
@@ -324,6 +335,9 @@ impl VideoRoom {
             return Outcome::Reply(VrError::unsupported(&request).data());
         }
         if SYNC.contains(&request.as_str()) {
+            if let Some(reply) = self.sync_elsewhere(&request, &body).await {
+                return Outcome::Reply(reply);
+            }
             let reply = self.sync(&request, &Body(&body)).await;
             return Outcome::Reply(reply.unwrap_or_else(|e| e.data()));
         }

@@ -30,8 +30,14 @@ pub fn offers_subprotocol(headers: &HeaderMap) -> bool {
         .any(|p| p.trim() == SUBPROTOCOL)
 }
 
-/// The upgrade: refused without the subprotocol, as Janus refuses it.
-pub fn upgrade(sessions: Sessions, headers: &HeaderMap, ws: WebSocketUpgrade) -> Response {
+/// The upgrade: refused without the subprotocol, as Janus refuses it. `trusted`: another
+/// node of the cluster, whose requests pass without Janus credentials.
+pub fn upgrade(
+    sessions: Sessions,
+    headers: &HeaderMap,
+    ws: WebSocketUpgrade,
+    trusted: bool,
+) -> Response {
     if !offers_subprotocol(headers) {
         return (
             StatusCode::BAD_REQUEST,
@@ -41,7 +47,7 @@ pub fn upgrade(sessions: Sessions, headers: &HeaderMap, ws: WebSocketUpgrade) ->
     }
     ws.protocols([SUBPROTOCOL])
         .max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| connection(sessions, socket))
+        .on_upgrade(move |socket| connection(sessions, socket, trusted))
 }
 
 /// The WebSocket side port: an upgrade on any path, as Janus's WebSocket transport accepts.
@@ -55,7 +61,7 @@ pub fn any_path(sessions: Sessions) -> axum::Router {
                 axum::extract::ws::rejection::WebSocketUpgradeRejection,
             >| async move {
                 match ws {
-                    Ok(ws) => upgrade(sessions, &headers, ws),
+                    Ok(ws) => upgrade(sessions, &headers, ws, false),
                     Err(e) => e.into_response(),
                 }
             },
@@ -63,7 +69,7 @@ pub fn any_path(sessions: Sessions) -> axum::Router {
         .with_state(sessions)
 }
 
-async fn connection(sessions: Sessions, socket: WebSocket) {
+async fn connection(sessions: Sessions, socket: WebSocket, trusted: bool) {
     let (mut out, mut input) = socket.split();
     let (events_tx, mut events) = mpsc::channel::<Value>(SOCKET_EVENTS);
     let mut bound: Vec<u64> = Vec::new();
@@ -85,7 +91,7 @@ async fn connection(sessions: Sessions, socket: WebSocket) {
                         // Not JSON: the whole rest is answered as one bad request.
                         _ => (rest.to_owned(), rest.len(), false),
                     };
-                    let address = Address { over_socket: true, ..Address::default() };
+                    let address = Address { over_socket: true, trusted, ..Address::default() };
                     let reply = sessions.request(address, one.as_bytes()).await;
                     // A session this socket creates or claims is bound to it.
                     let made = reply.get("session_id").is_none().then(|| reply["data"]["id"].as_u64());

@@ -6,6 +6,7 @@
 //! (detach, session destroyed or timed out, WebSocket closed), and then leaves whatever it
 //! joined.
 
+use super::cluster::{Remote, for_client};
 use super::params::{Body, VrError};
 use super::{Section, VideoRoom, admit_error, call_error, feed_id, random_id, sections, settings};
 use crate::calls::{Admission, Candidates, Kinds, Leg, Member, new_stream_id};
@@ -64,6 +65,7 @@ pub fn spawn(vr: VideoRoom, session: Arc<Session>, handle: u64) -> mpsc::Sender<
         watched: None,
         speech: None,
         refresh: None,
+        remote: None,
     };
     tokio::spawn(task.run(rx));
     tx
@@ -105,6 +107,9 @@ struct Task {
     speech: Option<watch::Receiver<Speech>>,
     /// A publisher's periodic keyframe requests, in a room with `fir_freq`.
     refresh: Option<tokio::time::Interval>,
+    /// The handle joined a room another cluster node owns: everything goes there, and this
+    /// room's id (the handle is a go-between from then on, its own state stays `Fresh`).
+    remote: Option<(Remote, u64)>,
 }
 
 /// A peer connection whose state changes become Janus's core events.
@@ -141,6 +146,13 @@ async fn next_refresh(every: &mut Option<tokio::time::Interval>) {
         Some(every) => {
             every.tick().await;
         }
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_remote(remote: &mut Option<(Remote, u64)>) -> Option<Value> {
+    match remote {
+        Some((r, _)) => r.next().await,
         None => std::future::pending().await,
     }
 }
@@ -183,6 +195,14 @@ impl Task {
                     None => self.speech = None,
                 },
                 () = next_refresh(&mut self.refresh) => self.keyframe().await,
+                event = next_remote(&mut self.remote) => match event {
+                    Some(e) => {
+                        if let Some(e) = for_client(e, self.session.id, self.handle) {
+                            self.session.push(e);
+                        }
+                    }
+                    None => self.owner_lost(),
+                },
             }
         }
         self.end().await;
@@ -313,6 +333,21 @@ impl Task {
         self.session.push(self.event(None, data, None));
     }
 
+    /// The node that owns this handle's room is gone (it died, or closed the handle's
+    /// counterpart): the handle leaves as one put out, with the cluster's reason, and its peer
+    /// connection (the owner's) is gone.
+    fn owner_lost(&mut self) {
+        let Some((remote, room)) = self.remote.take() else {
+            return;
+        };
+        tracing::warn!(node = %remote.node, room, "cluster: a Janus handle's room owner is gone");
+        self.state = State::Gone;
+        // OpenVidu's name for it: Janus has none.
+        self.push(json!({ "videoroom": "event", "room": room, "leaving": "ok",
+                          "reason": "nodeCrashed" }));
+        self.hangup("Cluster node gone");
+    }
+
     /// The core `hangup` event: the handle's peer connection closed (it is watched no
     /// more).
     fn hangup(&mut self, reason: &str) {
@@ -326,6 +361,54 @@ impl Task {
     }
 
     async fn job(&mut self, job: Job) {
+        if matches!(self.state, State::Fresh)
+            && let Job::Message { request, body, .. } = &job
+            && self.remote.is_none()
+            && (request == "join" || request == "joinandconfigure")
+            && let Ok(room) = Body(body).room()
+            && let Some((cluster, node)) = self.vr.owner_elsewhere(room).await
+        {
+            match Remote::open(&cluster, &node).await {
+                Ok(remote) => self.remote = Some((remote, room)),
+                Err(e) => {
+                    let Job::Message { transaction, .. } = &job else {
+                        return;
+                    };
+                    let text = format!(
+                        "cluster node '{}' that has this room did not answer: {e}",
+                        node.id
+                    );
+                    let data = VrError::other(text).data();
+                    self.session.push(self.event(Some(transaction), data, None));
+                    return;
+                }
+            }
+        }
+        if let Some((remote, _)) = &self.remote {
+            let request = match job {
+                Job::Message {
+                    transaction,
+                    body,
+                    jsep,
+                    ..
+                } => {
+                    let mut m =
+                        json!({ "janus": "message", "transaction": transaction, "body": body });
+                    if let Some(jsep) = jsep {
+                        m["jsep"] = jsep;
+                    }
+                    m
+                }
+                Job::Trickle(candidates) => {
+                    json!({ "janus": "trickle", "transaction": "cluster-trickle", "candidates": candidates })
+                }
+                Job::Hangup => json!({ "janus": "hangup", "transaction": "cluster-hangup" }),
+            };
+            if !remote.send(request).await {
+                self.owner_lost();
+            }
+            return;
+        }
         match job {
             Job::Message {
                 transaction,
