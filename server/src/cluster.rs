@@ -410,8 +410,26 @@ pub enum Locate {
     Create,
     /// A listing: every live node's answer, merged (arrays joined, counts added).
     Gather,
+    /// A listing a page at a time: every live node's first `offset + count` items, merged,
+    /// ordered newest first, then the page cut from the whole.
+    GatherPage(Paging),
     /// An item some node has (a recording): the first node that does not answer 404.
     Search,
+}
+
+/// How a door pages a listing ([`Locate::GatherPage`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Paging {
+    /// The query parameter of the first item's index.
+    pub offset: &'static str,
+    /// The query parameter of the page's size.
+    pub count: &'static str,
+    /// The page's size when the query gives none.
+    pub default_count: usize,
+    /// The answer's array of items.
+    pub items: &'static str,
+    /// The items' field they are ordered by, largest first (then by `id`, largest first).
+    pub newest_first_by: &'static str,
 }
 
 /// Where a request goes, as the doors read it (lib.rs asks each door in turn).
@@ -508,7 +526,15 @@ pub async fn route(State(r): State<Routing>, mut req: Request, next: Next) -> Re
             ),
             _ => here(parts, body).await,
         },
-        Locate::Gather => gather(c, &method, &path, &parts.headers, body, &client).await,
+        Locate::Gather => gather(c, &method, &path, &parts.headers, body, &client, None).await,
+        Locate::GatherPage(paging) => match page_query(&path, &paging) {
+            Some((asked, offset, count)) => {
+                let page = Some((&paging, offset, count));
+                gather(c, &method, &asked, &parts.headers, body, &client, page).await
+            }
+            // A query the door refuses: it says why.
+            None => here(parts, body).await,
+        },
         Locate::Search => {
             let mut last = None;
             for node in c.live().await {
@@ -709,6 +735,56 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 
 /// A listing over every live node: their JSON objects merged, arrays joined and the counts
 /// (`numberOfElements`, `count`) added; a node that fails is left out (and logged).
+/// The request that asks every node for the first `offset + count` items of a paged listing,
+/// with that `offset` and `count`; `None` when the query's numbers are not numbers.
+fn page_query(path: &str, paging: &Paging) -> Option<(String, usize, usize)> {
+    let (base, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut offset: usize = 0;
+    let mut count = paging.default_count;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == paging.offset {
+            offset = v.trim().parse().ok()?;
+        } else if k == paging.count {
+            count = v.trim().parse().ok()?;
+        } else {
+            kept.push(pair);
+        }
+    }
+    let first = offset.checked_add(count)?;
+    kept.push("");
+    let asked = format!(
+        "{base}?{}{}=0&{}={first}",
+        kept.join("&"),
+        paging.offset,
+        paging.count
+    );
+    Some((asked, offset, count))
+}
+
+/// Orders a merged page's items (newest first, as `paging` says) and keeps the page.
+fn cut_page(all: &mut serde_json::Map<String, serde_json::Value>, page: (&Paging, usize, usize)) {
+    let (paging, offset, count) = page;
+    let Some(serde_json::Value::Array(items)) = all.get_mut(paging.items) else {
+        return;
+    };
+    let key = |v: &serde_json::Value| {
+        (
+            v.get(paging.newest_first_by)
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0),
+            v.get("id")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    items.sort_by_key(|v| std::cmp::Reverse(key(v)));
+    let page: Vec<serde_json::Value> = items.drain(..).skip(offset).take(count).collect();
+    *items = page;
+}
+
 async fn gather(
     c: &Cluster,
     method: &axum::http::Method,
@@ -716,6 +792,7 @@ async fn gather(
     headers: &HeaderMap,
     body: Bytes,
     client: &str,
+    page: Option<(&Paging, usize, usize)>,
 ) -> Response {
     let mut merged: Option<serde_json::Map<String, serde_json::Value>> = None;
     let mut first_failure = None;
@@ -744,6 +821,9 @@ async fn gather(
             None => merged = Some(part),
             Some(all) => merge(all, part),
         }
+    }
+    if let (Some(all), Some(page)) = (&mut merged, page) {
+        cut_page(all, page);
     }
     match (merged, first_failure) {
         (Some(all), _) => (
@@ -801,6 +881,61 @@ fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ARCHIVES: Paging = Paging {
+        offset: "offset",
+        count: "count",
+        default_count: 50,
+        items: "items",
+        newest_first_by: "createdAt",
+    };
+
+    #[test]
+    fn a_page_of_a_cluster_listing_is_cut_from_every_node_s_items() {
+        // Every node is asked for the items up to the page's end; other parameters stay.
+        let asked = page_query(
+            "/v2/project/k/archive?sessionId=s&offset=2&count=3",
+            &ARCHIVES,
+        );
+        assert_eq!(
+            asked,
+            Some((
+                "/v2/project/k/archive?sessionId=s&offset=0&count=5".to_owned(),
+                2,
+                3
+            ))
+        );
+        let asked = page_query("/v2/project/k/archive", &ARCHIVES);
+        assert_eq!(
+            asked,
+            Some(("/v2/project/k/archive?offset=0&count=50".to_owned(), 0, 50))
+        );
+        // A number that is not one: the door answers it.
+        assert_eq!(page_query("/a?offset=-1", &ARCHIVES), None);
+        assert_eq!(page_query("/a?count=x", &ARCHIVES), None);
+        // Two nodes' first five, merged: the page is the third to fifth newest of all.
+        let item = |id: &str, at: i64| serde_json::json!({"id": id, "createdAt": at});
+        let mut all =
+            serde_json::json!({"count": 4, "items": [item("a", 50), item("b", 30), item("c", 10)]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+        let part =
+            serde_json::json!({"count": 3, "items": [item("d", 40), item("e", 20), item("f", 5)]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+        merge(&mut all, part);
+        cut_page(&mut all, (&ARCHIVES, 2, 3));
+        let ids: Vec<&str> = all["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["b", "e", "c"]);
+        assert_eq!(all["count"], 7, "the total counts every node's items");
+    }
 
     #[test]
     fn listings_merge_arrays_and_counts_each_item_once() {

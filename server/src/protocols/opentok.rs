@@ -121,7 +121,13 @@ impl Door for OpenTok {
         match (method, segments.as_slice()) {
             (_, ["session", sid, ..]) => Locate::Room((*sid).to_owned()),
             (&Method::POST, ["archive"]) => super::room_in_body(body, "sessionId"),
-            (&Method::GET, ["archive"]) => Locate::Gather,
+            (&Method::GET, ["archive"]) => Locate::GatherPage(crate::cluster::Paging {
+                offset: "offset",
+                count: "count",
+                default_count: archives::DEFAULT_COUNT,
+                items: "items",
+                newest_first_by: "createdAt",
+            }),
             (_, ["archive", ..]) => Locate::Search,
             _ => Locate::Here,
         }
