@@ -211,6 +211,19 @@ pub trait EdgeMedia: Send + Sync {
         'static,
         Result<(Endpoint, Description), crate::media::MediaError>,
     >;
+    /// Offers there a subscription to `out` (the kinds `audio` and `video_track`), the
+    /// server offering; the client's answer goes to the endpoint.
+    fn offer(
+        &self,
+        out: &crate::media::StreamOut,
+        audio: bool,
+        video_track: bool,
+        video: VideoChoice,
+        candidates_in_sdp: bool,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<(Endpoint, Description), crate::media::MediaError>,
+    >;
 }
 
 /// What a cluster adds to the call layer.
@@ -764,17 +777,20 @@ impl Calls {
             .room
             .prepare_subscribe(&m.participant, stream, crate::rooms::now_ms())
             .await??;
-        let (endpoint, offer) = self
-            .inner
-            .media
-            .offer(
-                &out,
-                info.has_audio && wanted.audio,
-                info.has_video && wanted.video,
-                self.video(&m.room).await,
-                candidates == Candidates::InSdp,
-            )
-            .await?;
+        let (audio, video_track) = (
+            info.has_audio && wanted.audio,
+            info.has_video && wanted.video,
+        );
+        let (video, in_sdp) = (self.video(&m.room).await, candidates == Candidates::InSdp);
+        let (endpoint, offer) = match &m.via {
+            Some(edge) => edge.offer(&out, audio, video_track, video, in_sdp).await?,
+            None => {
+                self.inner
+                    .media
+                    .offer(&out, audio, video_track, video, in_sdp)
+                    .await?
+            }
+        };
         m.room
             .attach_subscriber(&m.participant, stream.clone(), endpoint)
             .await;

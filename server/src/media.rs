@@ -273,6 +273,11 @@ pub trait RemoteEndpoint: Send + Sync + std::fmt::Debug {
         sdp_mid: Option<String>,
         sdp_mline_index: Option<u16>,
     ) -> futures_util::future::BoxFuture<'static, Result<(), MediaError>>;
+    /// Gives the peer connection the client's answer to its offer.
+    fn accept_answer(
+        &self,
+        answer: String,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), MediaError>>;
 }
 
 /// The fan-out of one published stream (cheap to clone; it ends when the last clone is
@@ -507,6 +512,9 @@ impl Endpoint {
 
     /// Gives a peer connection the server offered (`Media::offer`) the client's answer.
     pub async fn accept_answer(&self, answer: String) -> Result<(), MediaError> {
+        if let Peer::Elsewhere(remote) = &self.0 {
+            return remote.accept_answer(answer).await;
+        }
         let h = self.here()?;
         let (reply, done) = oneshot::channel();
         h.commands

@@ -185,15 +185,18 @@ test('three nodes: browsers meet in rooms spread over the cluster, and survive a
   await context.close();
 });
 
-test('a room larger than a node: subscribers on the other nodes get the publisher over the relay', async (t) => {
-  // Each owner carries one subscriber of a room; the next ones go to the other nodes.
-  const { nodes, hook } = await cluster(t, 'webinar', 42100, ['--cluster-room-subscribers', '1']);
+const portOf = (token) => Number(new URL(token.replace(/^ws/, 'http')).port);
+
+/** A webinar on a cluster whose owners carry one subscriber each: a publisher on the owner
+ * and three subscribers, the first on the owner and the next two on the other nodes, each
+ * decoding the publisher with its media from its own node's port. */
+async function startWebinar(t, name, udpBase, extra = []) {
+  const { nodes, hook } = await cluster(t, name, udpBase, ['--cluster-room-subscribers', '1', ...extra]);
   const { context, url } = await browsers(t);
-  const portOf = (token) => Number(new URL(token.replace(/^ws/, 'http')).port);
 
   const ov = new OpenVidu(nodes[0].url, nodes[0].secret);
   ov.enableProdMode();
-  const webinar = await ov.createSession({ customSessionId: 'webinar' });
+  const webinar = await ov.createSession({ customSessionId: name });
   const pub = await webinar.createConnection({ role: OpenViduRole.PUBLISHER });
   const owner = portOf(pub.token);
   const subs = [];
@@ -214,8 +217,13 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
     // Its media comes from the media port of the node its token named: the edges fan out
     // the stream they get over the relay.
     const node = nodes.findIndex((n) => n.front === ports[i]);
-    assert.deepEqual([...new Set(s.ports)], [42101 + node], `subscriber ${i + 1}'s media from node ${node + 1}`);
+    assert.deepEqual([...new Set(s.ports)], [udpBase + 1 + node], `subscriber ${i + 1}'s media from node ${node + 1}`);
   }
+  return { nodes, hook, context, url, webinar, pub, subs, ports, pages };
+}
+
+test('a room larger than a node: subscribers on the other nodes get the publisher over the relay', async (t) => {
+  const { nodes, hook, context, url, webinar, pub, subs, ports, pages } = await startWebinar(t, 'webinar', 42100);
   // One room: everyone is in the owner's view, with their subscriptions; webhooks from it.
   await webinar.fetch();
   assert.equal(webinar.activeConnections.length, 4);
@@ -223,7 +231,7 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
     const c = webinar.activeConnections.find((x) => x.connectionId === s.connectionId);
     assert.equal(c.subscribers.length, 1, `${s.connectionId} subscribes`);
   }
-  const joined = hook.bodies.map((b) => b.body).filter((b) => b.event === 'participantJoined' && b.sessionId === 'webinar');
+  const joined = hook.bodies.map((b) => b.body).filter((b) => b.event === 'participantJoined' && b.sessionId === webinar.sessionId);
   assert.equal(joined.length, 4);
   // A signal reaches a subscriber on another node; a REST call on a third node puts one out.
   await pages[2].evaluate(() => { window.events = window.events.filter((e) => e.type !== 'signal'); });
@@ -231,7 +239,7 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
   const signal = await fetch(`${edgeNode.url}/openvidu/api/signal`, {
     method: 'POST',
     headers: { authorization: 'Basic ' + Buffer.from(`OPENVIDUAPP:${edgeNode.secret}`).toString('base64'), 'content-type': 'application/json' },
-    body: JSON.stringify({ session: 'webinar', type: 'hello', data: 'to all' }),
+    body: JSON.stringify({ session: webinar.sessionId, type: 'hello', data: 'to all' }),
   });
   assert.equal(signal.status, 200);
   await waitFor(pages[2], () => window.events.some((e) => e.type === 'signal' && e.data === 'to all'), null,
@@ -239,7 +247,7 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
   const other = new OpenVidu(nodes.find((n) => n.front === ports[2]).url, nodes[0].secret);
   other.enableProdMode();
   await other.fetch();
-  await other.activeSessions.find((s) => s.sessionId === 'webinar').forceDisconnect(subs[2].connectionId);
+  await other.activeSessions.find((s) => s.sessionId === webinar.sessionId).forceDisconnect(subs[2].connectionId);
   await waitFor(pages[3], () => window.events.some((e) => e.type === 'sessionDisconnected'
     && e.reason === 'forceDisconnectByServer'), null, 'the subscriber on the third node is put out');
   // The others still decode.
@@ -260,6 +268,13 @@ test('a room larger than a node: subscribers on the other nodes get the publishe
   assert.notEqual(portOf(late.token), nodes[edge].front, 'not placed on the dead node');
   const page = await joinPage(context, url, late.token, 'late');
   await decoding(page, pub.connectionId, 'a subscriber that came after the edge died');
+  await context.close();
+});
+
+test('a room larger than a node, the server offering: the edges make the subscribers\' offers', async (t) => {
+  // openvidu-browser in its mediasoup mode: each subscription is the server's offer, made by
+  // the node that serves the subscriber's media; every subscriber decodes from its node.
+  const { context } = await startWebinar(t, 'offers', 42300, ['--server-offers', 'true']);
   await context.close();
 });
 

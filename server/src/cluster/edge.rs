@@ -4,7 +4,8 @@
 //! `super::route`), so the room, its events, signals, moderation and recording stay in one
 //! place. Their media is the edge's: when such a member subscribes, the owner starts (or
 //! reuses) a media relay of the stream to the edge and asks the edge, over a signed call, to
-//! answer the member's offer with a peer connection fed by that relay. The owner keeps the
+//! answer the member's offer with a peer connection fed by that relay (or, the server
+//! offering, to make the offer, whose answer follows the same way). The owner keeps the
 //! subscription as an [`Endpoint`] whose peer connection is elsewhere; dropping it closes
 //! the edge's peer connection, and the relay stops with its last subscriber.
 
@@ -63,8 +64,19 @@ struct Subscribe {
     /// The owner's media socket (the relay comes from there).
     from: String,
     video: String,
-    offer: String,
+    /// The client's offer; `None`: the edge offers (the kinds `wanted`), and the client's
+    /// answer comes later ([`Answer`]).
+    offer: Option<String>,
+    #[serde(default)]
+    wanted: (bool, bool),
     candidates_in_sdp: bool,
+}
+
+/// The client's answer to an edge's offer.
+#[derive(Serialize, Deserialize)]
+struct Answer {
+    id: String,
+    answer: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -112,6 +124,32 @@ impl EdgeMedia for EdgeLink {
         video: VideoChoice,
         candidates_in_sdp: bool,
     ) -> BoxFuture<'static, Result<(Endpoint, Description), MediaError>> {
+        self.open(out, Some(offer), (true, true), video, candidates_in_sdp)
+    }
+
+    fn offer(
+        &self,
+        out: &StreamOut,
+        audio: bool,
+        video_track: bool,
+        video: VideoChoice,
+        candidates_in_sdp: bool,
+    ) -> BoxFuture<'static, Result<(Endpoint, Description), MediaError>> {
+        self.open(out, None, (audio, video_track), video, candidates_in_sdp)
+    }
+}
+
+impl EdgeLink {
+    /// A subscription to `out` on the edge: answering the client's `offer`, or offering
+    /// the kinds `wanted` (audio, video).
+    fn open(
+        &self,
+        out: &StreamOut,
+        offer: Option<String>,
+        wanted: (bool, bool),
+        video: VideoChoice,
+        candidates_in_sdp: bool,
+    ) -> BoxFuture<'static, Result<(Endpoint, Description), MediaError>> {
         let (cluster, node, out) = (self.cluster.clone(), self.node.clone(), out.clone());
         Box::pin(async move {
             let gone = || MediaError::Gone("the cluster node of this subscriber is gone");
@@ -128,6 +166,7 @@ impl EdgeMedia for EdgeLink {
                 from: cluster.inner.media.udp_addr().to_string(),
                 video: codec_name(video).to_owned(),
                 offer,
+                wanted,
                 candidates_in_sdp,
             };
             let answer: Subscribed = cluster
@@ -195,6 +234,21 @@ impl RemoteEndpoint for RemoteSubscription {
                 .map_err(MediaError::Stack)
         })
     }
+
+    fn accept_answer(&self, answer: String) -> BoxFuture<'static, Result<(), MediaError>> {
+        let (cluster, url) = (self.cluster.clone(), self.url.clone());
+        let answer = Answer {
+            id: self.id.clone(),
+            answer,
+        };
+        Box::pin(async move {
+            cluster
+                .post_json::<_, serde_json::Value>(&url, "/cluster/v1/answer", &answer)
+                .await
+                .map(|_| ())
+                .map_err(MediaError::Stack)
+        })
+    }
 }
 
 impl Drop for RemoteSubscription {
@@ -250,6 +304,7 @@ pub(super) fn routes(cluster: Cluster) -> axum::Router {
     axum::Router::new()
         .route("/cluster/v1/subscribe", axum::routing::post(subscribe))
         .route("/cluster/v1/candidate", axum::routing::post(candidate))
+        .route("/cluster/v1/answer", axum::routing::post(answer))
         .route("/cluster/v1/close", axum::routing::post(close))
         .route_layer(axum::middleware::from_fn(super::require_signed))
         .with_state(cluster)
@@ -269,10 +324,19 @@ async fn subscribe(State(c): State<Cluster>, Json(q): Json<Subscribe>) -> Respon
         entry.1 += 1;
         entry.0.clone()
     };
-    match media
-        .subscribe(&out, q.offer, video, q.candidates_in_sdp)
-        .await
-    {
+    let made = match q.offer {
+        Some(offer) => {
+            media
+                .subscribe(&out, offer, video, q.candidates_in_sdp)
+                .await
+        }
+        None => {
+            let (audio, video_track) = q.wanted;
+            let in_sdp = q.candidates_in_sdp;
+            media.offer(&out, audio, video_track, video, in_sdp).await
+        }
+    };
+    match made {
         Ok((endpoint, d)) => {
             let id = format!("{:016x}", rand::random::<u64>());
             lock(&c.inner.edge.subscriptions).insert(id.clone(), (endpoint, q.relay));
@@ -320,6 +384,19 @@ async fn candidate(State(c): State<Cluster>, Json(q): Json<Trickle>) -> Response
         .add_candidate(q.candidate, q.sdp_mid, q.sdp_mline_index)
         .await
     {
+        Ok(()) => Json(serde_json::json!({})).into_response(),
+        Err(e) => super::refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+async fn answer(State(c): State<Cluster>, Json(q): Json<Answer>) -> Response {
+    let endpoint = lock(&c.inner.edge.subscriptions)
+        .get(&q.id)
+        .map(|(e, _)| e.clone());
+    let Some(endpoint) = endpoint else {
+        return super::refuse(StatusCode::NOT_FOUND, "no such subscription");
+    };
+    match endpoint.accept_answer(q.answer).await {
         Ok(()) => Json(serde_json::json!({})).into_response(),
         Err(e) => super::refuse(StatusCode::BAD_REQUEST, &e.to_string()),
     }
