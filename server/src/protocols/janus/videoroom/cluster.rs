@@ -258,9 +258,12 @@ async fn pump(
             },
             frame = input.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
-                    if let Ok(event) = serde_json::from_str::<Value>(text.as_str())
-                        && events.send(event).await.is_err()
-                    {
+                    let Ok(event) = serde_json::from_str::<Value>(text.as_str()) else {
+                        continue;
+                    };
+                    // The owner ended the session (it missed keep-alives): the handle has
+                    // no counterpart any more.
+                    if event["janus"] == "timeout" || events.send(event).await.is_err() {
                         return;
                     }
                     continue;
