@@ -53,7 +53,10 @@ text = open("docs/benchmarks.md").read()
 block = (f"{start}\n## A cluster: 1 publisher, 60 subscribers on 1, 2 and 3 nodes\n\n"
          "`bash tools/loadtest/cluster.sh` (this machine: 2 cores; every node, the database and the "
          "load tool on it). With N nodes the owner carries 60/N subscribers; the others receive "
-         "the stream once each over the media relay and fan it out.\n\n" + section + f"\n{end}\n")
+         "the stream once each over the media relay and fan it out. Idle CPU is each node's over "
+         "the same window before the room existed (lease renewals, timers): what a node costs "
+         "with nothing to forward. The host is a shared VM: figures move by tens of percent "
+         "between runs; compare rows of one run.\n\n" + section + f"\n{end}\n")
 if start in text:
     text = re.sub(re.escape(start) + ".*?" + re.escape(end) + "\n?", lambda _: block, text, flags=re.S)
 else:

@@ -18,6 +18,8 @@ struct Run {
     forwarded_pps: f64,
     /// CPU of each node, percent of one core, the owner first.
     cpu_percent: Vec<f64>,
+    /// CPU of each node before the room existed (lease renewals, timers), same units.
+    idle_percent: Vec<f64>,
     loss_percent: f64,
 }
 
@@ -65,6 +67,9 @@ pub async fn run(
         }
         // Every node renews its lease (with its load) before the room is placed.
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let pids: Vec<u32> = nodes.iter().map(|(p, _)| p.pid()).collect();
+        // What a node costs with nothing to forward, so the relay's cost can be told from it.
+        let idle_percent = cpu_percent_over(&pids, window).await?;
         let target = Target::Camerata(signaling::Camerata::new(&nodes[0].1, SECRET));
         let log = Arc::new(SendLog::default());
         let sent = Arc::new(Sent::default());
@@ -78,7 +83,6 @@ pub async fn run(
             grow(&target, &room, &publisher.feed, ip, &log, &mut subs, k).await?;
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let pids: Vec<u32> = nodes.iter().map(|(p, _)| p.pid()).collect();
         let counts = |subs: &[Subscribing]| -> (u64, i64) {
             subs.iter().fold((0, 0), |(r, e), s| {
                 let g = s
@@ -92,11 +96,9 @@ pub async fn run(
             })
         };
         let before = counts(&subs);
-        let cpu0: Vec<u64> = pids.iter().map(|p| cpu_us(*p)).collect::<Result<_, _>>()?;
         let t0 = Instant::now();
-        tokio::time::sleep(window).await;
+        let cpu_percent = cpu_percent_over(&pids, window).await?;
         let elapsed = t0.elapsed().as_secs_f64();
-        let cpu1: Vec<u64> = pids.iter().map(|p| cpu_us(*p)).collect::<Result<_, _>>()?;
         let after = counts(&subs);
         let received = after.0 - before.0;
         let expected = after.1 - before.1;
@@ -107,11 +109,8 @@ pub async fn run(
             nodes: n,
             subscribers,
             forwarded_pps: received as f64 / elapsed,
-            cpu_percent: cpu0
-                .iter()
-                .zip(&cpu1)
-                .map(|(a, b)| (b - a) as f64 / (elapsed * 10_000.0))
-                .collect(),
+            cpu_percent,
+            idle_percent,
             loss_percent: if expected > 0 {
                 (1.0 - received as f64 / expected as f64).max(0.0) * 100.0
             } else {
@@ -134,43 +133,67 @@ pub async fn run(
     Ok(report(&runs))
 }
 
+/// Each process's CPU over `window`, in percent of one core.
+async fn cpu_percent_over(pids: &[u32], window: Duration) -> anyhow::Result<Vec<f64>> {
+    let cpu0: Vec<u64> = pids.iter().map(|p| cpu_us(*p)).collect::<Result<_, _>>()?;
+    let t0 = Instant::now();
+    tokio::time::sleep(window).await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu1: Vec<u64> = pids.iter().map(|p| cpu_us(*p)).collect::<Result<_, _>>()?;
+    Ok(cpu0
+        .iter()
+        .zip(&cpu1)
+        .map(|(a, b)| b.saturating_sub(*a) as f64 / (elapsed * 10_000.0))
+        .collect())
+}
+
+/// Percentages joined as `a / b / c`.
+fn joined(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|c| format!("{c:.1}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 fn report(runs: &[Run]) -> String {
     let mut md = String::from(
-        "| nodes | subscribers | forwarded packets/s | CPU per node (% of a core, owner first) | CPU, all nodes | µs per forwarded packet, all nodes | loss |\n|---|---|---|---|---|---|---|\n",
+        "| nodes | subscribers | forwarded packets/s | CPU per node (% of a core, owner first) | idle CPU per node (before the room) | CPU, all nodes | µs per forwarded packet, all nodes | loss |\n|---|---|---|---|---|---|---|---|\n",
     );
     for r in runs {
         let total: f64 = r.cpu_percent.iter().sum();
         let per_packet = total * 10_000.0 / r.forwarded_pps.max(1.0);
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {:.1} % | {:.1} | {:.2} % |\n",
+            "| {} | {} | {:.0} | {} | {} | {:.1} % | {:.1} | {:.2} % |\n",
             r.nodes,
             r.subscribers,
             r.forwarded_pps,
-            r.cpu_percent
-                .iter()
-                .map(|c| format!("{c:.1}"))
-                .collect::<Vec<_>>()
-                .join(" / "),
+            joined(&r.cpu_percent),
+            joined(&r.idle_percent),
             total,
             per_packet,
             r.loss_percent
         ));
     }
     // The relay's cost: the extra CPU of N nodes over one, per packet relayed (each relayed
-    // packet is sealed once by the owner and opened once by an edge).
+    // packet is sealed once by the owner and opened once by an edge), with and without what
+    // the nodes spend idle.
+    let busy = |r: &Run| -> f64 { r.cpu_percent.iter().sum::<f64>() };
+    let working = |r: &Run| -> f64 { busy(r) - r.idle_percent.iter().sum::<f64>() };
     if let Some(one) = runs.iter().find(|r| r.nodes == 1) {
-        let one_total: f64 = one.cpu_percent.iter().sum();
         for r in runs.iter().filter(|r| r.nodes > 1) {
-            let total: f64 = r.cpu_percent.iter().sum();
             let publisher_pps = r.forwarded_pps / r.subscribers.max(1) as f64;
             let relayed_pps = publisher_pps * (r.nodes - 1) as f64;
-            let extra_us = (total - one_total) * 10_000.0;
+            let extra_us = (busy(r) - busy(one)) * 10_000.0;
+            let extra_work_us = (working(r) - working(one)) * 10_000.0;
             md.push_str(&format!(
-                "\nWith {} nodes: {:.0} relayed packets/s; the cluster spends {:.0} µs/s more CPU than one node ({:.1} µs per relayed packet, owner and edge together, node overheads included).\n",
+                "\nWith {} nodes: {:.0} relayed packets/s; the cluster spends {:.0} µs/s more CPU than one node ({:.1} µs per relayed packet, owner and edge together, idle node overheads included); without each node's idle CPU, {:.0} µs/s more ({:.1} µs per relayed packet).\n",
                 r.nodes,
                 relayed_pps,
                 extra_us,
-                extra_us / relayed_pps.max(1.0)
+                extra_us / relayed_pps.max(1.0),
+                extra_work_us,
+                extra_work_us / relayed_pps.max(1.0)
             ));
         }
     }
