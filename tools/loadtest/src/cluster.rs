@@ -160,8 +160,10 @@ fn report(runs: &[Run]) -> String {
     let mut md = String::from(
         "| nodes | subscribers | forwarded packets/s | CPU per node (% of a core, owner first) | idle CPU per node (before the room) | CPU, all nodes | µs per forwarded packet, all nodes | loss |\n|---|---|---|---|---|---|---|---|\n",
     );
+    let busy = |r: &Run| -> f64 { r.cpu_percent.iter().sum::<f64>() };
+    let working = |r: &Run| -> f64 { busy(r) - r.idle_percent.iter().sum::<f64>() };
     for r in runs {
-        let total: f64 = r.cpu_percent.iter().sum();
+        let total = busy(r);
         let per_packet = total * 10_000.0 / r.forwarded_pps.max(1.0);
         md.push_str(&format!(
             "| {} | {} | {:.0} | {} | {} | {:.1} % | {:.1} | {:.2} % |\n",
@@ -178,8 +180,6 @@ fn report(runs: &[Run]) -> String {
     // The relay's cost: the extra CPU of N nodes over one, per packet relayed (each relayed
     // packet is sealed once by the owner and opened once by an edge), with and without what
     // the nodes spend idle.
-    let busy = |r: &Run| -> f64 { r.cpu_percent.iter().sum::<f64>() };
-    let working = |r: &Run| -> f64 { busy(r) - r.idle_percent.iter().sum::<f64>() };
     if let Some(one) = runs.iter().find(|r| r.nodes == 1) {
         for r in runs.iter().filter(|r| r.nodes > 1) {
             let publisher_pps = r.forwarded_pps / r.subscribers.max(1) as f64;
